@@ -1,0 +1,3 @@
+from liverseg.cli import main
+
+main()

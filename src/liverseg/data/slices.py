@@ -1,0 +1,59 @@
+"""From a NIfTI case to normalised, resized axial slices stored for fast training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from liverseg.atomic import atomic_path
+from liverseg.data import nifti
+
+
+def normalise_hu(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
+    """Clip to the HU window and scale it to [0, 1]."""
+    lo, hi = window
+    return ((np.clip(hu, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+
+
+def resize_images(stack: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of (n, H, W) or (n, C, H, W) images; antialiased when shrinking."""
+    x = torch.as_tensor(stack, dtype=torch.float32)
+    squeeze = x.ndim == 3
+    x = x[:, None] if squeeze else x
+    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+    return x[:, 0] if squeeze else x
+
+
+def resize_labels(stack: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of (n, H, W) label maps: no new label values appear."""
+    x = torch.as_tensor(stack.astype(np.uint8))[:, None].float()
+    return F.interpolate(x, size=size, mode="nearest-exact")[:, 0].to(torch.uint8).numpy()
+
+
+def slice_case(volume: Path, label: Path, window: tuple[float, float], size: int) -> dict[str, np.ndarray]:
+    """Axial slices (z, size, size) of the canonical volume, normalised, with their labels."""
+    image, seg = nifti.load(volume), nifti.load(label)
+    if image.shape != seg.shape:
+        raise nifti.VolumeError(f"{label}: shape {seg.shape} differs from its volume {volume} {image.shape}")
+    hu = nifti.to_canonical(image).transpose(2, 0, 1)
+    labels = nifti.to_canonical(seg, dtype=np.uint8).transpose(2, 0, 1)
+    return {
+        "image": resize_images(normalise_hu(hu, window), (size, size)).numpy().astype(np.float16),
+        "label": resize_labels(labels, (size, size)),
+        "shape": np.array(hu.shape[1:]),  # canonical in-plane size, to resize predictions back
+        "spacing": np.array(nifti.canonical_spacing(image)),
+    }
+
+
+def save_slices(slices: dict[str, np.ndarray], path: Path) -> None:
+    with atomic_path(path) as partial:
+        np.savez(partial, **slices)
+
+
+def load_slices(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}

@@ -1,0 +1,234 @@
+"""Seeded synthetic contrast-enhanced abdominal CT, written in the LiTS layout.
+
+Each case is built slice by slice in canonical RAS voxel space (axis 0 towards the patient's right, axis 1 anterior,
+axis 2 superior) and in millimetres, so organ sizes stay physical whatever the spacing. The phantom is meant to be a
+real test of a segmentation model: the liver sits among organs of similar attenuation (spleen, kidneys, vessels),
+tumours range from a few voxels to several centimetres and are mostly hypodense, and the noise, spacing, size and
+storage orientation change between cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage
+
+BACKGROUND, LIVER, TUMOUR = 0, 1, 2
+AIR_HU = -1000.0
+STORAGE_ORIENTATIONS = (("R", "A", "S"), ("L", "P", "S"), ("L", "A", "S"), ("R", "P", "I"))
+
+
+@dataclass(frozen=True)
+class Organ:
+    """An elliptic cross-section whose size follows the z fraction t in [0, 1] (0 inferior, 1 superior)."""
+
+    centre: tuple[float, float]  # mm from the slice centre: (towards right, towards anterior)
+    semi_axes: tuple[float, float]  # mm at the organ's widest slice
+    z_range: tuple[float, float]  # fractions of the scanned length
+    harmonics: tuple[tuple[float, float], ...] = ()  # (amplitude, phase) of the outline for k = 2, 3, ...
+
+    def mask(self, u: np.ndarray, v: np.ndarray, t: float) -> np.ndarray:
+        lo, hi = self.z_range
+        if not lo < t < hi:
+            return np.zeros(u.shape, dtype=bool)
+        profile = np.sqrt(1.0 - ((2.0 * t - lo - hi) / (hi - lo)) ** 2)
+        du, dv = (u - self.centre[0]) / self.semi_axes[0], (v - self.centre[1]) / self.semi_axes[1]
+        theta = np.arctan2(dv, du)
+        outline = 1.0 + sum(a * np.cos(k * theta + p) for k, (a, p) in enumerate(self.harmonics, start=2))
+        return du**2 + dv**2 <= (profile * outline) ** 2
+
+
+@dataclass(frozen=True)
+class Case:
+    image: np.ndarray  # HU, int16, canonical RAS
+    label: np.ndarray  # uint8, canonical RAS
+    spacing: tuple[float, float, float]
+    orientation: tuple[str, str, str]  # axis codes of the stored file
+
+
+def _jitter(rng: np.random.Generator, value: float, spread: float) -> float:
+    return float(value + rng.uniform(-spread, spread))
+
+
+def _outline(rng: np.random.Generator, n: int = 3, amplitude: float = 0.08) -> tuple[tuple[float, float], ...]:
+    return tuple((float(rng.uniform(0, amplitude)), float(rng.uniform(0, 2 * np.pi))) for _ in range(n))
+
+
+def _anatomy(rng: np.random.Generator) -> dict[str, Organ]:
+    """Organ placement for one patient, varied around a typical upper abdomen."""
+    s = rng.uniform(0.88, 1.12)  # patient size
+    j = lambda value, spread: _jitter(rng, value, spread)  # noqa: E731 - local shorthand
+    return {
+        "body": Organ((0, j(0, 5)), (s * j(165, 10), s * j(118, 8)), (-1, 2), _outline(rng, 2, 0.03)),
+        "liver": Organ(
+            (s * j(52, 6), s * j(4, 5)), (s * j(78, 6), s * j(82, 6)), (j(0.36, 0.05), j(0.97, 0.02)), _outline(rng)
+        ),
+        # the left lobe reaches across the midline in the upper slices
+        "left_lobe": Organ(
+            (s * j(-12, 6), s * j(38, 5)), (s * j(48, 6), s * j(30, 4)), (j(0.6, 0.04), j(0.93, 0.02)), _outline(rng)
+        ),
+        "spleen": Organ(
+            (s * j(-92, 6), s * j(-38, 6)), (s * j(34, 4), s * j(52, 5)), (j(0.5, 0.04), j(0.86, 0.04)), _outline(rng)
+        ),
+        "stomach": Organ(
+            (s * j(-52, 6), s * j(30, 6)), (s * j(42, 5), s * j(36, 5)), (j(0.5, 0.04), j(0.84, 0.03)), _outline(rng)
+        ),
+        "kidney_r": Organ(
+            (s * j(62, 5), s * j(-48, 5)), (s * j(28, 3), s * j(36, 3)), (j(0.02, 0.02), j(0.48, 0.04)), _outline(rng)
+        ),
+        "kidney_l": Organ(
+            (s * j(-62, 5), s * j(-48, 5)), (s * j(28, 3), s * j(36, 3)), (j(0.08, 0.03), j(0.56, 0.04)), _outline(rng)
+        ),
+        "vertebra": Organ((0, s * j(-62, 3)), (s * 22, s * 19), (-1, 2)),
+        "canal": Organ((0, s * j(-88, 2)), (s * 8, s * 7), (-1, 2)),
+        "aorta": Organ((s * j(-14, 2), s * j(-33, 2)), (11, 11), (-1, 2)),
+        "ivc": Organ((s * j(20, 2), s * j(-26, 2)), (12, 9), (-1, 0.9)),
+    }
+
+
+def _ribs(u: np.ndarray, v: np.ndarray, body: Organ, t: float) -> np.ndarray:
+    """Small bony cross-sections along the inside of the body wall, in the upper slices only."""
+    ribs = np.zeros(u.shape, dtype=bool)
+    if t < 0.42:
+        return ribs
+    a, b = body.semi_axes[0] - 22, body.semi_axes[1] - 20
+    for angle in np.deg2rad(np.arange(-160, 161, 32) + 12 * t):
+        cu, cv = body.centre[0] + a * np.sin(angle), body.centre[1] + b * np.cos(angle)
+        if cv < -60:  # no ribs behind the spine's level
+            continue
+        ribs |= ((u - cu) / 7.0) ** 2 + ((v - cv) / 4.5) ** 2 <= 1.0
+    return ribs
+
+
+def _intrahepatic_vessels(u: np.ndarray, v: np.ndarray, liver: Organ, t: float, k: int) -> np.ndarray:
+    """Enhanced portal and hepatic vein branches: part of the liver label, brighter than the parenchyma."""
+    vessels = np.zeros(u.shape, dtype=bool)
+    cu, cv = liver.centre
+    for n in range(4):
+        angle = 0.9 * n + 1.7 * t + 0.2 * k
+        reach = 0.25 + 0.12 * n
+        pu, pv = cu + reach * liver.semi_axes[0] * np.cos(angle), cv + reach * liver.semi_axes[1] * np.sin(angle)
+        vessels |= (u - pu) ** 2 + (v - pv) ** 2 <= (5.0 - 0.7 * n) ** 2
+    return vessels
+
+
+def _place_tumours(rng: np.random.Generator, liver: np.ndarray, spacing, count: int) -> list[tuple[np.ndarray, bool]]:
+    """Ellipsoids centred inside the liver, radii log-uniform from about a voxel to several centimetres."""
+    inside = np.argwhere(liver)
+    grid = np.indices(liver.shape, dtype=np.float32)
+    tumours = []
+    for _ in range(count):
+        centre = inside[rng.integers(len(inside))]
+        radius = float(np.exp(rng.uniform(np.log(1.8), np.log(26.0))))
+        axes = radius * rng.uniform(0.7, 1.3, size=3)
+        lo = np.maximum(centre - np.ceil(axes / spacing) - 1, 0).astype(int)
+        hi = np.minimum(centre + np.ceil(axes / spacing) + 2, liver.shape).astype(int)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        dist = sum(((grid[d][box] - centre[d]) * spacing[d] / axes[d]) ** 2 for d in range(3))
+        mask = np.zeros(liver.shape, dtype=bool)
+        mask[box] = (dist <= 1.0) & liver[box]
+        if not mask.any():
+            mask[tuple(centre)] = True  # a tumour smaller than a voxel still marks the voxel it sits in
+        tumours.append((mask, bool(rng.random() < 0.75)))
+    return tumours
+
+
+def make_case(seed: int) -> Case:
+    """One synthetic patient: HU image and labels (0 background, 1 liver, 2 tumour) in canonical RAS order."""
+    rng = np.random.default_rng(seed)
+    nx = int(rng.choice([192, 224, 256]))
+    ny = int(nx - rng.choice([0, 32]))
+    nz = int(rng.integers(32, 65))
+    in_plane = rng.uniform(360, 440) / max(nx, ny)  # a field of view that holds the whole body, as in real scans
+    spacing = (float(in_plane), float(in_plane), float(rng.choice([2.5, 3.0, 4.0, 5.0])))
+    organs = _anatomy(rng)
+    u = (np.arange(nx) - nx / 2 + 0.5)[:, None] * spacing[0] * np.ones((1, ny))
+    v = (np.arange(ny) - ny / 2 + 0.5)[None, :] * spacing[1] * np.ones((nx, 1))
+    liver_hu = rng.uniform(95, 125)
+    densities = {
+        "spleen": liver_hu + rng.uniform(-8, 15),
+        "kidney": rng.uniform(150, 190),
+        "aorta": rng.uniform(150, 200),
+        "ivc": rng.uniform(120, 150),
+        "vessel": liver_hu + rng.uniform(40, 70),
+    }
+    image = np.full((nx, ny, nz), AIR_HU, dtype=np.float32)
+    label = np.zeros((nx, ny, nz), dtype=np.uint8)
+    gas_side = rng.uniform(0.2, 0.5)
+    bowel_field = ndimage.gaussian_filter(rng.normal(size=(nx, ny, nz)).astype(np.float32), sigma=(5, 5, 1.5))
+    bowel_level, gas_level = np.quantile(bowel_field, [0.6, 0.93])
+    for k in range(nz):
+        t = (k + 0.5) / nz
+        m = {name: organ.mask(u, v, t) for name, organ in organs.items()}
+        inner = Organ(organs["body"].centre, tuple(a - 14 for a in organs["body"].semi_axes), (-1, 2)).mask(u, v, t)
+        cavity = Organ(organs["body"].centre, tuple(a - 24 for a in organs["body"].semi_axes), (-1, 2)).mask(u, v, t)
+        sl = image[:, :, k]
+        sl[m["body"]] = -100.0  # subcutaneous fat
+        sl[inner] = 45.0  # abdominal wall and back muscles
+        sl[cavity] = -85.0  # visceral fat
+        bowel = cavity & (bowel_field[:, :, k] > bowel_level) & (v > -40)
+        sl[bowel] = 30.0
+        sl[bowel & (bowel_field[:, :, k] > gas_level)] = -700.0  # gas in the bowel
+        sl[m["stomach"]] = 15.0
+        sl[m["stomach"] & (v > organs["stomach"].centre[1] + gas_side * organs["stomach"].semi_axes[1])] = -900.0
+        for side in ("kidney_r", "kidney_l"):
+            medulla = Organ(organs[side].centre, tuple(0.55 * a for a in organs[side].semi_axes), organs[side].z_range)
+            sl[m[side]] = densities["kidney"]
+            sl[medulla.mask(u, v, t)] = densities["kidney"] - 60.0
+        sl[m["spleen"]] = densities["spleen"]
+        liver = (m["liver"] | m["left_lobe"]) & cavity
+        sl[liver] = liver_hu
+        sl[liver & _intrahepatic_vessels(u, v, organs["liver"], t, k)] = densities["vessel"]
+        sl[m["aorta"]] = densities["aorta"]
+        sl[m["ivc"] & ~liver] = densities["ivc"]
+        trabecular = Organ(organs["vertebra"].centre, tuple(a - 4 for a in organs["vertebra"].semi_axes), (-1, 2))
+        sl[m["vertebra"]] = 600.0
+        sl[trabecular.mask(u, v, t)] = 230.0
+        sl[m["canal"]] = 20.0
+        ribs = _ribs(u, v, organs["body"], t)
+        sl[ribs] = 650.0
+        label[:, :, k][liver & ~(m["aorta"] | m["vertebra"] | m["canal"] | ribs)] = LIVER
+    liver = label == LIVER
+    if liver.any():
+        count = 0 if rng.random() < 0.2 else int(rng.integers(1, 7))
+        for mask, hypodense in _place_tumours(rng, liver, np.array(spacing), count):
+            image[mask] = liver_hu - rng.uniform(35, 70) if hypodense else liver_hu + rng.uniform(30, 55)
+            label[mask] = TUMOUR
+    image = ndimage.gaussian_filter(image, sigma=(0.7, 0.7, 0.3))  # partial-volume blur
+    image += ndimage.gaussian_filter(rng.normal(0, 40, image.shape).astype(np.float32), sigma=(3, 3, 0))  # mottle
+    image += rng.normal(0, rng.uniform(8, 18), image.shape).astype(np.float32)  # quantum noise
+    orientation = STORAGE_ORIENTATIONS[int(rng.integers(len(STORAGE_ORIENTATIONS)))]
+    return Case(np.clip(np.rint(image), -1024, 3071).astype(np.int16), label, spacing, orientation)
+
+
+def canonical_affine(spacing: tuple[float, float, float], shape: tuple[int, int, int]) -> np.ndarray:
+    """RAS affine with the scanner origin near the volume's centre, like a real scan's table position."""
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = -np.array(spacing) * (np.array(shape) - 1) / 2.0
+    return affine
+
+
+def write_case(case: Case, volume_path: Path, label_path: Path) -> None:
+    """Write volume and labels as NIfTI, reoriented on disk to the case's storage orientation."""
+    affine = canonical_affine(case.spacing, case.image.shape)
+    to_storage = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt(("R", "A", "S")), nib.orientations.axcodes2ornt(case.orientation)
+    )
+    for data, path in ((case.image, volume_path), (case.label, label_path)):
+        image = nib.Nifti1Image(data, affine).as_reoriented(to_storage)
+        image.header.set_xyzt_units("mm", "sec")
+        image.set_qform(image.affine, code=1)
+        image.set_sform(image.affine, code=1)
+        nib.save(image, path)
+
+
+def generate_dataset(out_dir: Path, cases: int, seed: int) -> list[int]:
+    """Write `cases` phantoms as volume-N.nii.gz / segmentation-N.nii.gz; case N always gets the same patient."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for n in range(cases):
+        case = make_case(int(np.random.SeedSequence([seed, n]).generate_state(1)[0]))
+        write_case(case, out_dir / f"volume-{n}.nii.gz", out_dir / f"segmentation-{n}.nii.gz")
+    return list(range(cases))

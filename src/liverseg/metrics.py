@@ -1,0 +1,39 @@
+"""Overlap metrics of binary masks, and the LiTS targets taken from label maps.
+
+Rule for empty masks (as nnU-Net and MONAI's ignore_empty): when both the reference and the prediction are empty,
+Dice and Jaccard are undefined (NaN) and the case is left out of means; an empty prediction of a non-empty reference
+scores 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TARGETS = {"liver": lambda labels: labels >= 1, "tumour": lambda labels: labels == 2}
+
+
+def target_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
+    return {name: select(labels) for name, select in TARGETS.items()}
+
+
+def overlap_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    pred, ref = pred.astype(bool), ref.astype(bool)
+    intersection = int(np.count_nonzero(pred & ref))
+    n_pred, n_ref = int(np.count_nonzero(pred)), int(np.count_nonzero(ref))
+    union = n_pred + n_ref - intersection
+    return {
+        "dice": 2 * intersection / (n_pred + n_ref) if union else float("nan"),
+        "jaccard": intersection / union if union else float("nan"),
+        "accuracy": 1.0 - (union - intersection) / pred.size,
+        "pred_voxels": n_pred,
+        "ref_voxels": n_ref,
+        "intersection": intersection,
+    }
+
+
+def label_metrics(pred_labels: np.ndarray, ref_labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Metrics per LiTS target: liver is label >= 1 (tumour included), tumour is label 2."""
+    if pred_labels.shape != ref_labels.shape:
+        raise ValueError(f"prediction shape {pred_labels.shape} differs from reference {ref_labels.shape}")
+    pred, ref = target_masks(pred_labels), target_masks(ref_labels)
+    return {name: overlap_metrics(pred[name], ref[name]) for name in TARGETS}

@@ -1,0 +1,77 @@
+"""The two architectures of the study, built from a config entry.
+
+`unet`: the classic U-Net (Ronneberger et al.) with batch normalisation and a configurable width.
+`smp`: any segmentation_models_pytorch architecture; the study's model is `arch: Unet, encoder: resnet50`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PretrainedWeightsUnavailable(RuntimeError):
+    """Pretrained encoder weights were asked for but could not be fetched."""
+
+
+def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class UNet(nn.Module):
+    """Double 3x3 convolutions, max-pooling down, transposed convolutions up, skip connections."""
+
+    def __init__(self, in_channels: int = 1, classes: int = 2, base_channels: int = 64, depth: int = 4):
+        super().__init__()
+        widths = [base_channels * 2**level for level in range(depth + 1)]
+        self.down = nn.ModuleList([_double_conv(in_channels, widths[0])])
+        self.down.extend(_double_conv(widths[i], widths[i + 1]) for i in range(depth))
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth)))
+        self.merge = nn.ModuleList(_double_conv(2 * widths[i], widths[i]) for i in reversed(range(depth)))
+        self.head = nn.Conv2d(widths[0], classes, 1)
+        self.divisor = 2**depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level, block in enumerate(self.down):
+            x = block(x if level == 0 else self.pool(x))
+            skips.append(x)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1])):
+            x = merge(torch.cat([skip, up(x)], dim=1))
+        return self.head(x)
+
+
+def build_model(spec: dict, classes: int, pretrained: bool = True) -> nn.Module:
+    """A model from its config entry; `pretrained=False` skips weight downloads (weights come from a checkpoint)."""
+    if spec["kind"] == "unet":
+        return UNet(1, classes, spec.get("base_channels", 64), spec.get("depth", 4))
+    if spec["kind"] == "smp":
+        import segmentation_models_pytorch as smp
+
+        weights = spec.get("encoder_weights") if pretrained else None
+        try:
+            return smp.create_model(
+                spec.get("arch", "Unet"), encoder_name=spec["encoder"], encoder_weights=weights, in_channels=1, classes=classes
+            )
+        except Exception as error:
+            if weights is None:
+                raise
+            raise PretrainedWeightsUnavailable(
+                f"could not load '{weights}' weights for encoder '{spec['encoder']}' ({type(error).__name__}: {error}). "
+                "They are downloaded from the Hugging Face hub on first use: run once where the internet is reachable "
+                "(they are then cached under ~/.cache/huggingface), or set encoder_weights: null to train from scratch."
+            ) from error
+    raise ValueError(f"unknown model kind {spec['kind']!r} (expected 'unet' or 'smp')")
+
+
+def input_divisor(model: nn.Module) -> int:
+    """Image sides must be multiples of this number."""
+    return getattr(model, "divisor", 32)

@@ -1,0 +1,67 @@
+"""MLflow runs in the project's store (SQLite by default, or a tracking server on a cluster)."""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+
+@contextmanager
+def _store_lock(uri: str):
+    """Serialise creation of a SQLite store and its experiments: a cold start with concurrent writers fails."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri.removeprefix("sqlite:///") + ".lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def flatten(params: dict, prefix: str = "") -> dict[str, str]:
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        flat.update(flatten(value, f"{name}.") if isinstance(value, dict) else {name: str(value)})
+    return flat
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def start_run(uri: str, experiment: str, run_name: str, params: dict, artifact_root: Path) -> tuple[MlflowClient, str]:
+    """A new run with its parameters and tags; the experiment is created on first use."""
+    client = MlflowClient(tracking_uri=uri)
+    with _store_lock(uri):
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = (
+            found.experiment_id
+            if found
+            else client.create_experiment(experiment, artifact_location=Path(artifact_root).absolute().as_uri())
+        )
+    tags = {"mlflow.runName": run_name, "model": run_name}
+    # MLflow derives the commit from sys.argv[0], which under Snakemake is not the project's code
+    if commit := _git_commit():
+        tags["mlflow.source.git.commit"] = commit
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    for key, value in flatten(params).items():
+        client.log_param(run.info.run_id, key, value[:6000])
+    return client, run.info.run_id
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int | None = None) -> None:
+    for key, value in metrics.items():
+        if value == value:  # MLflow rejects NaN in some stores: leave undefined values out
+            client.log_metric(run_id, key, float(value), step=step or 0)

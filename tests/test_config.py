@@ -1,0 +1,74 @@
+"""The config schema stops bad settings before any job runs, and both shipped configs plan a valid workflow."""
+
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+
+def dry_run(tmp_path, config, env):
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    command = ["snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(path)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+def default_config():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("train", "epochs", -1, "epochs"),
+        ("train", "batch_size", "sixteen", "batch_size"),
+        ("models", "unet", {"kind": "vnet"}, "vnet"),
+        ("tversky", "alpha", 1.5, "alpha"),
+        ("preprocess", "image_size", 100, "image_size"),
+    ],
+)
+def test_bad_settings_stop_with_the_key_named(tmp_path, tool_env, section, key, value, message):
+    config = default_config()
+    target = config["train"]["tversky"] if section == "tversky" else config[section]
+    target[key] = value
+    result = dry_run(tmp_path, config, tool_env)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Error validating config file" in output
+    assert f"On instance[{section!r}]" in output or f"On instance['train']['tversky']" in output
+    assert message in output
+    assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+def test_unknown_key_is_refused(tmp_path, tool_env):
+    config = default_config()
+    config["train"]["learning_rate"] = 0.01
+    result = dry_run(tmp_path, config, tool_env)
+    assert result.returncode != 0 and "'learning_rate' was unexpected" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("config_file", ["config.yaml", "config/study.yaml"])
+def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file):
+    config = yaml.safe_load((ROOT / config_file).read_text())
+    result = dry_run(tmp_path, config, tool_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rule in ("download", "ingest", "split", "augment", "train", "aggregate"):
+        assert f"rule {rule}:" in result.stdout or f"checkpoint {rule}:" in result.stdout
+
+
+def test_study_config_is_the_published_setup():
+    study = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())
+    assert study["data"]["source"] == "msd" and study["preprocess"]["image_size"] == 128
+    assert study["train"]["epochs"] == 20 and study["train"]["batch_size"] == 16 and study["train"]["lr"] == 1e-4
+    assert study["train"]["tversky"] == {"alpha": 0.7, "beta": 0.3}
+    assert study["models"]["resnet50_unet"]["encoder_weights"] == "imagenet"
+    assert study["split"]["val_fraction"] == 0.2
+
+
+def test_lint_and_format(tool_env):
+    lint = subprocess.run(["snakemake", "--lint"], cwd=ROOT, env=tool_env, capture_output=True, text=True, timeout=300)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    fmt = subprocess.run(["snakefmt", "--check", "Snakefile", "workflow"], cwd=ROOT, env=tool_env, capture_output=True, text=True, timeout=120)
+    assert fmt.returncode == 0, fmt.stderr

@@ -1,0 +1,48 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from liverseg.models import UNet, build_model
+
+
+def test_classic_unet_shapes_and_width():
+    model = build_model({"kind": "unet", "base_channels": 4, "depth": 3}, classes=2)
+    assert isinstance(model, UNet)
+    assert model(torch.zeros(2, 1, 32, 48)).shape == (2, 2, 32, 48)
+    narrow = sum(p.numel() for p in model.parameters())
+    wide = sum(p.numel() for p in build_model({"kind": "unet", "base_channels": 8, "depth": 3}, 2).parameters())
+    assert 3.5 < wide / narrow < 4.5, "parameters grow with the square of the width"
+    up = [m for m in model.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(up) == 3 and len(pools) == 1
+
+
+def test_resnet50_unet_takes_one_channel():
+    model = build_model({"kind": "smp", "arch": "Unet", "encoder": "resnet50", "encoder_weights": None}, classes=2)
+    assert model.encoder.conv1.in_channels == 1
+    assert sum(p.numel() for p in model.encoder.parameters()) > 20e6  # a real ResNet50
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
+
+
+def test_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown model kind 'vnet'"):
+        build_model({"kind": "vnet"}, classes=2)
+
+
+def test_imagenet_weights_offline_stop_with_a_clear_message(tmp_path):
+    """No silent fallback to random weights when the hub cannot be reached."""
+    env = dict(os.environ, HF_HOME=str(tmp_path), HF_HUB_OFFLINE="1")
+    code = (
+        "from liverseg.models import build_model\n"
+        "build_model({'kind': 'smp', 'arch': 'Unet', 'encoder': 'resnet50', 'encoder_weights': 'imagenet'}, 2)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "PretrainedWeightsUnavailable" in result.stderr
+    assert "'imagenet' weights for encoder 'resnet50'" in result.stderr
+    assert "encoder_weights: null" in result.stderr

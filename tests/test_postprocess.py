@@ -1,0 +1,49 @@
+import nibabel as nib
+import numpy as np
+
+from liverseg.postprocess import close_labels, disk_footprint, postprocess_case
+
+
+def _disk(shape, centre, radius):
+    x, y = np.ogrid[: shape[0], : shape[1]]
+    return (x - centre[0]) ** 2 + (y - centre[1]) ** 2 <= radius**2
+
+
+def test_footprint_is_in_millimetres():
+    assert disk_footprint(3.0, (1.0, 1.0)).shape == (7, 7, 1)
+    assert disk_footprint(3.0, (1.0, 1.5)).shape == (7, 5, 1)
+    assert disk_footprint(0.0, (1.0, 1.0)).shape == (1, 1, 1)
+
+
+def test_closing_fills_holes_and_gaps_but_keeps_the_outline():
+    liver = _disk((64, 64), (32, 32), 20)
+    labels = np.zeros((64, 64, 3), np.uint8)
+    labels[liver] = 1
+    labels[30:33, 30:33, 1] = 0  # a 3x3 hole
+    labels[:, 31, 2] = 0  # a one-voxel cut through the liver
+    closed = close_labels(labels, (1.0, 1.0, 3.0), radius_mm=3.0)
+    assert np.array_equal(closed[:, :, 1] >= 1, liver)
+    assert np.array_equal(closed[:, :, 2] >= 1, liver)
+    assert np.array_equal(close_labels(labels, (1.0, 1.0, 3.0), 0.0), labels)
+
+
+def test_tumour_stays_inside_liver_and_edges_are_not_eroded():
+    labels = np.zeros((40, 40, 1), np.uint8)
+    labels[:20, :, 0] = 1  # liver touching the volume's edge
+    labels[5:9, 5:9, 0] = 2
+    labels[6, 6, 0] = 1  # a hole inside the tumour
+    closed = close_labels(labels, (1.0, 1.0, 2.0), radius_mm=2.0)
+    assert np.array_equal(closed >= 1, labels >= 1)
+    assert closed[6, 6, 0] == 2 and (closed == 2).sum() == 16
+
+
+def test_postprocess_case_keeps_geometry(tmp_path):
+    affine = np.diag([-0.8, -0.8, 2.5, 1.0])  # LPS storage
+    labels = np.zeros((32, 32, 4), np.uint8)
+    labels[8:24, 8:24] = 1
+    labels[15, 15] = 0
+    nib.save(nib.Nifti1Image(labels, affine), tmp_path / "pred.nii.gz")
+    postprocess_case(tmp_path / "pred.nii.gz", tmp_path / "post.nii.gz", radius_mm=2.0)
+    out = nib.load(tmp_path / "post.nii.gz")
+    assert out.shape == labels.shape and np.allclose(out.affine, affine)
+    assert np.asarray(out.dataobj)[15, 15].tolist() == [1, 1, 1, 1]

@@ -1,0 +1,55 @@
+import nibabel as nib
+import numpy as np
+import pytest
+
+from liverseg.data import nifti
+from liverseg.data.slices import load_slices, normalise_hu, resize_images, resize_labels, save_slices, slice_case
+from liverseg.metrics import overlap_metrics
+
+
+def test_normalise_hu_clips_and_scales():
+    hu = np.array([-1000.0, -150.0, 50.0, 250.0, 3000.0])
+    assert np.allclose(normalise_hu(hu, (-150, 250)), [0.0, 0.0, 0.5, 1.0, 1.0])
+
+
+def test_label_resize_keeps_values_and_there_and_back_keeps_the_shape():
+    x, y = np.ogrid[:237, :201]
+    labels = ((x - 110) ** 2 + (y - 90) ** 2 < 60**2).astype(np.uint8)
+    labels[(x - 110) ** 2 + (y - 90) ** 2 < 15**2] = 2
+    small = resize_labels(labels[None], (128, 128))
+    assert small.shape == (1, 128, 128) and set(np.unique(small)) == {0, 1, 2}
+    back = resize_labels(small, labels.shape)[0]
+    assert back.shape == labels.shape
+    assert overlap_metrics(back >= 1, labels >= 1)["dice"] > 0.98
+    assert overlap_metrics(back == 2, labels == 2)["dice"] > 0.9
+
+
+def test_image_resize_of_probabilities_back_to_size():
+    x, y = np.ogrid[:128, :128]
+    prob = ((x - 64) ** 2 + (y - 64) ** 2 < 40**2).astype(np.float32)[None, None]
+    up = resize_images(prob, (256, 230))
+    assert tuple(up.shape) == (1, 1, 256, 230)
+    assert float(up.min()) >= 0 and float(up.max()) <= 1
+    # the disk keeps its area fraction
+    assert (up > 0.5).float().mean().item() == pytest.approx((prob > 0.5).mean(), rel=0.03)
+
+
+def test_slice_case_from_a_written_phantom(phantom_files, tmp_path):
+    volume, label = phantom_files / "volume-0.nii.gz", phantom_files / "segmentation-0.nii.gz"
+    slices = slice_case(volume, label, (-150, 250), 64)
+    canonical = nifti.to_canonical(nib.load(volume))
+    assert slices["image"].shape == (canonical.shape[2], 64, 64)
+    assert slices["label"].shape == slices["image"].shape
+    assert tuple(slices["shape"]) == canonical.shape[:2]
+    assert 0 <= slices["image"].min() and slices["image"].max() <= 1
+    assert set(np.unique(slices["label"])) <= {0, 1, 2} and (slices["label"] >= 1).any()
+    save_slices(slices, tmp_path / "case.npz")
+    again = load_slices(tmp_path / "case.npz")
+    assert all(np.array_equal(again[k], slices[k]) for k in slices)
+
+
+def test_mismatched_label_is_named(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.int16), np.eye(4)), tmp_path / "volume-0.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((8, 8, 5), np.uint8), np.eye(4)), tmp_path / "segmentation-0.nii.gz")
+    with pytest.raises(nifti.VolumeError, match="segmentation-0.nii.gz"):
+        slice_case(tmp_path / "volume-0.nii.gz", tmp_path / "segmentation-0.nii.gz", (-150, 250), 32)

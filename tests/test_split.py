@@ -1,0 +1,22 @@
+import pytest
+
+from liverseg.split import split_by_patient
+
+
+def test_patients_never_on_both_sides_and_seeded():
+    patient_of = {f"case_{i:03d}": f"p{i // 2}" for i in range(20)}  # two scans per patient
+    split = split_by_patient(patient_of, 0.2, seed=3)
+    train_patients = {patient_of[c] for c in split["train"]}
+    val_patients = {patient_of[c] for c in split["val"]}
+    assert not train_patients & val_patients
+    assert len(val_patients) == 2 and len(split["val"]) == 4
+    assert sorted(split["train"] + split["val"]) == sorted(patient_of)
+    assert split_by_patient(patient_of, 0.2, seed=3) == split
+    assert any(split_by_patient(patient_of, 0.2, seed=s)["val"] != split["val"] for s in range(4, 10))
+
+
+def test_small_sets_keep_both_sides():
+    split = split_by_patient({"case_000": "a", "case_001": "b"}, 0.9, seed=0)
+    assert len(split["train"]) == 1 and len(split["val"]) == 1
+    with pytest.raises(ValueError, match="two patients"):
+        split_by_patient({"case_000": "a"}, 0.2, seed=0)

@@ -1,0 +1,128 @@
+"""The real workflow through Snakemake on a tiny config: every declared output, geometry, table and MLflow runs."""
+
+import json
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.workflow
+TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+
+
+def snakemake(workdir, *args, env, timeout=1200):
+    command = ["snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    import os
+    import sys
+    from pathlib import Path
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    workdir = tmp_path_factory.mktemp("workflow")
+    result = snakemake(workdir, "--cores", "2", "--resources", "gpu=1", "--configfile", str(TINY), env=env)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return workdir, env, result
+
+
+def test_every_declared_output_exists(finished_run):
+    workdir, _, result = finished_run
+    split = json.loads((workdir / "data/split.json").read_text())
+    cases = pd.read_csv(workdir / "data/cases.tsv", sep="\t")
+    assert list(cases["case"]) == ["case_000", "case_001", "case_002"]
+    assert len(split["val"]) == 1 and not set(split["val"]) & set(split["train"])
+    for case in cases["case"]:
+        assert (workdir / f"data/slices/{case}.npz").is_file()
+    with np.load(workdir / "data/train/augmented.npz") as train:
+        n_train = sum(np.load(workdir / f"data/slices/{c}.npz")["image"].shape[0] for c in split["train"])
+        assert train["image"].shape == (2 * n_train, 32, 32)  # originals + one augmented copy
+    assert plt_image(workdir / "data/train/preview.png").ndim == 3
+    for model in ("unet", "resnet50_unet"):
+        for name in ("best.pt", "history.csv", "run.json"):
+            assert (workdir / f"models/{model}/{name}").is_file()
+        for case in split["val"]:
+            for stage in ("pred", "post"):
+                assert (workdir / f"results/{model}/{stage}/{case}.nii.gz").is_file()
+            assert (workdir / f"results/{model}/metrics/{case}.json").is_file()
+    for name in ("summary.csv", "summary.md", "metrics.json"):
+        assert (workdir / "results" / name).is_file()
+    assert "liverseg: workflow finished in" in result.stdout + result.stderr
+
+
+def plt_image(path):
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
+
+
+def test_predictions_have_their_volume_geometry(finished_run):
+    workdir, _, _ = finished_run
+    cases = pd.read_csv(workdir / "data/cases.tsv", sep="\t").set_index("case")
+    predictions = sorted(workdir.glob("results/*/*/case_*.nii.gz"))
+    assert len(predictions) == 4
+    for path in predictions:
+        volume = nib.load(workdir / cases.loc[path.name.removesuffix(".nii.gz"), "volume"])
+        out = nib.load(path)
+        assert out.shape == volume.shape and np.allclose(out.affine, volume.affine)
+        assert nib.aff2axcodes(out.affine) == nib.aff2axcodes(volume.affine)
+        assert set(np.unique(np.asarray(out.dataobj))) <= {0, 1, 2}
+
+
+def test_summary_table_matches_case_scores(finished_run):
+    workdir, _, _ = finished_run
+    summary = pd.read_csv(workdir / "results/summary.csv").set_index("model")
+    assert list(summary.index) == ["unet", "resnet50_unet"]
+    for model in summary.index:
+        scores = [json.loads(p.read_text()) for p in workdir.glob(f"results/{model}/metrics/*.json")]
+        expected = np.mean([s["post"]["liver"]["dice"] for s in scores])
+        assert summary.loc[model, "liver_dice"] == pytest.approx(expected, abs=1e-5)
+        history = pd.read_csv(workdir / f"models/{model}/history.csv")
+        assert len(history) == 2
+        assert summary.loc[model, "seconds_per_epoch"] == pytest.approx(history["epoch_seconds"].mean(), rel=1e-4)
+        assert 0 <= summary.loc[model, "accuracy"] <= 1
+    metrics = json.loads((workdir / "results/metrics.json").read_text())
+    assert metrics["unet"]["liver_dice"] == pytest.approx(summary.loc["unet", "liver_dice"], abs=1e-6)
+    assert "| Liver Dice (per case) |" in (workdir / "results/summary.md").read_text()
+
+
+def test_best_checkpoint_is_the_best_epoch(finished_run):
+    workdir, _, _ = finished_run
+    for model in ("unet", "resnet50_unet"):
+        state = torch.load(workdir / f"models/{model}/best.pt", weights_only=True)
+        history = pd.read_csv(workdir / f"models/{model}/history.csv")
+        assert state["epoch"] == int(history.loc[history["val_dice"].fillna(-1).idxmax(), "epoch"])
+        assert state["targets"] == ["liver", "tumour"] and state["image_size"] == 32
+
+
+def test_mlflow_holds_one_finished_run_per_model(finished_run):
+    workdir, _, _ = finished_run
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
+    experiment = client.get_experiment_by_name("liverseg-tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["resnet50_unet", "unet"]
+    summary = pd.read_csv(workdir / "results/summary.csv").set_index("model")
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        assert json.loads((workdir / f"models/{run.info.run_name}/run.json").read_text())["run_id"] == run.info.run_id
+        for key in ("train_loss", "val_loss", "val_dice", "lr", "epoch_seconds"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2]
+        assert run.data.params["train.lr"] == "0.001" and run.data.params["train.alpha"] == "0.7"
+        assert run.data.metrics["eval_liver_dice"] == pytest.approx(summary.loc[run.info.run_name, "liver_dice"], abs=1e-6)
+        artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
+        assert artifacts == ["checkpoint/best.pt"]
+
+
+def test_a_second_run_has_nothing_to_do(finished_run):
+    workdir, env, _ = finished_run
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(TINY), env=env)
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr

@@ -1,0 +1,83 @@
+rule download:
+    output:
+        directory(RAW_DIR),
+    log:
+        "logs/download.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        source=SOURCE,
+        cases=config["data"]["synthetic"]["cases"],
+        seed=config["data"]["synthetic"]["seed"],
+    shell:
+        "liverseg download --source {params.source} --out {output} "
+        "--cases {params.cases} --seed {params.seed} > {log} 2>&1"
+
+
+checkpoint ingest:
+    input:
+        RAW_DIR,
+    output:
+        "data/cases.tsv",
+    log:
+        "logs/ingest.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        layout=LAYOUT,
+    shell:
+        "liverseg ingest --raw {input} --layout {params.layout} --out {output} > {log} 2>&1"
+
+
+rule preprocess:
+    input:
+        table="data/cases.tsv",
+        volume=raw_file("volume"),
+        label=raw_file("label"),
+    output:
+        "data/slices/{case}.npz",
+    log:
+        "logs/preprocess/{case}.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        window=config["preprocess"]["window"],
+        size=config["preprocess"]["image_size"],
+    shell:
+        "liverseg preprocess --volume {input.volume} --label {input.label} --window {params.window} "
+        "--size {params.size} --out {output} > {log} 2>&1"
+
+
+checkpoint split:
+    input:
+        "data/cases.tsv",
+    output:
+        "data/split.json",
+    log:
+        "logs/split.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        val_fraction=config["split"]["val_fraction"],
+        seed=config["split"]["seed"],
+    shell:
+        "liverseg split --cases {input} --val-fraction {params.val_fraction} --seed {params.seed} "
+        "--out {output} > {log} 2>&1"
+
+
+rule augment:
+    input:
+        split="data/split.json",
+        slices=case_slices("train"),
+    output:
+        train="data/train/augmented.npz",
+        preview="data/train/preview.png",
+    log:
+        "logs/augment.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        settings=json.dumps(config["augment"]),
+    shell:
+        "liverseg augment --slices {input.slices} --settings {params.settings:q} --out {output.train} "
+        "--preview {output.preview} > {log} 2>&1"

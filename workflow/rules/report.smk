@@ -1,0 +1,22 @@
+rule aggregate:
+    input:
+        scores=lambda wildcards: expand(
+            "results/{model}/metrics/{case}.json",
+            model=MODELS,
+            case=split_cases("val"),
+        ),
+        histories=expand("models/{model}/history.csv", model=MODELS),
+        runs=expand("models/{model}/run.json", model=MODELS),
+    output:
+        csv="results/summary.csv",
+        md="results/summary.md",
+        metrics="results/metrics.json",
+    log:
+        "logs/aggregate.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        models=MODELS,
+    shell:
+        "liverseg aggregate --models {params.models} --histories {input.histories} --runs {input.runs} "
+        "--scores {input.scores} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} > {log} 2>&1"
