@@ -27,6 +27,7 @@ rule all:
         "results/summary.md",
         "results/metrics.json",
         "data/train/preview.png",
+        overlay_figures,
 
 
 onsuccess:

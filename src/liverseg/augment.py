@@ -43,16 +43,18 @@ def augment_set(images: np.ndarray, labels: np.ndarray, settings: AugmentSetting
 def build_training_set(slice_files, out, preview, settings: AugmentSettings, seed: int) -> int:
     """Augment the slices of the training cases into one file, and draw a preview of what augmentation did."""
     from liverseg.data.slices import load_slices, save_slices
-    from liverseg.figures import augmentation_preview
+    from liverseg.figures import augmentation_preview, slice_interest
 
     cases = [load_slices(path) for path in slice_files]
     images = np.concatenate([c["image"] for c in cases])
     labels = np.concatenate([c["label"] for c in cases])
     out_images, out_labels = augment_set(images, labels, settings, seed)
     save_slices({"image": out_images, "label": out_labels}, out)
-    # preview the slices holding the most tumour, then the most liver
-    order = np.lexsort(((labels >= 1).sum((1, 2)), (labels == 2).sum((1, 2))))[::-1]
-    shown = order[:4]
+    # preview one slice per case, those with the most tumour (then liver) first
+    case_of = np.concatenate([np.full(len(c["label"]), i) for i, c in enumerate(cases)])
+    score = slice_interest(labels, (1, 2))
+    best_per_case = [np.flatnonzero(case_of == i)[np.argmax(score[case_of == i])] for i in range(len(cases))]
+    shown = sorted(best_per_case, key=lambda i: -score[i])[:4]
     augmentation_preview(
         [(images[i].astype(np.float32), labels[i]) for i in shown],
         [(out_images[len(images) + i].astype(np.float32), out_labels[len(images) + i]) for i in shown],

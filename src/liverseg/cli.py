@@ -97,6 +97,13 @@ def _aggregate(a):
     print(a.md.read_text())
 
 
+def _overlay(a):
+    from liverseg.figures import overlay_case
+
+    predictions = dict(item.split("=", 1) for item in a.predictions)
+    overlay_case(a.volume, a.label, {k: Path(v) for k, v in predictions.items()}, tuple(a.window), a.out)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="liverseg", description=__doc__)
     steps = p.add_subparsers(dest="step", required=True)
@@ -166,6 +173,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--label", type=Path, required=True)
     s.add_argument("--prediction", type=Path, required=True)
     s.add_argument("--postprocessed", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+
+    s = step("overlay", _overlay, "figure: reference and predictions over the CT of one case")
+    s.add_argument("--volume", type=Path, required=True)
+    s.add_argument("--label", type=Path, required=True)
+    s.add_argument("--predictions", nargs="+", required=True, metavar="MODEL=PATH")
+    s.add_argument("--window", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
     s.add_argument("--out", type=Path, required=True)
 
     s = step("aggregate", _aggregate, "the comparison table of all models")

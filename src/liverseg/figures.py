@@ -30,6 +30,11 @@ def draw_slice(ax, image: np.ndarray, labels: np.ndarray | None, title: str, **s
     ax.axis("off")
 
 
+def slice_interest(labels: np.ndarray, axes: tuple[int, int]) -> np.ndarray:
+    """Per slice, a score that ranks slices by tumour voxels, then by liver voxels."""
+    return (labels == 2).sum(axes).astype(np.int64) * labels.size + (labels >= 1).sum(axes)
+
+
 def save_figure(fig, path: Path) -> None:
     with atomic_path(path) as partial:
         fig.savefig(partial, dpi=110, bbox_inches="tight", format="png")
@@ -44,3 +49,22 @@ def augmentation_preview(originals, augmented, path: Path, count: int = 4) -> No
         draw_slice(axes[1, col], ai, al, "augmented")
     fig.suptitle("Augmentation preview (green: liver, red: tumour)", fontsize=10)
     save_figure(fig, path)
+
+
+def overlay_case(volume: Path, label: Path, predictions: dict[str, Path], window: tuple[float, float], out: Path) -> int:
+    """Reference and each model's prediction over the CT, at the slice with the most tumour (else the most liver)."""
+    from liverseg.data import nifti
+    from liverseg.data.slices import normalise_hu
+
+    ct = nifti.to_canonical(nifti.load(volume))
+    reference = nifti.to_canonical(nifti.load(label), dtype=np.uint8)
+    k = int(np.argmax(slice_interest(reference, (0, 1))))
+    image = normalise_hu(ct[:, :, k], window)
+    panels = {"reference": reference[:, :, k]}
+    panels.update({name: nifti.to_canonical(nifti.load(path), dtype=np.uint8)[:, :, k] for name, path in predictions.items()})
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.8))
+    for ax, (name, labels) in zip(np.atleast_1d(axes), panels.items()):
+        draw_slice(ax, image, labels, name)
+    fig.suptitle(f"{Path(out).stem.removeprefix('overlay_')}, axial slice {k} (green: liver, red: tumour)", fontsize=10)
+    save_figure(fig, out)
+    return k

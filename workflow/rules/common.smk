@@ -40,3 +40,7 @@ def split_cases(part):
 
 def case_slices(part):
     return lambda wildcards: expand("data/slices/{case}.npz", case=split_cases(part))
+
+
+def overlay_figures(wildcards):
+    return expand("results/figures/overlay_{case}.png", case=split_cases("val"))
