@@ -78,6 +78,7 @@ def test_evaluate_and_summarise_by_hand(tmp_path):
     assert row["seconds_per_epoch"] == 12 and row["best_epoch"] == 2 and row["val_cases"] == 2
     table = markdown_table(summary)
     assert "| Liver Dice (per case) | 1.0000 |" in table and "| Best epoch / epochs | 2 / 3 |" in table
+    assert "| Validation cases (with tumour scored) | 2 (1) |" in table
 
 
 def test_geometry_mismatch_is_named(tmp_path):

@@ -54,24 +54,30 @@ def markdown_table(summary: pd.DataFrame) -> str:
     lines = [
         ("Liver Dice (per case)", "liver_dice", "{:.4f}"),
         ("Liver Jaccard", "liver_jaccard", "{:.4f}"),
-        ("Tumour Dice (cases with tumour)", "tumour_dice", "{:.4f}"),
+        ("Tumour Dice", "tumour_dice", "{:.4f}"),
         ("Tumour Jaccard", "tumour_jaccard", "{:.4f}"),
         ("Validation accuracy (voxels, 3 labels)", "accuracy", "{:.2%}"),
         ("Liver Dice before closing", "liver_dice_before_post", "{:.4f}"),
         ("Tumour Dice before closing", "tumour_dice_before_post", "{:.4f}"),
         ("Training time per epoch", "seconds_per_epoch", "{:.1f} s"),
         ("Best epoch / epochs", None, None),
-        ("Validation cases", "val_cases", "{}"),
+        ("Validation cases (with tumour scored)", None, None),
     ]
     models = list(summary["model"])
     out = ["| Metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for title, column, fmt in lines:
-        if column is None:
+        if title.startswith("Best epoch"):
             cells = [f"{r.best_epoch} / {r.epochs}" for r in summary.itertuples()]
+        elif title.startswith("Validation cases"):
+            cells = [f"{r.val_cases} ({r.tumour_cases})" for r in summary.itertuples()]
         else:
             cells = ["-" if pd.isna(v) else fmt.format(v) for v in summary[column]]
         out.append(f"| {title} | " + " | ".join(cells) + " |")
-    note = "Scores are means over validation cases in each scan's own geometry, after morphological closing."
+    note = (
+        "Means over validation cases, scored in each scan's own geometry after morphological closing. Liver is "
+        "label >= 1, tumour is label 2. A case with no tumour in reference or prediction has no tumour score and "
+        "is left out of the tumour means (the count in brackets)."
+    )
     return "\n".join(out) + f"\n\n{note}\n"
 
 
