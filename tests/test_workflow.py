@@ -126,3 +126,25 @@ def test_a_second_run_has_nothing_to_do(finished_run):
     result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(TINY), env=env)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_dvc_reads_the_metrics_and_training_curves(finished_run):
+    workdir, env, _ = finished_run
+    for name in ("dvc.yaml", "config.yaml"):
+        (workdir / name).write_text((ROOT / name).read_text())
+
+    def run(*command):
+        result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    run("git", "init", "-q")
+    run("dvc", "init", "-q")
+    assert run("dvc", "stage", "list").split()[0] == "pipeline"
+    metrics = json.loads(run("dvc", "metrics", "show", "--json"))[""]["data"]["results/metrics.json"]["data"]
+    summary = pd.read_csv(workdir / "results/summary.csv").set_index("model")
+    assert metrics["resnet50_unet"]["liver_dice"] == pytest.approx(summary.loc["resnet50_unet", "liver_dice"])
+    plots = json.loads(run("dvc", "plots", "show", "--json"))["data"]
+    curve = plots["models/unet/history.csv"][0]["content"]["data"]["values"]
+    history = pd.read_csv(workdir / "models/unet/history.csv")
+    assert [float(row["val_dice_liver"]) for row in curve] == pytest.approx(history["val_dice_liver"].tolist())
