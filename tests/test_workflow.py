@@ -147,4 +147,6 @@ def test_dvc_reads_the_metrics_and_training_curves(finished_run):
     plots = json.loads(run("dvc", "plots", "show", "--json"))["data"]
     curve = plots["models/unet/history.csv"][0]["content"]["data"]["values"]
     history = pd.read_csv(workdir / "models/unet/history.csv")
-    assert [float(row["val_dice_liver"]) for row in curve] == pytest.approx(history["val_dice_liver"].tolist())
+    liver = [float(row["dvc_inferred_y_value"]) for row in curve if row["field"] == "val_dice_liver"]
+    assert liver == pytest.approx(history["val_dice_liver"].tolist())
+    assert {row["field"] for row in curve} == {"val_dice_liver", "val_loss"}
