@@ -55,6 +55,10 @@ def test_every_declared_output_exists(finished_run):
             assert (workdir / f"results/{model}/metrics/{case}.json").is_file()
     for name in ("summary.csv", "summary.md", "metrics.json"):
         assert (workdir / "results" / name).is_file()
+    figures = sorted(p.name for p in (workdir / "results/figures").iterdir())
+    assert figures == [f"overlay_{case}.png" for case in split["val"]]
+    overlay = plt_image(workdir / "results/figures" / figures[0])
+    assert overlay.shape[1] > 2 * overlay.shape[0], "one row: reference and both models side by side"
     assert "liverseg: workflow finished in" in result.stdout + result.stderr
 
 

@@ -100,8 +100,8 @@ def _aggregate(a):
 def _overlay(a):
     from liverseg.figures import overlay_case
 
-    predictions = dict(item.split("=", 1) for item in a.predictions)
-    overlay_case(a.volume, a.label, {k: Path(v) for k, v in predictions.items()}, tuple(a.window), a.out)
+    predictions = {model: Path(path) for model, path in (item.split("=", 1) for item in a.predictions)}
+    overlay_case(a.case, a.volume, a.label, predictions, tuple(a.window), a.out)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -176,6 +176,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True)
 
     s = step("overlay", _overlay, "figure: reference and predictions over the CT of one case")
+    s.add_argument("--case", required=True)
     s.add_argument("--volume", type=Path, required=True)
     s.add_argument("--label", type=Path, required=True)
     s.add_argument("--predictions", nargs="+", required=True, metavar="MODEL=PATH")

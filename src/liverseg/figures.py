@@ -51,7 +51,9 @@ def augmentation_preview(originals, augmented, path: Path, count: int = 4) -> No
     save_figure(fig, path)
 
 
-def overlay_case(volume: Path, label: Path, predictions: dict[str, Path], window: tuple[float, float], out: Path) -> int:
+def overlay_case(
+    case: str, volume: Path, label: Path, predictions: dict[str, Path], window: tuple[float, float], out: Path
+) -> int:
     """Reference and each model's prediction over the CT, at the slice with the most tumour (else the most liver)."""
     from liverseg.data import nifti
     from liverseg.data.slices import normalise_hu
@@ -65,6 +67,6 @@ def overlay_case(volume: Path, label: Path, predictions: dict[str, Path], window
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.8))
     for ax, (name, labels) in zip(np.atleast_1d(axes), panels.items()):
         draw_slice(ax, image, labels, name)
-    fig.suptitle(f"{Path(out).stem.removeprefix('overlay_')}, axial slice {k} (green: liver, red: tumour)", fontsize=10)
+    fig.suptitle(f"{case}, axial slice {k} (green: liver, red: tumour)", fontsize=10)
     save_figure(fig, out)
     return k

@@ -49,30 +49,29 @@ def summarise(scores: pd.DataFrame, histories: dict[str, Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _number(column: str, fmt: str):
+    return lambda row: "-" if pd.isna(row[column]) else fmt.format(row[column])
+
+
+TABLE_ROWS = [  # (title, cell of one model's summary row)
+    ("Liver Dice (per case)", _number("liver_dice", "{:.4f}")),
+    ("Liver Jaccard", _number("liver_jaccard", "{:.4f}")),
+    ("Tumour Dice", _number("tumour_dice", "{:.4f}")),
+    ("Tumour Jaccard", _number("tumour_jaccard", "{:.4f}")),
+    ("Validation accuracy (voxels, 3 labels)", _number("accuracy", "{:.2%}")),
+    ("Liver Dice before closing", _number("liver_dice_before_post", "{:.4f}")),
+    ("Tumour Dice before closing", _number("tumour_dice_before_post", "{:.4f}")),
+    ("Training time per epoch", _number("seconds_per_epoch", "{:.1f} s")),
+    ("Best epoch / epochs", lambda row: f"{row['best_epoch']} / {row['epochs']}"),
+    ("Validation cases (with tumour scored)", lambda row: f"{row['val_cases']} ({row['tumour_cases']})"),
+]
+
+
 def markdown_table(summary: pd.DataFrame) -> str:
     """The study's Table 1 layout: one column per model."""
-    lines = [
-        ("Liver Dice (per case)", "liver_dice", "{:.4f}"),
-        ("Liver Jaccard", "liver_jaccard", "{:.4f}"),
-        ("Tumour Dice", "tumour_dice", "{:.4f}"),
-        ("Tumour Jaccard", "tumour_jaccard", "{:.4f}"),
-        ("Validation accuracy (voxels, 3 labels)", "accuracy", "{:.2%}"),
-        ("Liver Dice before closing", "liver_dice_before_post", "{:.4f}"),
-        ("Tumour Dice before closing", "tumour_dice_before_post", "{:.4f}"),
-        ("Training time per epoch", "seconds_per_epoch", "{:.1f} s"),
-        ("Best epoch / epochs", None, None),
-        ("Validation cases (with tumour scored)", None, None),
-    ]
-    models = list(summary["model"])
-    out = ["| Metric | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-    for title, column, fmt in lines:
-        if title.startswith("Best epoch"):
-            cells = [f"{r.best_epoch} / {r.epochs}" for r in summary.itertuples()]
-        elif title.startswith("Validation cases"):
-            cells = [f"{r.val_cases} ({r.tumour_cases})" for r in summary.itertuples()]
-        else:
-            cells = ["-" if pd.isna(v) else fmt.format(v) for v in summary[column]]
-        out.append(f"| {title} | " + " | ".join(cells) + " |")
+    rows = summary.to_dict(orient="records")
+    out = ["| Metric | " + " | ".join(r["model"] for r in rows) + " |", "|---|" + "---|" * len(rows)]
+    out += [f"| {title} | " + " | ".join(cell(r) for r in rows) + " |" for title, cell in TABLE_ROWS]
     note = (
         "Means over validation cases, scored in each scan's own geometry after morphological closing. Liver is "
         "label >= 1, tumour is label 2. A case with no tumour in reference or prediction has no tumour score and "

@@ -39,5 +39,5 @@ rule overlay:
         ],
         window=config["preprocess"]["window"],
     shell:
-        "liverseg overlay --volume {input.volume} --label {input.label} --predictions {params.predictions} "
+        "liverseg overlay --case {wildcards.case} --volume {input.volume} --label {input.label} --predictions {params.predictions} "
         "--window {params.window} --out {output} > {log} 2>&1"
