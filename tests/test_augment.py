@@ -1,55 +1,91 @@
 import numpy as np
 import pytest
+import torch
 
-from liverseg.augment import AugmentSettings, augment_set, augment_slice, build_training_set
-from liverseg.data.slices import load_slices, save_slices
+from liverseg.augment import AugmentSettings, augment_batch, draw_preview, jitter_intensity, warp
+from liverseg.data.slices import save_slices
+from liverseg.training_set import box_view
+
+STILL = dict(rotation_degrees=0, flip_lr=0.0, flip_ap=0.0, intensity_scale=(1.0, 1.0))
 
 
-def _slice():
-    image = np.zeros((32, 32), np.float32)
-    label = np.zeros((32, 32), np.uint8)
+def _batch(n=2):
+    image = torch.zeros(32, 32)
+    label = torch.zeros(32, 32, dtype=torch.uint8)
     image[4:12, 4:20] = 0.5
     label[4:12, 4:20] = 1
     label[6:8, 6:8] = 2
-    return image, label
+    return image.expand(n, 1, 32, 32).clone(), label.expand(n, 32, 32).clone()
 
 
-def test_flip_only_and_intensity_scale():
-    image, label = _slice()
-    settings = AugmentSettings(rotation_degrees=0, flip_lr=1.0, flip_ap=0.0, intensity_scale=(2.0, 2.0))
-    out_image, out_label = augment_slice(image, label, np.random.default_rng(0), settings)
-    assert np.array_equal(out_label, label[::-1])
-    assert np.allclose(out_image, 2.0 * image[::-1])
+def test_nothing_asked_changes_nothing():
+    images, labels = _batch()
+    out_images, out_labels = augment_batch(images, labels, AugmentSettings(**STILL), torch.Generator().manual_seed(0))
+    assert torch.allclose(out_images, images, atol=1e-6) and torch.equal(out_labels, labels)
 
 
-def test_rotation_moves_labels_without_new_values():
-    image, label = _slice()
-    settings = AugmentSettings(rotation_degrees=30, flip_lr=0.0, intensity_scale=(1.0, 1.0))
-    seed = next(s for s in range(100) if abs(np.random.default_rng(s).uniform(-30, 30)) > 15)  # a clear rotation
-    out_image, out_label = augment_slice(image, label, np.random.default_rng(seed), settings)
-    assert set(np.unique(out_label)) == {0, 1, 2}
-    assert not np.array_equal(out_label, label)
-    assert abs(int((out_label >= 1).sum()) - int((label >= 1).sum())) < 0.15 * (label >= 1).sum()
-    assert np.allclose(out_image[out_label == 1].mean(), 0.5, atol=0.05), "image and labels move together"
+def test_flip_and_intensity_scale():
+    images, labels = _batch()
+    settings = AugmentSettings(**{**STILL, "flip_lr": 1.0, "intensity_scale": (2.0, 2.0)})
+    out_images, out_labels = augment_batch(images, labels, settings, torch.Generator().manual_seed(0))
+    assert torch.equal(out_labels, labels.flip(1)), "left-right is the first array axis"
+    assert torch.allclose(out_images, 2.0 * images.flip(2), atol=1e-6)
+    ap = augment_batch(images, labels, AugmentSettings(**{**STILL, "flip_ap": 1.0}), torch.Generator().manual_seed(0))
+    assert torch.equal(ap[1], labels.flip(2))
 
 
-def test_augmented_set_is_seeded_and_keeps_originals():
-    image, label = _slice()
-    images, labels = np.stack([image, image.T]), np.stack([label, label.T])
-    settings = AugmentSettings(copies=2)
-    a = augment_set(images, labels, settings, seed=5)
-    b = augment_set(images, labels, settings, seed=5)
-    c = augment_set(images, labels, settings, seed=6)
-    assert a[0].shape == (6, 32, 32) and a[1].shape == (6, 32, 32)
-    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-    assert not np.array_equal(a[0], c[0])
-    assert np.array_equal(a[1][:2], labels)
+def test_rotation_per_sample_moves_labels_with_the_image():
+    images, labels = _batch(8)
+    settings = AugmentSettings(**{**STILL, "rotation_degrees": 30})
+    out_images, out_labels = augment_batch(images, labels, settings, torch.Generator().manual_seed(3))
+    assert set(torch.unique(out_labels).tolist()) == {0, 1, 2}, "no new label values"
+    assert len({tuple(torch.nonzero(m).float().mean(0).tolist()) for m in out_labels}) == 8, "one angle per sample"
+    for image, label in zip(out_images, out_labels):
+        assert abs(int((label >= 1).sum()) - int((labels[0] >= 1).sum())) < 0.15 * int((labels[0] >= 1).sum())
+        assert float(image[0][label == 1].mean()) == pytest.approx(0.5, abs=0.05), "image and labels move together"
 
 
-def test_training_set_file_and_preview(tmp_path):
-    image, label = _slice()
+def test_seeded():
+    images, labels = _batch(4)
+    settings = AugmentSettings(zoom=(0.8, 1.2), gamma=(0.7, 1.4), blur_sigma=(0, 1), noise_std=0.05, intensity_shift=0.1)
+    a = augment_batch(images, labels, settings, torch.Generator().manual_seed(5))
+    b = augment_batch(images, labels, settings, torch.Generator().manual_seed(5))
+    c = augment_batch(images, labels, settings, torch.Generator().manual_seed(6))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+
+
+def test_intensity_and_texture_changes():
+    flat = torch.full((64, 1, 16, 16), 0.5)
+    noisy = jitter_intensity(flat, AugmentSettings(**{**STILL, "noise_std": 0.1}), torch.Generator().manual_seed(0))
+    stds = noisy.flatten(1).std(1)
+    assert 0 < float(stds.min()) < float(stds.max()) <= 0.12, "each sample its own noise level up to noise_std"
+    gamma = jitter_intensity(flat, AugmentSettings(**{**STILL, "gamma": (2.0, 2.0)}), torch.Generator())
+    assert torch.allclose(gamma, torch.full_like(flat, 0.25))
+    edge = torch.zeros(2, 1, 16, 16)
+    edge[:, :, :, 8:] = 1.0
+    blurred = jitter_intensity(edge, AugmentSettings(**{**STILL, "blur_sigma": (1.5, 1.5)}), torch.Generator())
+    assert 0 < float(blurred[0, 0, 0, 7]) < 0.5 < float(blurred[0, 0, 0, 8]) < 1
+    assert torch.allclose(blurred.sum(), edge.sum(), rtol=1e-4), "blur keeps the mass"
+
+
+def test_box_view_shows_the_box_and_jitters_it():
+    half, jitter = torch.full((2,), 0.5), torch.full((2,), 0.25)
+    image = torch.zeros(2, 1, 32, 32)
+    image[:, :, 8:24, 8:24] = 1.0  # the box: the middle half of the crop
+    labels = (image[:, 0] > 0).to(torch.uint8)
+    plain = box_view(half, jitter, None)
+    out_images, out_labels = warp(image, labels, plain)
+    assert (out_labels == 1).all(), "the box fills the view"
+    assert torch.allclose(out_images[..., 1:-1, 1:-1], torch.ones(2, 1, 30, 30)), "only the rim blends with outside"
+    jittered = box_view(torch.full((64,), 0.5), torch.full((64,), 0.25), torch.Generator().manual_seed(0))
+    scales = jittered[:, 0, 0]
+    assert float(scales.min()) >= 0.25 - 1e-6 and float(scales.max()) <= 0.75 + 1e-6 and float(scales.std()) > 0.05
+    assert float(jittered[:, :, 2].abs().max()) <= 0.25 + 1e-6
+
+
+def test_preview(tmp_path):
+    images, labels = _batch(2)
     for n in range(3):
-        save_slices({"image": np.stack([image] * 2).astype(np.float16), "label": np.stack([label] * 2)}, tmp_path / f"{n}.npz")
-    count = build_training_set([tmp_path / f"{n}.npz" for n in range(3)], tmp_path / "train.npz", tmp_path / "preview.png", AugmentSettings(), seed=0)
-    assert count == 12 and load_slices(tmp_path / "train.npz")["image"].shape == (12, 32, 32)
+        save_slices({"image": images[:, 0].numpy().astype(np.float16), "label": labels.numpy()}, tmp_path / f"{n}.npz")
+    draw_preview([tmp_path / f"{n}.npz" for n in range(3)], tmp_path / "preview.png", AugmentSettings(), seed=0)
     assert (tmp_path / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

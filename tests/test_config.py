@@ -26,20 +26,31 @@ def default_config():
         ("train", "batch_size", "sixteen", "batch_size"),
         ("models", "unet", {"kind": "vnet"}, "vnet"),
         ("tversky", "alpha", 1.5, "alpha"),
+        ("models", "tumour_unet", {"kind": "unet", "input_slices": 2}, "input_slices"),
         ("preprocess", "image_size", 100, "image_size"),
     ],
 )
 def test_bad_settings_stop_with_the_key_named(tmp_path, tool_env, section, key, value, message):
     config = default_config()
-    target = config["train"]["tversky"] if section == "tversky" else config[section]
-    target[key] = value
+    if section == "tversky":
+        config["models"]["unet"]["loss"] = {"tversky": {key: value}}
+    else:
+        config[section][key] = value
     result = dry_run(tmp_path, config, tool_env)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "Error validating config file" in output
-    assert f"On instance[{section!r}]" in output or f"On instance['train']['tversky']" in output
+    assert f"On instance[{section!r}]" in output or "On instance['models']['unet']['loss']['tversky']" in output
     assert message in output
     assert not (tmp_path / "data").exists() and not (tmp_path / "results").exists()
+
+
+def test_cascade_must_pair_a_stage1_model_with_a_tumour_stage(tmp_path, tool_env):
+    config = default_config()
+    config["cascades"] = {"wrong": {"liver": "tumour_unet", "tumour": "unet"}}
+    result = dry_run(tmp_path, config, tool_env)
+    assert result.returncode != 0
+    assert "cascade 'wrong' needs a stage-1 model as liver" in result.stdout + result.stderr
 
 
 def test_unknown_key_is_refused(tmp_path, tool_env):
@@ -54,7 +65,7 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file):
     config = yaml.safe_load((ROOT / config_file).read_text())
     result = dry_run(tmp_path, config, tool_env)
     assert result.returncode == 0, result.stderr[-3000:]
-    for rule in ("download", "ingest", "split", "augment", "train", "aggregate"):
+    for rule in ("download", "ingest", "split", "augment", "crop", "train", "aggregate"):
         assert f"rule {rule}:" in result.stdout or f"checkpoint {rule}:" in result.stdout
 
 
@@ -62,7 +73,11 @@ def test_study_config_is_the_published_setup():
     study = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())
     assert study["data"]["source"] == "msd" and study["preprocess"]["image_size"] == 128
     assert study["train"]["epochs"] == 20 and study["train"]["batch_size"] == 16 and study["train"]["lr"] == 1e-4
-    assert study["train"]["tversky"] == {"alpha": 0.7, "beta": 0.3}
+    for model in ("unet", "resnet50_unet"):
+        assert study["models"][model]["loss"] == {"tversky": {"weight": 1.0, "alpha": 0.7, "beta": 0.3}}
+        assert "sampling" not in study["models"][model] and "input_slices" not in study["models"][model]
+    assert study["augment"]["rotation_degrees"] == 15 and "noise_std" not in study["augment"]
+    assert study["cascades"]["resnet50_cascade"] == {"liver": "resnet50_unet", "tumour": "tumour_unet"}
     assert study["models"]["resnet50_unet"]["encoder_weights"] == "imagenet"
     assert study["split"]["val_fraction"] == 0.2
 

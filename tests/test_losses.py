@@ -1,7 +1,17 @@
+import math
+
 import pytest
 import torch
 
-from liverseg.losses import tversky_loss
+from liverseg.losses import (
+    CombinedLoss,
+    bce_loss,
+    class_index,
+    dice_loss,
+    focal_loss,
+    region_probabilities,
+    tversky_loss,
+)
 
 BIG = 100.0  # sigmoid(±100) is exactly 1 or 0 in float32
 
@@ -23,38 +33,83 @@ def test_hand_computed_value():
     pred, target = _case()
     # 1 - (TP + 1) / (TP + 0.7 FP + 0.3 FN + 1) with TP=2, FP=3, FN=2
     expected = 1 - 3 / (2 + 0.7 * 3 + 0.3 * 2 + 1)
-    assert tversky_loss(_logits(pred), target, 0.7, 0.3).item() == pytest.approx(expected, abs=1e-6)
+    assert tversky_loss(pred.float(), target, 0.7, 0.3).item() == pytest.approx(expected, abs=1e-6)
+    study = CombinedLoss({"tversky": {"weight": 1.0, "alpha": 0.7, "beta": 0.3}})
+    assert study(_logits(pred), target).item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_alpha_weighs_false_positives():
     target = torch.zeros(1, 1, 4, 4)
     target[0, 0, :2] = 1  # 8 positives
-    over = target.bool().clone()
-    over[0, 0, 2] = True  # 4 false positives
-    under = target.bool().clone()
-    under[0, 0, 1] = False  # 4 false negatives
-    loss_fp = tversky_loss(_logits(over), target, alpha=0.7, beta=0.3).item()
-    loss_fn = tversky_loss(_logits(under), target, alpha=0.7, beta=0.3).item()
+    over = target.clone()
+    over[0, 0, 2] = 1  # 4 false positives
+    under = target.clone()
+    under[0, 0, 1] = 0  # 4 false negatives
+    loss_fp = tversky_loss(over, target, alpha=0.7, beta=0.3).item()
+    loss_fn = tversky_loss(under, target, alpha=0.7, beta=0.3).item()
     assert loss_fp == pytest.approx(1 - 9 / (8 + 0.7 * 4 + 1), abs=1e-6)
     assert loss_fn == pytest.approx(1 - 5 / (4 + 0.3 * 4 + 1), abs=1e-6)
     # with alpha 0.7 on false positives, four false positives cost more than four false negatives
     assert loss_fp > loss_fn
-    assert tversky_loss(_logits(over), target, alpha=0.3, beta=0.7).item() < loss_fp
+    assert tversky_loss(over, target, alpha=0.3, beta=0.7).item() < loss_fp
 
 
 def test_channels_are_averaged_and_empty_channel_is_defined():
     pred, target = _case()
     empty_target = torch.zeros_like(target)
-    logits = torch.cat([_logits(pred), _logits(torch.zeros_like(pred))], dim=1)
+    p = torch.cat([pred.float(), torch.zeros_like(target)], dim=1)
     targets = torch.cat([target, empty_target], dim=1)
     first = 1 - 3 / (2 + 0.7 * 3 + 0.3 * 2 + 1)
-    assert tversky_loss(logits, targets).item() == pytest.approx(first / 2, abs=1e-6)
+    assert tversky_loss(p, targets).item() == pytest.approx(first / 2, abs=1e-6)
     # false positives on an empty channel are still penalised
-    fp_only = tversky_loss(_logits(pred), empty_target).item()
-    assert fp_only == pytest.approx(1 - 1 / (0.7 * 5 + 1), abs=1e-6)
+    assert tversky_loss(pred.float(), empty_target).item() == pytest.approx(1 - 1 / (0.7 * 5 + 1), abs=1e-6)
+
+
+def test_soft_dice_by_hand():
+    pred, target = _case()
+    # 1 - (2 TP + 2) / (|P| + |T| + 2), the soft Dice with smoothing 1 per half
+    assert dice_loss(pred.float(), target).item() == pytest.approx(1 - (2 + 1) / (2 + 0.5 * 3 + 0.5 * 2 + 1), abs=1e-6)
+    p = torch.full((1, 1, 2, 2), 0.5)
+    t = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    assert dice_loss(p, t, smooth=0.0).item() == pytest.approx(1 - 0.5 / (0.5 + 0.5 * 1.5 + 0.5 * 0.5), abs=1e-6)
+
+
+def test_bce_and_focal_by_hand():
+    logits = torch.tensor([[[[0.0, 2.0], [-1.0, 3.0]]]])
+    t = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    p = torch.sigmoid(logits)
+    p_true = torch.where(t > 0, p, 1 - p)
+    expected_bce = float(-torch.log(p_true).mean())
+    assert bce_loss(logits, t, "sigmoid").item() == pytest.approx(expected_bce, rel=1e-6)
+    expected_focal = float((-(1 - p_true) ** 2 * torch.log(p_true)).mean())
+    assert focal_loss(logits, t, "sigmoid", gamma=2.0).item() == pytest.approx(expected_focal, rel=1e-5)
+    # focal weighs well-classified pixels down: the confident correct pixel (logit 3, target 1) barely counts
+    assert focal_loss(logits, t, "sigmoid").item() < bce_loss(logits, t, "sigmoid").item()
+
+
+def test_weighted_sum_of_terms():
+    pred, target = _case()
+    logits = _logits(pred) / 50  # soft enough for BCE to be finite
+    combined = CombinedLoss({"dice": {"weight": 2.0}, "bce": {"weight": 0.5}})
+    p = torch.sigmoid(logits)
+    expected = 2.0 * dice_loss(p, target) + 0.5 * bce_loss(logits, target, "sigmoid")
+    assert combined(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown loss terms \\['lovasz'\\]"):
+        CombinedLoss({"lovasz": {}})
+
+
+def test_softmax_head_regions_and_classes():
+    # three classes per pixel: background, liver, tumour; the liver region holds liver and tumour classes
+    logits = torch.log(torch.tensor([[[[0.7]], [[0.2]], [[0.1]]], [[[0.1]], [[0.3]], [[0.6]]]]))  # (2, 3, 1, 1)
+    regions = region_probabilities(logits, "softmax")
+    assert regions[:, :, 0, 0].flatten().tolist() == pytest.approx([0.3, 0.1, 0.9, 0.6], abs=1e-6)
+    targets = torch.tensor([[[[0.0]], [[0.0]]], [[[1.0]], [[1.0]]]])  # background; tumour (inside the liver)
+    assert class_index(targets)[:, 0, 0].tolist() == [0, 2]
+    ce = CombinedLoss({"bce": {}}, head="softmax")(logits, targets).item()
+    assert ce == pytest.approx(-(math.log(0.7) + math.log(0.6)) / 2, rel=1e-5)
 
 
 def test_gradient_flows():
     logits = torch.zeros(2, 2, 8, 8, requires_grad=True)
-    tversky_loss(logits, torch.ones(2, 2, 8, 8)).backward()
+    CombinedLoss({"tversky": {}, "focal": {"gamma": 2.0}})(logits, torch.ones(2, 2, 8, 8)).backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0

@@ -5,15 +5,15 @@ import sys
 import pytest
 import torch
 
-from liverseg.models import UNet, build_model
+from liverseg.models import Recipe, UNet, build_model
 
 
 def test_classic_unet_shapes_and_width():
-    model = build_model({"kind": "unet", "base_channels": 4, "depth": 3}, classes=2)
+    model = build_model({"kind": "unet", "base_channels": 4, "depth": 3})
     assert isinstance(model, UNet)
     assert model(torch.zeros(2, 1, 32, 48)).shape == (2, 2, 32, 48)
     narrow = sum(p.numel() for p in model.parameters())
-    wide = sum(p.numel() for p in build_model({"kind": "unet", "base_channels": 8, "depth": 3}, 2).parameters())
+    wide = sum(p.numel() for p in build_model({"kind": "unet", "base_channels": 8, "depth": 3}).parameters())
     assert 3.5 < wide / narrow < 4.5, "parameters grow with the square of the width"
     up = [m for m in model.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
     pools = [m for m in model.modules() if isinstance(m, torch.nn.MaxPool2d)]
@@ -21,7 +21,7 @@ def test_classic_unet_shapes_and_width():
 
 
 def test_resnet50_unet_takes_one_channel():
-    model = build_model({"kind": "smp", "arch": "Unet", "encoder": "resnet50", "encoder_weights": None}, classes=2)
+    model = build_model({"kind": "smp", "arch": "Unet", "encoder": "resnet50", "encoder_weights": None})
     assert model.encoder.conv1.in_channels == 1
     assert sum(p.numel() for p in model.encoder.parameters()) > 20e6  # a real ResNet50
     model.eval()
@@ -29,9 +29,34 @@ def test_resnet50_unet_takes_one_channel():
         assert model(torch.zeros(1, 1, 64, 64)).shape == (1, 2, 64, 64)
 
 
+def test_recipe_sets_channels_in_and_out():
+    model = build_model({"kind": "unet", "base_channels": 4, "depth": 2, "input_slices": 3, "head": "softmax"})
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32), "3 slices in; background, liver, tumour out"
+    stage = build_model({"kind": "unet", "base_channels": 4, "depth": 2, "input_slices": 5, "crop": {"size": 64}})
+    assert stage(torch.zeros(1, 5, 32, 32)).shape == (1, 1, 32, 32), "a tumour stage has one region: tumour"
+    assert Recipe.from_spec({"kind": "unet", "crop": {}}).regions == ("tumour",)
+    assert Recipe.from_spec({"kind": "unet"}).loss == {"tversky": {"weight": 1.0, "alpha": 0.7, "beta": 0.3}}
+
+
+def test_pretrained_first_convolution_is_adapted_not_reinitialised(monkeypatch):
+    """smp adapts pretrained RGB weights to k input slices; checked with weights written here (no download)."""
+    import segmentation_models_pytorch as smp
+
+    rgb = smp.create_model("Unet", encoder_name="resnet18", encoder_weights=None, in_channels=3, classes=2)
+    weights = rgb.encoder.conv1.weight.detach().clone()
+    from segmentation_models_pytorch.encoders import _utils
+
+    five = smp.create_model("Unet", encoder_name="resnet18", encoder_weights=None, in_channels=3, classes=2)
+    five.encoder.conv1.weight.data.copy_(weights)
+    _utils.patch_first_conv(five.encoder, 5, pretrained=True)
+    adapted = five.encoder.conv1.weight.detach()
+    assert adapted.shape[1] == 5
+    assert torch.allclose(adapted[:, 3], weights[:, 0] * 3 / 5) and torch.allclose(adapted[:, 1], weights[:, 1] * 3 / 5)
+
+
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown model kind 'vnet'"):
-        build_model({"kind": "vnet"}, classes=2)
+        build_model({"kind": "vnet"})
 
 
 def test_imagenet_weights_offline_stop_with_a_clear_message(tmp_path):
@@ -39,7 +64,7 @@ def test_imagenet_weights_offline_stop_with_a_clear_message(tmp_path):
     env = dict(os.environ, HF_HOME=str(tmp_path), HF_HUB_OFFLINE="1")
     code = (
         "from liverseg.models import build_model\n"
-        "build_model({'kind': 'smp', 'arch': 'Unet', 'encoder': 'resnet50', 'encoder_weights': 'imagenet'}, 2)\n"
+        "build_model({'kind': 'smp', 'arch': 'Unet', 'encoder': 'resnet50', 'encoder_weights': 'imagenet'})\n"
     )
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0

@@ -9,19 +9,24 @@ from liverseg.data import nifti
 from liverseg.data.slices import save_slices, slice_case
 from liverseg.evaluate import evaluate_case
 from liverseg.models import build_model
-from liverseg.predict import predict_case, probabilities_to_labels
+from liverseg.predict import predict_cascade, predict_case, probabilities_to_classes
 from liverseg.report import markdown_table, read_case_scores, summarise
 
 
 def test_tumour_only_inside_liver():
     p = torch.tensor([[[[0.9, 0.9, 0.2]], [[0.8, 0.1, 0.9]]]])  # (1, 2, 1, 3): liver, tumour
-    assert probabilities_to_labels(p).tolist() == [[[2, 1, 0]]]
+    assert probabilities_to_classes(p, "sigmoid").tolist() == [[[2, 1, 0]]]
+
+
+def test_softmax_head_labels_are_the_most_likely_class():
+    p = torch.tensor([[[[0.6, 0.2, 0.3]], [[0.3, 0.5, 0.3]], [[0.1, 0.3, 0.4]]]])  # (1, 3, 1, 3): bg, liver, tumour
+    assert probabilities_to_classes(p, "softmax").tolist() == [[[0, 1, 2]]]
 
 
 def test_prediction_has_the_input_geometry(phantom_files, tmp_path):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2}
     torch.manual_seed(0)
-    state = {"spec": spec, "targets": ["liver", "tumour"], "state_dict": build_model(spec, 2).state_dict()}
+    state = {"spec": spec, "targets": ["liver", "tumour"], "state_dict": build_model(spec).state_dict()}
     torch.save(state, tmp_path / "best.pt")
     for n in range(3):  # the phantom cases come in several storage orientations
         volume = phantom_files / f"volume-{n}.nii.gz"
@@ -35,13 +40,43 @@ def test_prediction_has_the_input_geometry(phantom_files, tmp_path):
 
 def test_slices_of_another_case_are_refused(phantom_files, tmp_path):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2}
-    torch.save({"spec": spec, "targets": ["liver", "tumour"], "state_dict": build_model(spec, 2).state_dict()}, tmp_path / "m.pt")
+    torch.save({"spec": spec, "targets": ["liver", "tumour"], "state_dict": build_model(spec).state_dict()}, tmp_path / "m.pt")
     save_slices(slice_case(phantom_files / "volume-0.nii.gz", phantom_files / "segmentation-0.nii.gz", (-150, 250), 32), tmp_path / "s.npz")
     other = tmp_path / "volume-9.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((40, 30, 5), np.int16), np.eye(4)), other)
     with pytest.raises(nifti.VolumeError, match="do not belong to"):
         predict_case(tmp_path / "m.pt", tmp_path / "s.npz", other, tmp_path / "p.nii.gz", device="cpu")
     assert not (tmp_path / "p.nii.gz").exists()
+
+
+class _Painter(torch.nn.Module):
+    """A stand-in tumour stage that marks pixels above 150 HU of its middle input slice as tumour."""
+
+    def forward(self, x):
+        return (x[:, 1:2] - 0.75) * 100  # 0.75 of the window [-150, 250] is 150 HU
+
+
+def test_cascade_keeps_the_stage1_liver_and_puts_tumour_inside_it(phantom_files, tmp_path, monkeypatch):
+    spec = {"kind": "unet", "base_channels": 2, "depth": 2, "input_slices": 3, "crop": {"size": 32, "margin_mm": 5.0}}
+    torch.save({"spec": spec, "targets": ["tumour"], "state_dict": build_model(spec).state_dict()}, tmp_path / "t.pt")
+    monkeypatch.setattr("liverseg.predict.build_model", lambda spec, pretrained: _Painter())
+    monkeypatch.setattr(_Painter, "load_state_dict", lambda self, state: None, raising=False)
+    volume, label = phantom_files / "volume-1.nii.gz", phantom_files / "segmentation-1.nii.gz"
+    reference = nib.load(label)
+    ref = np.asarray(reference.dataobj)
+    stage1 = tmp_path / "stage1.nii.gz"
+    nib.save(nib.Nifti1Image((ref >= 1).astype(np.uint8), reference.affine, reference.header), stage1)
+    voxels = predict_cascade(tmp_path / "t.pt", stage1, volume, (-150, 250), tmp_path / "c.nii.gz", device="cpu")
+    out = nib.load(tmp_path / "c.nii.gz")
+    labels = np.asarray(out.dataobj)
+    assert out.shape == reference.shape and np.allclose(out.affine, reference.affine)
+    assert np.array_equal(labels >= 1, ref >= 1), "the liver is stage 1's"
+    hu = np.asarray(nib.load(volume).dataobj)
+    assert voxels == int((labels == 2).sum()) > 0
+    # painted where the CT is bright, not a shifted copy: the crop is pasted back in place (blurred by the resize)
+    assert (hu[labels == 2] > 130).mean() > 0.7 and hu[labels == 2].mean() > hu[ref >= 1].mean() + 40
+    assert (labels == 2).sum() < 0.5 * (labels >= 1).sum()
+    assert not (labels == 2)[ref == 0].any(), "no tumour outside the liver"
 
 
 def _scores(tmp_path, model, case, ref, pred, post):
@@ -70,15 +105,22 @@ def test_evaluate_and_summarise_by_hand(tmp_path):
     ref2[0, 0, 0] = 2
     b = _scores(tmp_path, "m", "case_001", ref2, ref, ref)  # tumour missed, liver perfect
     history = tmp_path / "history.csv"
-    history.write_text("epoch,val_dice,epoch_seconds\n1,0.5,10\n2,0.7,14\n3,0.6,12\n")
-    summary = summarise(read_case_scores([a, b]), {"m": history})
+    history.write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.5,10,1\n2,0.7,14,1\n3,0.6,12,1\n")
+    stage = tmp_path / "stage.csv"
+    stage.write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.2,3,1\n2,0.1,5,1\n")
+    summary = summarise(*read_case_scores([a, b]), {"m": [history, stage]})
     row = summary.iloc[0]
     assert row["liver_dice"] == 1.0 and row["liver_dice_before_post"] == pytest.approx((8 / 9 + 1) / 2)
     assert row["tumour_dice"] == 0.0 and row["tumour_cases"] == 1
-    assert row["seconds_per_epoch"] == 12 and row["best_epoch"] == 2 and row["val_cases"] == 2
+    assert row["tumour_dice_cases_with_tumour"] == 0.0 and row["cases_with_tumour"] == 1
+    assert row["lesion_recall"] == 0.0 and row["ref_lesions"] == 1 and row["ref_lesions_lt10mm"] == 1
+    assert row["seconds_per_epoch"] == 12 and row["tumour_stage_seconds_per_epoch"] == 4
+    assert row["training_minutes"] == pytest.approx((36 + 3 + 8 + 2) / 60)
+    assert row["epochs"] == "2/3 + 1/2" and row["val_cases"] == 2
     table = markdown_table(summary)
-    assert "| Liver Dice (per case) | 1.0000 |" in table and "| Best epoch / epochs | 2 / 3 |" in table
-    assert "| Validation cases (with tumour scored) | 2 (1) |" in table
+    assert "| Liver Dice (per case) | 1.0000 |" in table and "| Best epoch / epochs (each stage) | 2/3 + 1/2 |" in table
+    assert "| Validation cases (with tumour scored; holding tumour) | 2 (1; 1) |" in table
+    assert "| Lesion recall < 10 / 10-20 / > 20 mm | 0.00 / - / - |" in table
 
 
 def test_geometry_mismatch_is_named(tmp_path):

@@ -14,6 +14,8 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.workflow
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
+MODELS = ["unet", "resnet50_unet", "tumour_unet"]
+SCORED = ["unet", "resnet50_unet", "unet_cascade"]
 
 
 def snakemake(workdir, *args, env, timeout=1200):
@@ -42,13 +44,14 @@ def test_every_declared_output_exists(finished_run):
     assert len(split["val"]) == 1 and not set(split["val"]) & set(split["train"])
     for case in cases["case"]:
         assert (workdir / f"data/slices/{case}.npz").is_file()
-    with np.load(workdir / "data/train/augmented.npz") as train:
-        n_train = sum(np.load(workdir / f"data/slices/{c}.npz")["image"].shape[0] for c in split["train"])
-        assert train["image"].shape == (2 * n_train, 32, 32)  # originals + one augmented copy
+    for case in cases["case"]:
+        with np.load(workdir / f"data/crops/tumour_unet/{case}.npz") as crops:
+            assert crops["image"].shape[1:] == (32, 32) and (crops["label"] >= 1).any()
     assert plt_image(workdir / "data/train/preview.png").ndim == 3
-    for model in ("unet", "resnet50_unet"):
+    for model in MODELS:
         for name in ("best.pt", "history.csv", "run.json"):
             assert (workdir / f"models/{model}/{name}").is_file()
+    for model in SCORED:
         for case in split["val"]:
             for stage in ("pred", "post"):
                 assert (workdir / f"results/{model}/{stage}/{case}.nii.gz").is_file()
@@ -58,7 +61,7 @@ def test_every_declared_output_exists(finished_run):
     figures = sorted(p.name for p in (workdir / "results/figures").iterdir())
     assert figures == [f"overlay_{case}.png" for case in split["val"]]
     overlay = plt_image(workdir / "results/figures" / figures[0])
-    assert overlay.shape[1] > 2 * overlay.shape[0], "one row: reference and both models side by side"
+    assert overlay.shape[1] > 3 * overlay.shape[0], "one row: reference, both models and the cascade side by side"
     assert "liverseg: workflow finished in" in result.stdout + result.stderr
 
 
@@ -72,7 +75,7 @@ def test_predictions_have_their_volume_geometry(finished_run):
     workdir, _, _ = finished_run
     cases = pd.read_csv(workdir / "data/cases.tsv", sep="\t").set_index("case")
     predictions = sorted(workdir.glob("results/*/*/case_*.nii.gz"))
-    assert len(predictions) == 4
+    assert len(predictions) == 2 * len(SCORED)
     for path in predictions:
         volume = nib.load(workdir / cases.loc[path.name.removesuffix(".nii.gz"), "volume"])
         out = nib.load(path)
@@ -84,27 +87,48 @@ def test_predictions_have_their_volume_geometry(finished_run):
 def test_summary_table_matches_case_scores(finished_run):
     workdir, _, _ = finished_run
     summary = pd.read_csv(workdir / "results/summary.csv").set_index("model")
-    assert list(summary.index) == ["unet", "resnet50_unet"]
+    assert list(summary.index) == SCORED
     for model in summary.index:
         scores = [json.loads(p.read_text()) for p in workdir.glob(f"results/{model}/metrics/*.json")]
         expected = np.mean([s["post"]["liver"]["dice"] for s in scores])
         assert summary.loc[model, "liver_dice"] == pytest.approx(expected, abs=1e-5)
-        history = pd.read_csv(workdir / f"models/{model}/history.csv")
+        found = sum(s["post"]["lesions"]["true_positives"] for s in scores)
+        lesions = sum(s["post"]["lesions"]["ref_lesions"] for s in scores)
+        assert summary.loc[model, "ref_lesions"] == lesions > 0
+        assert summary.loc[model, "lesion_recall"] == pytest.approx(found / lesions)
+        first = model.removesuffix("_cascade")
+        history = pd.read_csv(workdir / f"models/{first}/history.csv")
         assert len(history) == 2
         assert summary.loc[model, "seconds_per_epoch"] == pytest.approx(history["epoch_seconds"].mean(), rel=1e-4)
         assert 0 <= summary.loc[model, "accuracy"] <= 1
+    stage = pd.read_csv(workdir / "models/tumour_unet/history.csv")
+    assert len(stage) == 3 and "val_dice_tumour" in stage and "val_dice_liver" not in stage
+    assert summary.loc["unet_cascade", "epochs"] == f"{summary.loc['unet', 'epochs']} + {stage['val_dice'].fillna(-1).idxmax() + 1}/3"
+    assert np.isnan(summary.loc["unet", "tumour_stage_seconds_per_epoch"])
     metrics = json.loads((workdir / "results/metrics.json").read_text())
     assert metrics["unet"]["liver_dice"] == pytest.approx(summary.loc["unet", "liver_dice"], abs=1e-6)
     assert "| Liver Dice (per case) |" in (workdir / "results/summary.md").read_text()
+    assert metrics["unet_cascade"]["lesion_recall"] == pytest.approx(summary.loc["unet_cascade", "lesion_recall"])
+
+
+def test_cascade_keeps_the_stage1_liver_and_its_tumours_stay_inside(finished_run):
+    workdir, _, _ = finished_run
+    for path in workdir.glob("results/unet_cascade/pred/*.nii.gz"):
+        cascade = np.asarray(nib.load(path).dataobj)
+        liver = np.asarray(nib.load(workdir / "results/unet/post" / path.name).dataobj) >= 1
+        assert np.array_equal(cascade >= 1, liver)
+    log = next(workdir.glob("logs/cascade/unet_cascade/*.log")).read_text()
+    assert "tumour voxels inside the stage-1 liver" in log
 
 
 def test_best_checkpoint_is_the_best_epoch(finished_run):
     workdir, _, _ = finished_run
-    for model in ("unet", "resnet50_unet"):
+    for model in MODELS:
         state = torch.load(workdir / f"models/{model}/best.pt", weights_only=True)
         history = pd.read_csv(workdir / f"models/{model}/history.csv")
         assert state["epoch"] == int(history.loc[history["val_dice"].fillna(-1).idxmax(), "epoch"])
-        assert state["targets"] == ["liver", "tumour"] and state["image_size"] == 32
+        regions = ["tumour"] if model == "tumour_unet" else ["liver", "tumour"]
+        assert state["targets"] == regions and state["image_size"] == 32
 
 
 def test_mlflow_holds_one_finished_run_per_model(finished_run):
@@ -112,14 +136,19 @@ def test_mlflow_holds_one_finished_run_per_model(finished_run):
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
     experiment = client.get_experiment_by_name("liverseg-tiny")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["resnet50_unet", "unet"]
+    assert sorted(r.info.run_name for r in runs) == sorted(MODELS)
     summary = pd.read_csv(workdir / "results/summary.csv").set_index("model")
-    for run in runs:
+    stage = next(r for r in runs if r.info.run_name == "tumour_unet")
+    assert stage.data.metrics["eval_unet_cascade_tumour_dice_cases_with_tumour"] == pytest.approx(
+        summary.loc["unet_cascade", "tumour_dice_cases_with_tumour"], abs=1e-6
+    )
+    assert stage.data.params["model.sampling.tumour_oversample"] == "2.0"
+    for run in [r for r in runs if r != stage]:
         assert run.info.status == "FINISHED"
         assert json.loads((workdir / f"models/{run.info.run_name}/run.json").read_text())["run_id"] == run.info.run_id
         for key in ("train_loss", "val_loss", "val_dice", "lr", "epoch_seconds"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2]
-        assert run.data.params["train.lr"] == "0.001" and run.data.params["train.alpha"] == "0.7"
+        assert run.data.params["train.lr"] == "0.001" and run.data.params["model.loss.tversky.alpha"] == "0.7"
         assert run.data.metrics["eval_liver_dice"] == pytest.approx(summary.loc[run.info.run_name, "liver_dice"], abs=1e-6)
         artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
         assert artifacts == ["checkpoint/best.pt"]

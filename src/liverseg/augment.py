@@ -1,63 +1,127 @@
-"""The seeded augmented training set: the study's rotations, flips and intensity scaling."""
+"""Batched augmentation on the training device, drawn afresh every time a slice is seen.
+
+One affine grid per sample moves image and labels together (labels by nearest neighbour, so no new label values
+appear): the study's rotations and flips, optional zoom, and for crop sets the jittered box. Intensity changes follow
+on the image alone: the study's scaling, then an optional shift, gamma, Gaussian blur and noise, so that models learn
+shapes and contrasts rather than one scanner's exact grey values and texture.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+import torch
+import torch.nn.functional as F
 
 
 @dataclass(frozen=True)
 class AugmentSettings:
-    copies: int = 1  # augmented copies per training slice, kept beside the original
     rotation_degrees: float = 15.0  # uniform in [-d, d]
     flip_lr: float = 0.5  # probability of a left-right flip
     flip_ap: float = 0.0  # probability of an anterior-posterior flip
     intensity_scale: tuple[float, float] = (0.9, 1.1)
+    zoom: tuple[float, float] = (1.0, 1.0)  # > 1 magnifies
+    intensity_shift: float = 0.0  # uniform in [-s, s], in units of the HU window
+    gamma: tuple[float, float] = (1.0, 1.0)
+    blur_sigma: tuple[float, float] = (0.0, 0.0)  # pixels
+    noise_std: float = 0.0  # each sample's noise level is uniform in [0, noise_std]
 
 
-def augment_slice(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, settings: AugmentSettings):
-    """One random variant of a (H, W) slice and its labels; labels are moved, never interpolated."""
-    angle = rng.uniform(-settings.rotation_degrees, settings.rotation_degrees)
-    image = ndimage.rotate(image, angle, reshape=False, order=1, mode="constant", cval=0.0)
-    label = ndimage.rotate(label, angle, reshape=False, order=0, mode="constant", cval=0)
-    for axis, probability in ((0, settings.flip_lr), (1, settings.flip_ap)):
-        if rng.random() < probability:
-            image, label = np.flip(image, axis), np.flip(label, axis)
-    image = image * rng.uniform(*settings.intensity_scale)
-    return image, label
+def _uniform(generator: torch.Generator, n: int, bounds) -> torch.Tensor:
+    lo, hi = bounds
+    return lo + (hi - lo) * torch.rand(n, generator=generator)
 
 
-def augment_set(images: np.ndarray, labels: np.ndarray, settings: AugmentSettings, seed: int):
-    """Originals followed by `copies` augmented variants of each slice, in a reproducible order."""
-    rng = np.random.default_rng(seed)
-    out_images, out_labels = [images.astype(np.float16)], [labels]
-    for _ in range(settings.copies):
-        pairs = [augment_slice(i.astype(np.float32), l, rng, settings) for i, l in zip(images, labels)]
-        out_images.append(np.stack([p[0] for p in pairs]).astype(np.float16))
-        out_labels.append(np.stack([p[1] for p in pairs]))
-    return np.concatenate(out_images), np.concatenate(out_labels)
+def random_affine(n: int, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
+    """(n, 2, 3) affine_grid matrices: rotation, flips and zoom about the centre."""
+    angle = torch.deg2rad(_uniform(generator, n, (-settings.rotation_degrees, settings.rotation_degrees)))
+    zoom = _uniform(generator, n, settings.zoom)
+    # grid x runs along the last array axis (anterior-posterior), grid y along the first (left-right)
+    flip_ap = torch.where(torch.rand(n, generator=generator) < settings.flip_ap, -1.0, 1.0)
+    flip_lr = torch.where(torch.rand(n, generator=generator) < settings.flip_lr, -1.0, 1.0)
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = cos * flip_ap, -sin * flip_lr
+    theta[:, 1, 0], theta[:, 1, 1] = sin * flip_ap, cos * flip_lr
+    return theta
 
 
-def build_training_set(slice_files, out, preview, settings: AugmentSettings, seed: int) -> int:
-    """Augment the slices of the training cases into one file, and draw a preview of what augmentation did."""
-    from liverseg.data.slices import load_slices, save_slices
+def compose(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """The affine that applies `inner` to output coordinates, then `outer`: outer(inner(u))."""
+    square = lambda t: torch.cat([t, torch.tensor([0.0, 0.0, 1.0]).expand(len(t), 1, 3)], dim=1)  # noqa: E731
+    return (square(outer) @ square(inner))[:, :2]
+
+
+def warp(images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor):
+    """Resample (N, C, H, W) images bilinearly and (N, H, W) labels by nearest neighbour on the same grids."""
+    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    labels = F.grid_sample(labels[:, None].to(images.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return images, labels[:, 0].round().to(torch.uint8)
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur with one sigma per sample, as one grouped convolution per axis."""
+    radius = max(1, math.ceil(3 * float(sigma.max())))
+    x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-(x[None] ** 2) / (2 * sigma.to(images.device, images.dtype)[:, None].clamp(min=1e-3) ** 2))
+    kernel = kernel / kernel.sum(1, keepdim=True)
+    n, c, h, w = images.shape
+    kernel = kernel.repeat_interleave(c, 0)  # one kernel per (sample, channel) group
+    flat = images.reshape(1, n * c, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), kernel[:, None, None, :], groups=n * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), kernel[:, None, :, None], groups=n * c)
+    return flat.reshape(n, c, h, w)
+
+
+def jitter_intensity(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
+    n = len(images)
+    per_sample = lambda values: values.to(images.device, images.dtype)[:, None, None, None]  # noqa: E731
+    images = images * per_sample(_uniform(generator, n, settings.intensity_scale))
+    images = images + per_sample(_uniform(generator, n, (-settings.intensity_shift, settings.intensity_shift)))
+    if settings.gamma != (1.0, 1.0):
+        images = images.clamp(min=0) ** per_sample(_uniform(generator, n, settings.gamma))
+    if settings.blur_sigma[1] > 0:
+        images = _gaussian_blur(images, _uniform(generator, n, settings.blur_sigma))
+    if settings.noise_std > 0:
+        noise = torch.randn(images.shape, generator=generator) * _uniform(generator, n, (0, settings.noise_std))[:, None, None, None]
+        images = images + noise.to(images.device, images.dtype)
+    return images
+
+
+def augment_batch(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    settings: AugmentSettings,
+    generator: torch.Generator,
+    view: torch.Tensor | None = None,
+):
+    """Random variants of (N, C, H, W) images and (N, H, W) labels; `view` (N, 2, 3) first picks each sample's box."""
+    theta = random_affine(len(images), settings, generator)
+    if view is not None:
+        theta = compose(view, theta)
+    images, labels = warp(images, labels, theta)
+    return jitter_intensity(images, settings, generator), labels
+
+
+def draw_preview(slice_files, preview, settings: AugmentSettings, seed: int, count: int = 4) -> None:
+    """Originals above augmented variants, for the slices with most tumour (then liver), one per case."""
+    from liverseg.data.slices import load_slices
     from liverseg.figures import augmentation_preview, slice_interest
 
-    cases = [load_slices(path) for path in slice_files]
-    images = np.concatenate([c["image"] for c in cases])
-    labels = np.concatenate([c["label"] for c in cases])
-    out_images, out_labels = augment_set(images, labels, settings, seed)
-    save_slices({"image": out_images, "label": out_labels}, out)
-    # preview one slice per case, those with the most tumour (then liver) first
-    case_of = np.concatenate([np.full(len(c["label"]), i) for i, c in enumerate(cases)])
-    score = slice_interest(labels, (1, 2))
-    best_per_case = [np.flatnonzero(case_of == i)[np.argmax(score[case_of == i])] for i in range(len(cases))]
-    shown = sorted(best_per_case, key=lambda i: -score[i])[:4]
+    shown = []
+    for path in slice_files:
+        case = load_slices(path)
+        k = int(np.argmax(slice_interest(case["label"], (1, 2))))
+        shown.append((slice_interest(case["label"][k : k + 1], (1, 2))[0], case["image"][k], case["label"][k]))
+    shown = sorted(shown, key=lambda item: -item[0])[:count]
+    images = torch.from_numpy(np.stack([s[1] for s in shown]).astype(np.float32))[:, None]
+    labels = torch.from_numpy(np.stack([s[2] for s in shown]))
+    out_images, out_labels = augment_batch(images, labels, settings, torch.Generator().manual_seed(seed))
     augmentation_preview(
-        [(images[i].astype(np.float32), labels[i]) for i in shown],
-        [(out_images[len(images) + i].astype(np.float32), out_labels[len(images) + i]) for i in shown],
+        [(i[0].numpy(), l.numpy()) for i, l in zip(images, labels)],
+        [(i[0].numpy(), l.numpy()) for i, l in zip(out_images, out_labels)],
         preview,
     )
-    return len(out_images)

@@ -40,39 +40,60 @@ def _split(a):
     print(f"train: {len(split['train'])} cases, validation: {split['val']}")
 
 
-def _augment(a):
-    from liverseg.augment import AugmentSettings, build_training_set
+def _crop(a):
+    from liverseg.data.crops import crop_case
+    from liverseg.data.slices import save_slices
 
-    settings = json.loads(a.settings)
-    seed = settings.pop("seed")
-    settings["intensity_scale"] = tuple(settings["intensity_scale"])
-    n = build_training_set(a.slices, a.out, a.preview, AugmentSettings(**settings), seed)
-    print(f"{n} training slices in {a.out}")
+    save_slices(crop_case(a.volume, a.label, tuple(a.window), a.size, a.margin_mm, a.jitter_mm), a.out)
+
+
+def _augment_settings(text: str):
+    from liverseg.augment import AugmentSettings
+
+    settings = json.loads(text)
+    settings.pop("seed", None)
+    return AugmentSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
+
+
+def _augment(a):
+    from liverseg.augment import draw_preview
+
+    draw_preview(a.slices, a.preview, _augment_settings(a.settings), json.loads(a.settings)["seed"])
+
+
+def _set_threads(threads: int) -> None:
+    """Never more torch threads than the cores this process may use: oversubscription slows every step."""
+    import torch
+
+    torch.set_num_threads(max(1, min(threads, len(os.sched_getaffinity(0)))))
 
 
 def _train(a):
-    import torch
-
     from liverseg.train import TrainSettings, train_model
 
-    torch.set_num_threads(max(1, min(a.threads, os.cpu_count() or 1)))
+    _set_threads(a.threads)
     settings = json.loads(a.settings)
-    tversky = settings.pop("tversky")
     plateau = settings.pop("plateau")
-    settings = TrainSettings(
-        **settings, alpha=tversky["alpha"], beta=tversky["beta"],
-        plateau_factor=plateau["factor"], plateau_patience=plateau["patience"],
+    settings = TrainSettings(**settings, plateau_factor=plateau["factor"], plateau_patience=plateau["patience"])
+    train_model(
+        a.name, json.loads(a.model), settings, _augment_settings(a.augment), a.train_slices, a.val_slices, a.out_dir,
+        a.tracking_uri, a.experiment,
     )
-    train_model(a.name, json.loads(a.model), settings, a.train_set, a.val_slices, a.out_dir, a.tracking_uri, a.experiment)
 
 
 def _predict(a):
-    import torch
-
     from liverseg.predict import predict_case
 
-    torch.set_num_threads(max(1, min(a.threads, os.cpu_count() or 1)))
+    _set_threads(a.threads)
     predict_case(a.checkpoint, a.slices, a.volume, a.out, a.device)
+
+
+def _cascade(a):
+    from liverseg.predict import predict_cascade
+
+    _set_threads(a.threads)
+    voxels = predict_cascade(a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device)
+    print(f"{voxels} tumour voxels inside the stage-1 liver")
 
 
 def _postprocess(a):
@@ -90,11 +111,39 @@ def _evaluate(a):
 def _aggregate(a):
     from liverseg.report import log_to_runs, read_case_scores, summarise, write_summary
 
-    histories = dict(zip(a.models, a.histories))
-    summary = summarise(read_case_scores(a.scores), histories)
+    stages = {name: [Path(d) for d in dirs] for name, *dirs in a.entry}
+    summary = summarise(*read_case_scores(a.scores), {n: [d / "history.csv" for d in dirs] for n, dirs in stages.items()})
     write_summary(summary, a.csv, a.md, a.metrics_json)
-    log_to_runs(summary, dict(zip(a.models, a.runs)))
+    log_to_runs(summary, {name: dirs[-1] / "run.json" for name, dirs in stages.items()})
     print(a.md.read_text())
+
+
+def _ablation(a):
+    import platform
+
+    import pandas as pd
+    import torch
+
+    from liverseg.report import ablation_markdown
+
+    cpu = f"{len(os.sched_getaffinity(0))} CPU cores ({platform.machine()}, {platform.system()})"
+    machine = f"{torch.cuda.get_device_name(0)} GPU" if torch.cuda.is_available() else f"{cpu}, no GPU"
+    text = ablation_markdown(pd.read_csv(a.summary), a.command, machine, time.strftime("%Y-%m-%d"))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(text)
+    print(text)
+
+
+def _shifted(a):
+    import yaml
+
+    from liverseg.report import write_summary
+    from liverseg.shifted import check_shifted
+
+    _set_threads(a.threads)
+    summary = check_shifted(yaml.safe_load(a.config.read_text()), a.models_dir, a.cases, a.seed, a.out_dir)
+    write_summary(summary, a.out_dir / "summary.csv", a.out_dir / "summary.md", a.out_dir / "metrics.json")
+    print((a.out_dir / "summary.md").read_text())
 
 
 def _overlay(a):
@@ -131,23 +180,32 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, required=True)
     s.add_argument("--out", type=Path, required=True)
 
+    s = step("crop", _crop, "the liver's box of one case at native resolution, for a tumour stage")
+    s.add_argument("--volume", type=Path, required=True)
+    s.add_argument("--label", type=Path, required=True)
+    s.add_argument("--window", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
+    s.add_argument("--size", type=int, required=True)
+    s.add_argument("--margin-mm", type=float, required=True)
+    s.add_argument("--jitter-mm", type=float, required=True)
+    s.add_argument("--out", type=Path, required=True)
+
     s = step("split", _split, "patient-wise train/validation split")
     s.add_argument("--cases", type=Path, required=True)
     s.add_argument("--val-fraction", type=float, required=True)
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", type=Path, required=True)
 
-    s = step("augment", _augment, "the augmented training set and its preview")
+    s = step("augment", _augment, "a preview of what augmentation does (training augments on the fly)")
     s.add_argument("--slices", type=Path, nargs="+", required=True)
     s.add_argument("--settings", required=True, help="JSON: the config's augment section")
-    s.add_argument("--out", type=Path, required=True)
     s.add_argument("--preview", type=Path, required=True)
 
     s = step("train", _train, "train one model")
     s.add_argument("--name", required=True)
     s.add_argument("--model", required=True, help="JSON: the model's config entry")
     s.add_argument("--settings", required=True, help="JSON: the config's train section")
-    s.add_argument("--train-set", type=Path, required=True)
+    s.add_argument("--augment", required=True, help="JSON: the config's augment section")
+    s.add_argument("--train-slices", type=Path, nargs="+", required=True)
     s.add_argument("--val-slices", type=Path, nargs="+", required=True)
     s.add_argument("--out-dir", type=Path, required=True)
     s.add_argument("--tracking-uri", required=True)
@@ -158,6 +216,15 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint", type=Path, required=True)
     s.add_argument("--slices", type=Path, required=True)
     s.add_argument("--volume", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=1)
+
+    s = step("cascade", _cascade, "tumours of a tumour stage inside a stage-1 liver, as a NIfTI label map")
+    s.add_argument("--checkpoint", type=Path, required=True, help="the tumour stage's weights")
+    s.add_argument("--liver", type=Path, required=True, help="the stage-1 label map")
+    s.add_argument("--volume", type=Path, required=True)
+    s.add_argument("--window", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=1)
@@ -183,14 +250,27 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--window", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
     s.add_argument("--out", type=Path, required=True)
 
-    s = step("aggregate", _aggregate, "the comparison table of all models")
-    s.add_argument("--models", nargs="+", required=True)
-    s.add_argument("--histories", type=Path, nargs="+", required=True)
-    s.add_argument("--runs", type=Path, nargs="+", required=True)
+    s = step("aggregate", _aggregate, "the comparison table of all scored entries")
+    s.add_argument(
+        "--entry", nargs="+", action="append", required=True, metavar="NAME MODEL_DIR",
+        help="a scored entry and the folders of its trained stages, in order (repeat per entry)",
+    )
     s.add_argument("--scores", type=Path, nargs="+", required=True)
     s.add_argument("--csv", type=Path, required=True)
     s.add_argument("--md", type=Path, required=True)
     s.add_argument("--metrics-json", type=Path, required=True)
+    s = step("shifted", _shifted, "score the trained models on phantoms of another design than the training set's")
+    s.add_argument("--config", type=Path, required=True, help="the config the models were trained with")
+    s.add_argument("--models-dir", type=Path, default=Path("models"))
+    s.add_argument("--cases", type=int, default=4)
+    s.add_argument("--seed", type=int, default=99)
+    s.add_argument("--out-dir", type=Path, required=True)
+    s.add_argument("--threads", type=int, default=2)
+
+    s = step("ablation", _ablation, "the ablation table (docs/ablation.md) from an ablation run's summary")
+    s.add_argument("--summary", type=Path, required=True)
+    s.add_argument("--command", required=True, help="the command that produced the summary, quoted in the table")
+    s.add_argument("--out", type=Path, required=True)
     return p
 
 

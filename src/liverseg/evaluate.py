@@ -9,6 +9,7 @@ import numpy as np
 
 from liverseg.atomic import write_json
 from liverseg.data import nifti
+from liverseg.lesions import match_lesions
 from liverseg.metrics import label_metrics
 
 
@@ -38,5 +39,6 @@ def evaluate_case(model: str, case: str, label: Path, stages: dict[str, Path], o
         pred = _read_matching(path, reference)
         result[stage] = label_metrics(pred, ref_labels)
         result[stage]["labels"] = {"accuracy": float(np.mean(pred == ref_labels))}
+        result[stage]["lesions"] = match_lesions(pred == 2, ref_labels == 2, spacing)
     write_json(_json_safe(result), out)
     return result

@@ -1,22 +1,99 @@
-"""Tversky loss, with the study's convention: alpha weighs false positives, beta false negatives."""
+"""Segmentation losses built from the config: Tversky, soft Dice, BCE, focal, and weighted sums of them.
+
+Outputs are nested regions (liver contains tumour). A `sigmoid` head has one channel per region; a `softmax` head has
+one channel per class (background, then each region's own label), and a region's probability is the sum of the
+probabilities of its class and of the classes nested in it. Tversky keeps the study's convention: alpha weighs false
+positives, beta false negatives.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+HEADS = ("sigmoid", "softmax")
 
 
-def tversky_loss(
-    logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.7, beta: float = 0.3, smooth: float = 1.0
-) -> torch.Tensor:
-    """Mean over channels of 1 - (TP + s) / (TP + alpha FP + beta FN + s), counts summed over batch and pixels.
+def output_channels(head: str, regions: int) -> int:
+    return regions if head == "sigmoid" else regions + 1
 
-    `logits` and `target` are (N, C, H, W); each channel is one sigmoid target. The smoothing term keeps the loss
-    defined on batches without a given target, where it still penalises false positives.
+
+def region_probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """(N, channels, H, W) logits -> (N, regions, H, W) probabilities of each nested region."""
+    if head == "sigmoid":
+        return torch.sigmoid(logits.float())
+    classes = torch.softmax(logits.float(), dim=1)[:, 1:]
+    return classes.flip(1).cumsum(1).flip(1)  # region j holds classes j+1 and above
+
+
+def class_index(regions: torch.Tensor) -> torch.Tensor:
+    """(N, regions, H, W) binary nested regions -> (N, H, W) class index (0 background, j+1 inside region j only)."""
+    return regions.sum(1).long()
+
+
+def tversky_loss(p: torch.Tensor, t: torch.Tensor, alpha: float = 0.7, beta: float = 0.3, smooth: float = 1.0):
+    """Mean over regions of 1 - (TP + s) / (TP + alpha FP + beta FN + s), counts summed over batch and pixels.
+
+    The smoothing term keeps the loss defined on batches without a given target, where it still penalises false
+    positives.
     """
-    p = torch.sigmoid(logits.float())
-    t = target.float()
     dims = (0, 2, 3)
     tp = (p * t).sum(dims)
     fp = (p * (1 - t)).sum(dims)
     fn = ((1 - p) * t).sum(dims)
     return (1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)).mean()
+
+
+def dice_loss(p: torch.Tensor, t: torch.Tensor, smooth: float = 1.0):
+    """Soft Dice: the Tversky loss with alpha = beta = 0.5."""
+    return tversky_loss(p, t, 0.5, 0.5, smooth)
+
+
+def _pixel_loss(logits: torch.Tensor, t: torch.Tensor, head: str, gamma: float) -> torch.Tensor:
+    """Cross-entropy per pixel (binary per region for sigmoid, over classes for softmax), focal when gamma > 0."""
+    logits = logits.float()
+    if head == "sigmoid":
+        ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
+        p_true = torch.where(t > 0.5, torch.sigmoid(logits), 1 - torch.sigmoid(logits))
+    else:
+        index = class_index(t)
+        ce = F.cross_entropy(logits, index, reduction="none")
+        p_true = torch.softmax(logits, 1).gather(1, index[:, None])[:, 0]
+    return ((1 - p_true) ** gamma * ce).mean() if gamma else ce.mean()
+
+
+def bce_loss(logits, t, head):
+    return _pixel_loss(logits, t, head, 0.0)
+
+
+def focal_loss(logits, t, head, gamma: float = 2.0):
+    return _pixel_loss(logits, t, head, gamma)
+
+
+REGION_LOSSES = {"tversky": tversky_loss, "dice": dice_loss}
+PIXEL_LOSSES = {"bce": bce_loss, "focal": focal_loss}
+STUDY_LOSS = {"tversky": {"weight": 1.0, "alpha": 0.7, "beta": 0.3}}
+
+
+class CombinedLoss:
+    """A weighted sum of named loss terms, e.g. {"dice": {"weight": 1}, "bce": {"weight": 1}}."""
+
+    def __init__(self, terms: dict[str, dict], head: str = "sigmoid"):
+        unknown = set(terms) - set(REGION_LOSSES) - set(PIXEL_LOSSES)
+        if unknown or not terms:
+            raise ValueError(f"unknown loss terms {sorted(unknown)}; choose from {sorted(REGION_LOSSES | PIXEL_LOSSES)}")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
+        self.terms, self.head = terms, head
+
+    def __call__(self, logits: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        p = region_probabilities(logits, self.head)
+        total = 0.0
+        for name, options in self.terms.items():
+            options = dict(options)
+            weight = options.pop("weight", 1.0)
+            if name in REGION_LOSSES:
+                total = total + weight * REGION_LOSSES[name](p, regions, **options)
+            else:
+                total = total + weight * PIXEL_LOSSES[name](logits, regions, self.head, **options)
+        return total

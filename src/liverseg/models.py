@@ -1,13 +1,46 @@
-"""The two architectures of the study, built from a config entry.
+"""Models built from a config entry: the architecture, and the recipe that says what it sees and learns.
 
 `unet`: the classic U-Net (Ronneberger et al.) with batch normalisation and a configurable width.
 `smp`: any segmentation_models_pytorch architecture; the study's model is `arch: Unet, encoder: resnet50`.
+An entry with `crop` is a tumour stage: it sees crops of the liver's box and segments tumours only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
+
+from liverseg.losses import STUDY_LOSS, output_channels
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a model entry sees and learns, with the study's choices as defaults."""
+
+    head: str = "sigmoid"
+    loss: dict = field(default_factory=lambda: STUDY_LOSS)
+    input_slices: int = 1  # 2.5D: neighbouring slices as channels
+    tumour_oversample: float = 1.0
+    background_fraction: float = 1.0
+    crop: dict | None = None  # tumour stage: {size, margin_mm, jitter_mm}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Recipe":
+        sampling = spec.get("sampling", {})
+        return cls(
+            head=spec.get("head", "sigmoid"),
+            loss=spec.get("loss", STUDY_LOSS),
+            input_slices=spec.get("input_slices", 1),
+            tumour_oversample=sampling.get("tumour_oversample", 1.0),
+            background_fraction=sampling.get("background_fraction", 1.0),
+            crop=spec.get("crop"),
+        )
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        return ("tumour",) if self.crop is not None else ("liver", "tumour")
 
 
 class PretrainedWeightsUnavailable(RuntimeError):
@@ -49,17 +82,23 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def build_model(spec: dict, classes: int, pretrained: bool = True) -> nn.Module:
-    """A model from its config entry; `pretrained=False` skips weight downloads (weights come from a checkpoint)."""
+def build_model(spec: dict, pretrained: bool = True) -> nn.Module:
+    """A model from its config entry; `pretrained=False` skips weight downloads (weights come from a checkpoint).
+
+    With pretrained smp encoders and several input slices, smp adapts the first convolution's RGB weights to the
+    new channel count instead of initialising it afresh.
+    """
+    recipe = Recipe.from_spec(spec)
+    in_channels, classes = recipe.input_slices, output_channels(recipe.head, len(recipe.regions))
     if spec["kind"] == "unet":
-        return UNet(1, classes, spec.get("base_channels", 64), spec.get("depth", 4))
+        return UNet(in_channels, classes, spec.get("base_channels", 64), spec.get("depth", 4))
     if spec["kind"] == "smp":
         import segmentation_models_pytorch as smp
 
         weights = spec.get("encoder_weights") if pretrained else None
         try:
             return smp.create_model(
-                spec.get("arch", "Unet"), encoder_name=spec["encoder"], encoder_weights=weights, in_channels=1, classes=classes
+                spec.get("arch", "Unet"), encoder_name=spec["encoder"], encoder_weights=weights, in_channels=in_channels, classes=classes
             )
         except Exception as error:
             if weights is None:

@@ -1,4 +1,8 @@
-"""Label maps for whole cases, written back in each scan's own geometry and header."""
+"""Label maps for whole cases, written back in each scan's own geometry and header.
+
+Stage-1 models segment every slice; a cascade keeps the stage-1 liver and lets its tumour stage segment the liver's
+box, whose tumours are pasted back inside the predicted liver.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,52 @@ import torch
 from tqdm import tqdm
 
 from liverseg.data import nifti
+from liverseg.data.crops import crop_images
 from liverseg.data.slices import load_slices, resize_images
-from liverseg.models import build_model
+from liverseg.models import Recipe, build_model
+from liverseg.neighbours import neighbour_index
+from liverseg.roi import largest_component, liver_box, paste_box
 from liverseg.train import select_device
 
 
-def load_model(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, dict]:
+def load_model(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, Recipe]:
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = build_model(state["spec"], classes=len(state["targets"]), pretrained=False)
+    model = build_model(state["spec"], pretrained=False)
     model.load_state_dict(state["state_dict"])
-    return model.to(device).eval(), state
+    return model.to(device).eval(), Recipe.from_spec(state["spec"])
 
 
-def probabilities_to_labels(probabilities: torch.Tensor) -> torch.Tensor:
-    """(N, 2, H, W) liver and tumour probabilities -> (N, H, W) labels; tumour is only kept inside the liver."""
-    liver, tumour = probabilities[:, 0] > 0.5, probabilities[:, 1] > 0.5
-    return liver.to(torch.uint8) + (liver & tumour).to(torch.uint8)
+def output_probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
+    """Per-region probabilities for a sigmoid head, per-class for a softmax head."""
+    return torch.sigmoid(logits.float()) if head == "sigmoid" else torch.softmax(logits.float(), dim=1)
 
 
-def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, device: str = "auto", batch_size: int = 16) -> None:
+def probabilities_to_classes(probabilities: torch.Tensor, head: str) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W): how many nested regions hold each pixel (0 background, 1 liver, 2 tumour, for
+    stage 1). A sigmoid region counts only inside the region that contains it, so tumour stays inside the liver."""
+    if head == "softmax":
+        return probabilities.argmax(1).to(torch.uint8)
+    inside = torch.cumprod((probabilities > 0.5).to(torch.uint8), dim=1)
+    return inside.sum(1).to(torch.uint8)
+
+
+def segment_slices(model, recipe: Recipe, images: np.ndarray, size: tuple[int, int], device, batch_size: int = 16):
+    """(n, H, W) normalised slices of one case -> (n, *size) class maps, resized as probabilities (smoother outlines)."""
+    stacks = neighbour_index([len(images)], recipe.input_slices)
+    images = torch.from_numpy(images.astype(np.float32))
+    out = np.zeros((len(images), *size), dtype=np.uint8)
+    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+        for start in tqdm(range(0, len(images), batch_size), mininterval=10):
+            x = images[stacks[start : start + batch_size]].to(device)
+            probabilities = resize_images(output_probabilities(model(x), recipe.head).cpu(), size)
+            out[start : start + batch_size] = probabilities_to_classes(probabilities, recipe.head).numpy()
+    return out
+
+
+def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, device: str = "auto") -> None:
     """Segment every slice of a case and write `out` with the volume's shape, affine and orientation."""
     dev = select_device(device)
-    model, _ = load_model(checkpoint, dev)
+    model, recipe = load_model(checkpoint, dev)
     slices = load_slices(slices_file)
     reference = nifti.load(volume)
     in_plane = tuple(int(n) for n in slices["shape"])
@@ -38,12 +66,23 @@ def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, d
     expected = nifti.from_canonical(np.zeros((*in_plane, n), dtype=np.uint8), reference.affine).shape
     if expected != reference.shape:
         raise nifti.VolumeError(f"{slices_file}: slices of shape {in_plane}x{n} do not belong to {volume} {reference.shape}")
-    labels = np.zeros((*in_plane, n), dtype=np.uint8)  # canonical order
-    images = torch.from_numpy(slices["image"].astype(np.float32))[:, None]
-    with torch.no_grad(), torch.autocast(dev.type, enabled=dev.type == "cuda"):
-        for start in tqdm(range(0, n, batch_size), desc=out.name, mininterval=10):
-            logits = model(images[start : start + batch_size].to(dev)).float()
-            # resize probabilities, not labels, back to the scan's size: smoother outlines than nearest-neighbour
-            probabilities = resize_images(torch.sigmoid(logits).cpu(), in_plane)
-            labels[:, :, start : start + batch_size] = probabilities_to_labels(probabilities).numpy().transpose(1, 2, 0)
+    labels = segment_slices(model, recipe, slices["image"], in_plane, dev).transpose(1, 2, 0)  # canonical order
     nifti.save_label_like(labels, reference, out)
+
+
+def predict_cascade(checkpoint: Path, liver_labels: Path, volume: Path, window, out: Path, device: str = "auto") -> int:
+    """The stage-1 liver of `liver_labels` with the tumour stage's tumours; returns the number of tumour voxels."""
+    dev = select_device(device)
+    model, recipe = load_model(checkpoint, dev)
+    reference, stage1 = nifti.load(volume), nifti.load(liver_labels)
+    if stage1.shape != reference.shape or not np.allclose(stage1.affine, reference.affine, atol=1e-3):
+        raise nifti.VolumeError(f"{liver_labels}: geometry {stage1.shape} does not match its volume {volume} {reference.shape}")
+    liver = nifti.to_canonical(stage1, dtype=np.uint8) >= 1
+    tumour = np.zeros_like(liver)
+    box = liver_box(largest_component(liver), nifti.canonical_spacing(reference), recipe.crop["margin_mm"])
+    if box is not None:
+        crops = crop_images(nifti.to_canonical(reference), box, window, recipe.crop["size"])
+        classes = segment_slices(model, recipe, crops, box.shape[:2], dev)
+        tumour = paste_box(classes.transpose(1, 2, 0) == 1, box, liver.shape) & liver
+    nifti.save_label_like(liver.astype(np.uint8) + tumour.astype(np.uint8), reference, out)
+    return int(tumour.sum())

@@ -1,4 +1,8 @@
-"""The study's comparison table, from per-case scores and training histories."""
+"""The study's comparison table, from per-case scores and training histories.
+
+A row (column of the table) is a scored entry: a stage-1 model, or a cascade of a stage-1 model and a tumour stage,
+whose training histories are listed in order.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from liverseg.atomic import atomic_path, write_json
+from liverseg.lesions import SIZE_BINS, detection_scores
 
 COLUMNS = {  # summary column -> (stage, target, metric)
     "liver_dice": ("post", "liver", "dice"),
@@ -20,31 +25,42 @@ COLUMNS = {  # summary column -> (stage, target, metric)
 }
 
 
-def read_case_scores(files) -> pd.DataFrame:
-    """One row per model, case, stage and target, with each metric in a column."""
-    rows = []
+def read_case_scores(files) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
+    """One row per entry, case, stage and target, with each metric in a column; and per entry, the post-processed
+    lesion matches of each case."""
+    rows, lesions = [], {}
     for path in files:
         result = json.loads(Path(path).read_text())
         for stage in ("pred", "post"):
             for target, scores in result[stage].items():
-                rows.append({"model": result["model"], "case": result["case"], "stage": stage, "target": target, **scores})
-    return pd.DataFrame(rows)
+                if target != "lesions":
+                    rows.append({"model": result["model"], "case": result["case"], "stage": stage, "target": target, **scores})
+        lesions.setdefault(result["model"], []).append(result["post"]["lesions"])
+    return pd.DataFrame(rows), lesions
 
 
-def summarise(scores: pd.DataFrame, histories: dict[str, Path]) -> pd.DataFrame:
-    """Per model: means over validation cases (undefined scores left out) and the mean training time per epoch."""
+def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: dict[str, list[Path]]) -> pd.DataFrame:
+    """Per entry: means over validation cases (undefined scores left out), lesion detection over all cases, and the
+    training time per epoch of each trained stage."""
     rows = []
-    for model, history_path in histories.items():
+    for model, history_paths in histories.items():
         mine = scores[scores["model"] == model]
         row = {"model": model, "val_cases": mine["case"].nunique()}
         for column, (stage, target, metric) in COLUMNS.items():
             row[column] = mine.loc[(mine["stage"] == stage) & (mine["target"] == target), metric].astype(float).mean()
         tumour = mine[(mine["stage"] == "post") & (mine["target"] == "tumour")]
         row["tumour_cases"] = int(tumour["dice"].notna().sum())
-        history = pd.read_csv(history_path)
-        row["seconds_per_epoch"] = history["epoch_seconds"].mean()
-        row["epochs"] = len(history)
-        row["best_epoch"] = int(history.loc[history["val_dice"].fillna(-1).idxmax(), "epoch"])
+        holding = tumour[tumour["ref_voxels"] > 0]
+        row["tumour_dice_cases_with_tumour"] = holding["dice"].astype(float).mean()
+        row["cases_with_tumour"] = len(holding)
+        row.update(detection_scores(lesions[model]))
+        stages = [pd.read_csv(path) for path in history_paths]
+        row["seconds_per_epoch"] = stages[0]["epoch_seconds"].mean()
+        row["tumour_stage_seconds_per_epoch"] = stages[1]["epoch_seconds"].mean() if len(stages) > 1 else float("nan")
+        row["training_minutes"] = sum((h["epoch_seconds"] + h["val_seconds"]).sum() for h in stages) / 60
+        row["epochs"] = " + ".join(
+            f"{int(h.loc[h['val_dice'].fillna(-1).idxmax(), 'epoch'])}/{len(h)}" for h in stages
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -57,13 +73,31 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
     ("Liver Dice (per case)", _number("liver_dice", "{:.4f}")),
     ("Liver Jaccard", _number("liver_jaccard", "{:.4f}")),
     ("Tumour Dice", _number("tumour_dice", "{:.4f}")),
+    ("Tumour Dice, cases holding tumour", _number("tumour_dice_cases_with_tumour", "{:.4f}")),
     ("Tumour Jaccard", _number("tumour_jaccard", "{:.4f}")),
     ("Validation accuracy (voxels, 3 labels)", _number("accuracy", "{:.2%}")),
     ("Liver Dice before closing", _number("liver_dice_before_post", "{:.4f}")),
     ("Tumour Dice before closing", _number("tumour_dice_before_post", "{:.4f}")),
+    ("Lesion recall, 10 mm and more", _number("lesion_recall_ge10mm", "{:.2f}")),
+    ("Lesion recall (all sizes)", _number("lesion_recall", "{:.2f}")),
+    ("Lesion precision", _number("lesion_precision", "{:.2f}")),
+    ("Lesion F1", _number("lesion_f1", "{:.2f}")),
+    (
+        "Lesion recall < 10 / 10-20 / > 20 mm",
+        lambda row: " / ".join(_number(f"lesion_recall_{b}", "{:.2f}")(row) for b in SIZE_BINS),
+    ),
     ("Training time per epoch", _number("seconds_per_epoch", "{:.1f} s")),
-    ("Best epoch / epochs", lambda row: f"{row['best_epoch']} / {row['epochs']}"),
-    ("Validation cases (with tumour scored)", lambda row: f"{row['val_cases']} ({row['tumour_cases']})"),
+    ("Tumour stage time per epoch", _number("tumour_stage_seconds_per_epoch", "{:.1f} s")),
+    ("Training time in all", _number("training_minutes", "{:.1f} min")),
+    ("Best epoch / epochs (each stage)", lambda row: row["epochs"]),
+    (
+        "Validation cases (with tumour scored; holding tumour)",
+        lambda row: f"{row['val_cases']} ({row['tumour_cases']}; {row['cases_with_tumour']})",
+    ),
+    (
+        "Reference lesions < 10 / 10-20 / > 20 mm",
+        lambda row: " / ".join(str(row[f"ref_lesions_{b}"]) for b in SIZE_BINS),
+    ),
 ]
 
 
@@ -75,7 +109,11 @@ def markdown_table(summary: pd.DataFrame) -> str:
     note = (
         "Means over validation cases, scored in each scan's own geometry after morphological closing. Liver is "
         "label >= 1, tumour is label 2. A case with no tumour in reference or prediction has no tumour score and "
-        "is left out of the tumour means (the count in brackets)."
+        "is left out of the tumour means (the count in brackets); the row 'cases holding tumour' averages over cases "
+        "whose reference has tumour. Lesions are 3D connected components of label 2; a reference lesion is found when "
+        "a predicted lesion overlaps it with IoU > 0.5; precision, recall and F1 count lesions over all cases; sizes "
+        "are the diameter of the sphere of the lesion's volume. A cascade is a stage-1 model whose liver feeds a "
+        "tumour stage; its times are those of both."
     )
     return "\n".join(out) + f"\n\n{note}\n"
 
@@ -90,12 +128,50 @@ def write_summary(summary: pd.DataFrame, csv: Path, md: Path, metrics_json: Path
 
 
 def log_to_runs(summary: pd.DataFrame, run_files: dict[str, Path]) -> None:
-    """Add each model's final evaluation to its training run in MLflow."""
+    """Add each entry's final evaluation to the MLflow run of its last trained stage (prefixed by the entry's name
+    when that run belongs to another model, as for a cascade's tumour stage)."""
     from liverseg import tracking
     from mlflow.tracking import MlflowClient
 
     for row in summary.to_dict(orient="records"):
         run = json.loads(Path(run_files[row["model"]]).read_text())
         client = MlflowClient(tracking_uri=run["tracking_uri"])
-        metrics = {f"eval_{k}": v for k, v in row.items() if k in COLUMNS or k in ("val_cases", "tumour_cases")}
-        tracking.log_metrics(client, run["run_id"], metrics)
+        prefix = "eval_" if run.get("model", row["model"]) == row["model"] else f"eval_{row['model']}_"
+        numbers = {k: v for k, v in row.items() if k not in ("model", "epochs")}
+        tracking.log_metrics(client, run["run_id"], {prefix + k: v for k, v in numbers.items()})
+
+
+ABLATION_COLUMNS = {  # summary column -> title
+    "tumour_dice_cases_with_tumour": "Tumour Dice (cases with tumour)",
+    "lesion_recall_ge10mm": "Lesion recall >= 10 mm",
+    "lesion_recall": "Lesion recall (all)",
+    "lesion_precision": "Lesion precision",
+    "liver_dice": "Liver Dice",
+    "training_minutes": "Training (min)",
+}
+
+
+def ablation_markdown(summary: pd.DataFrame, command: str, machine: str, date: str) -> str:
+    """One row per entry in the order run, each with its change in tumour Dice and lesion recall from the row before."""
+    lines = [
+        "# Ablation: the tumour levers, one at a time",
+        "",
+        f"Run on {date}, {machine}, with `{command}`. Each row adds one lever to the row before it, on the same cases, "
+        "split, seed and augmentation; scores are per case on the validation cases in the scans' own geometry, after "
+        "closing, as in `results/summary.md`.",
+        "",
+        "| Entry | " + " | ".join(ABLATION_COLUMNS.values()) + " | Change in tumour Dice | Change in recall >= 10 mm |",
+        "|---|" + "---|" * (len(ABLATION_COLUMNS) + 2),
+    ]
+    previous = None
+    for row in summary.to_dict(orient="records"):
+        cells = [_number(c, "{:.1f}" if c == "training_minutes" else "{:.3f}")(row) for c in ABLATION_COLUMNS]
+        changes = ["", ""]
+        if previous is not None:
+            changes = [
+                _number("delta", "{:+.3f}")({"delta": row[c] - previous[c]})
+                for c in ("tumour_dice_cases_with_tumour", "lesion_recall_ge10mm")
+            ]
+        lines.append(f"| {row['model']} | " + " | ".join(cells + changes) + " |")
+        previous = row
+    return "\n".join(lines) + "\n"

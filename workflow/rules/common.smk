@@ -3,7 +3,13 @@ import time
 
 import pandas as pd
 
-MODELS = list(config["models"])
+MODELS = list(config["models"])  # every trained model
+TUMOUR_STAGES = [m for m in MODELS if "crop" in config["models"][m]]
+STAGE1 = [m for m in MODELS if m not in TUMOUR_STAGES]
+CASCADES = config.get("cascades", {})
+SCORED = STAGE1 + list(
+    CASCADES
+)  # entries with predictions, scores and a column in the table
 SOURCE = config["data"]["source"]
 RAW_DIR = f"{config['data']['raw_dir']}/{SOURCE}"
 LAYOUT = {"synthetic": "lits", "msd": "msd"}[SOURCE]
@@ -13,6 +19,7 @@ LIVERSEG_ENV = "../../envs/liverseg.yaml"  # relative to this folder
 wildcard_constraints:
     case=r"case_\d+",
     model="|".join(MODELS),
+    entry="|".join(SCORED),
 
 
 def wall_time(started):
@@ -42,5 +49,42 @@ def case_slices(part):
     return lambda wildcards: expand("data/slices/{case}.npz", case=split_cases(part))
 
 
+def training_inputs(part):
+    """Whole slices for a stage-1 model, the liver crops made for it for a tumour stage."""
+
+    def files(wildcards):
+        if wildcards.model in TUMOUR_STAGES:
+            pattern = f"data/crops/{wildcards.model}/{{case}}.npz"
+        else:
+            pattern = "data/slices/{case}.npz"
+        return expand(pattern, case=split_cases(part))
+
+    return files
+
+
+def train_settings(model):
+    """The config's train section with the model's own overrides."""
+    settings = {k: v for k, v in config["train"].items() if k != "threads"}
+    return {**settings, **config["models"][model].get("train", {})}
+
+
+def stage_dirs(entry):
+    """Folders of the trained stages of a scored entry, in order."""
+    if entry in CASCADES:
+        return [
+            f"models/{CASCADES[entry]['liver']}",
+            f"models/{CASCADES[entry]['tumour']}",
+        ]
+    return [f"models/{entry}"]
+
+
 def overlay_figures(wildcards):
     return expand("results/figures/overlay_{case}.png", case=split_cases("val"))
+
+
+for _name, _cascade in CASCADES.items():
+    if _cascade["liver"] not in STAGE1 or _cascade["tumour"] not in TUMOUR_STAGES:
+        raise ValueError(
+            f"config: cascade {_name!r} needs a stage-1 model as liver (one of {STAGE1}) and a model with crop "
+            f"as tumour (one of {TUMOUR_STAGES}); got liver={_cascade['liver']!r}, tumour={_cascade['tumour']!r}"
+        )

@@ -65,12 +65,31 @@ checkpoint split:
         "--out {output} > {log} 2>&1"
 
 
+rule crop:
+    input:
+        table="data/cases.tsv",
+        volume=raw_file("volume"),
+        label=raw_file("label"),
+    output:
+        "data/crops/{model}/{case}.npz",
+    log:
+        "logs/crop/{model}/{case}.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        window=config["preprocess"]["window"],
+        crop=lambda wildcards: config["models"][wildcards.model]["crop"],
+    shell:
+        "liverseg crop --volume {input.volume} --label {input.label} --window {params.window} "
+        "--size {params.crop[size]} --margin-mm {params.crop[margin_mm]} --jitter-mm {params.crop[jitter_mm]} "
+        "--out {output} > {log} 2>&1"
+
+
 rule augment:
     input:
         split="data/split.json",
         slices=case_slices("train"),
     output:
-        train="data/train/augmented.npz",
         preview="data/train/preview.png",
     log:
         "logs/augment.log",
@@ -79,5 +98,5 @@ rule augment:
     params:
         settings=json.dumps(config["augment"]),
     shell:
-        "liverseg augment --slices {input.slices} --settings {params.settings:q} --out {output.train} "
+        "liverseg augment --slices {input.slices} --settings {params.settings:q} "
         "--preview {output.preview} > {log} 2>&1"

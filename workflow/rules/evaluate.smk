@@ -7,6 +7,8 @@ rule predict:
         "results/{model}/pred/{case}.nii.gz",
     log:
         "logs/predict/{model}/{case}.log",
+    wildcard_constraints:
+        model="|".join(STAGE1),
     conda:
         LIVERSEG_ENV
     threads: 2
@@ -19,13 +21,37 @@ rule predict:
         "--device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
+rule cascade:
+    input:
+        model=lambda wildcards: f"models/{CASCADES[wildcards.cascade]['tumour']}/best.pt",
+        liver=lambda wildcards: f"results/{CASCADES[wildcards.cascade]['liver']}/post/{wildcards.case}.nii.gz",
+        volume=raw_file("volume"),
+    output:
+        "results/{cascade}/pred/{case}.nii.gz",
+    log:
+        "logs/cascade/{cascade}/{case}.log",
+    wildcard_constraints:
+        cascade="|".join(CASCADES) or "no-cascade",
+    conda:
+        LIVERSEG_ENV
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        device=config["train"]["device"],
+        window=config["preprocess"]["window"],
+    shell:
+        "liverseg cascade --checkpoint {input.model} --liver {input.liver} --volume {input.volume} "
+        "--window {params.window} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+
+
 rule postprocess:
     input:
-        "results/{model}/pred/{case}.nii.gz",
+        "results/{entry}/pred/{case}.nii.gz",
     output:
-        "results/{model}/post/{case}.nii.gz",
+        "results/{entry}/post/{case}.nii.gz",
     log:
-        "logs/postprocess/{model}/{case}.log",
+        "logs/postprocess/{entry}/{case}.log",
     conda:
         LIVERSEG_ENV
     params:
@@ -37,14 +63,14 @@ rule postprocess:
 rule evaluate:
     input:
         label=raw_file("label"),
-        prediction="results/{model}/pred/{case}.nii.gz",
-        postprocessed="results/{model}/post/{case}.nii.gz",
+        prediction="results/{entry}/pred/{case}.nii.gz",
+        postprocessed="results/{entry}/post/{case}.nii.gz",
     output:
-        "results/{model}/metrics/{case}.json",
+        "results/{entry}/metrics/{case}.json",
     log:
-        "logs/evaluate/{model}/{case}.log",
+        "logs/evaluate/{entry}/{case}.log",
     conda:
         LIVERSEG_ENV
     shell:
-        "liverseg evaluate --model {wildcards.model} --case {wildcards.case} --label {input.label} "
+        "liverseg evaluate --model {wildcards.entry} --case {wildcards.case} --label {input.label} "
         "--prediction {input.prediction} --postprocessed {input.postprocessed} --out {output} > {log} 2>&1"

@@ -1,8 +1,8 @@
 rule aggregate:
     input:
         scores=lambda wildcards: expand(
-            "results/{model}/metrics/{case}.json",
-            model=MODELS,
+            "results/{entry}/metrics/{case}.json",
+            entry=SCORED,
             case=split_cases("val"),
         ),
         histories=expand("models/{model}/history.csv", model=MODELS),
@@ -16,9 +16,9 @@ rule aggregate:
     conda:
         LIVERSEG_ENV
     params:
-        models=MODELS,
+        entries=" ".join(f"--entry {e} {' '.join(stage_dirs(e))}" for e in SCORED),
     shell:
-        "liverseg aggregate --models {params.models} --histories {input.histories} --runs {input.runs} "
+        "liverseg aggregate {params.entries} "
         "--scores {input.scores} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} > {log} 2>&1"
 
 
@@ -26,7 +26,7 @@ rule overlay:
     input:
         volume=raw_file("volume"),
         label=raw_file("label"),
-        predictions=expand("results/{model}/post/{{case}}.nii.gz", model=MODELS),
+        predictions=expand("results/{entry}/post/{{case}}.nii.gz", entry=SCORED),
     output:
         "results/figures/overlay_{case}.png",
     log:
@@ -35,7 +35,7 @@ rule overlay:
         LIVERSEG_ENV
     params:
         predictions=lambda wildcards, input: [
-            f"{m}={p}" for m, p in zip(MODELS, input.predictions)
+            f"{m}={p}" for m, p in zip(SCORED, input.predictions)
         ],
         window=config["preprocess"]["window"],
     shell:

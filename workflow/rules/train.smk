@@ -1,7 +1,7 @@
 rule train:
     input:
-        train="data/train/augmented.npz",
-        val=case_slices("val"),
+        train=training_inputs("train"),
+        val=training_inputs("val"),
     output:
         model="models/{model}/best.pt",
         history="models/{model}/history.csv",
@@ -15,12 +15,12 @@ rule train:
         gpu=1,
     params:
         model=lambda wildcards: json.dumps(config["models"][wildcards.model]),
-        settings=json.dumps(
-            {k: v for k, v in config["train"].items() if k != "threads"}
-        ),
+        settings=lambda wildcards: json.dumps(train_settings(wildcards.model)),
+        augment=json.dumps(config["augment"]),
         tracking_uri=config["mlflow"]["tracking_uri"],
         experiment=config["mlflow"]["experiment"],
     shell:
         "liverseg train --name {wildcards.model} --model {params.model:q} --settings {params.settings:q} "
-        "--train-set {input.train} --val-slices {input.val} --out-dir models/{wildcards.model} "
-        "--tracking-uri {params.tracking_uri:q} --experiment {params.experiment:q} --threads {threads} > {log} 2>&1"
+        "--augment {params.augment:q} --train-slices {input.train} --val-slices {input.val} "
+        "--out-dir models/{wildcards.model} --tracking-uri {params.tracking_uri:q} "
+        "--experiment {params.experiment:q} --threads {threads} > {log} 2>&1"

@@ -3,7 +3,8 @@
 Each case is built slice by slice in canonical RAS voxel space (axis 0 towards the patient's right, axis 1 anterior,
 axis 2 superior) and in millimetres, so organ sizes stay physical whatever the spacing. The phantom is meant to be a
 real test of a segmentation model: the liver sits among organs of similar attenuation (spleen, kidneys, vessels),
-tumours range from a few voxels to several centimetres and are mostly hypodense, and the noise, spacing, size and
+tumours range from a few voxels to several centimetres, are mostly hypodense and range from faint (20 HU) to strong
+(70 HU), and the noise, spacing, size and
 storage orientation change between cases.
 """
 
@@ -42,6 +43,33 @@ class Organ:
 
 
 @dataclass(frozen=True)
+class PhantomStyle:
+    """The generator's ranges that a model could otherwise learn by heart; `SHIFTED` draws from other ones."""
+
+    liver_hu: tuple[float, float] = (95, 125)
+    lesion_contrast_hu: tuple[float, float] = (20, 70)  # faint to strong, below (hypodense) or above the liver
+    hypodense_share: float = 0.75
+    lesion_radius_mm: tuple[float, float] = (1.8, 26.0)  # log-uniform
+    outline_amplitude: float = 0.08  # how far organ outlines depart from ellipses
+    mottle_hu: float = 40.0  # low-frequency texture
+    quantum_noise_hu: tuple[float, float] = (8, 18)
+
+
+DEFAULT_STYLE = PhantomStyle()
+# cases of another design, for checking models on what they never saw: a darker liver, fainter lesions, half of them
+# hyperdense, lumpier organs, coarser texture and more noise
+SHIFTED = PhantomStyle(
+    liver_hu=(70, 95),
+    lesion_contrast_hu=(15, 45),
+    hypodense_share=0.5,
+    lesion_radius_mm=(3.0, 20.0),
+    outline_amplitude=0.15,
+    mottle_hu=70.0,
+    quantum_noise_hu=(15, 28),
+)
+
+
+@dataclass(frozen=True)
 class Case:
     image: np.ndarray  # HU, int16, canonical RAS
     label: np.ndarray  # uint8, canonical RAS
@@ -57,30 +85,30 @@ def _outline(rng: np.random.Generator, n: int = 3, amplitude: float = 0.08) -> t
     return tuple((float(rng.uniform(0, amplitude)), float(rng.uniform(0, 2 * np.pi))) for _ in range(n))
 
 
-def _anatomy(rng: np.random.Generator) -> dict[str, Organ]:
+def _anatomy(rng: np.random.Generator, amplitude: float) -> dict[str, Organ]:
     """Organ placement for one patient, varied around a typical upper abdomen."""
     s = rng.uniform(0.88, 1.12)  # patient size
     j = lambda value, spread: _jitter(rng, value, spread)  # noqa: E731 - local shorthand
     return {
         "body": Organ((0, j(0, 5)), (s * j(165, 10), s * j(118, 8)), (-1, 2), _outline(rng, 2, 0.03)),
         "liver": Organ(
-            (s * j(52, 6), s * j(4, 5)), (s * j(78, 6), s * j(82, 6)), (j(0.36, 0.05), j(0.97, 0.02)), _outline(rng)
+            (s * j(52, 6), s * j(4, 5)), (s * j(78, 6), s * j(82, 6)), (j(0.36, 0.05), j(0.97, 0.02)), _outline(rng, 3, amplitude)
         ),
         # the left lobe reaches across the midline in the upper slices
         "left_lobe": Organ(
-            (s * j(-12, 6), s * j(38, 5)), (s * j(48, 6), s * j(30, 4)), (j(0.6, 0.04), j(0.93, 0.02)), _outline(rng)
+            (s * j(-12, 6), s * j(38, 5)), (s * j(48, 6), s * j(30, 4)), (j(0.6, 0.04), j(0.93, 0.02)), _outline(rng, 3, amplitude)
         ),
         "spleen": Organ(
-            (s * j(-92, 6), s * j(-38, 6)), (s * j(34, 4), s * j(52, 5)), (j(0.5, 0.04), j(0.86, 0.04)), _outline(rng)
+            (s * j(-92, 6), s * j(-38, 6)), (s * j(34, 4), s * j(52, 5)), (j(0.5, 0.04), j(0.86, 0.04)), _outline(rng, 3, amplitude)
         ),
         "stomach": Organ(
-            (s * j(-52, 6), s * j(30, 6)), (s * j(42, 5), s * j(36, 5)), (j(0.5, 0.04), j(0.84, 0.03)), _outline(rng)
+            (s * j(-52, 6), s * j(30, 6)), (s * j(42, 5), s * j(36, 5)), (j(0.5, 0.04), j(0.84, 0.03)), _outline(rng, 3, amplitude)
         ),
         "kidney_r": Organ(
-            (s * j(62, 5), s * j(-48, 5)), (s * j(28, 3), s * j(36, 3)), (j(0.02, 0.02), j(0.48, 0.04)), _outline(rng)
+            (s * j(62, 5), s * j(-48, 5)), (s * j(28, 3), s * j(36, 3)), (j(0.02, 0.02), j(0.48, 0.04)), _outline(rng, 3, amplitude)
         ),
         "kidney_l": Organ(
-            (s * j(-62, 5), s * j(-48, 5)), (s * j(28, 3), s * j(36, 3)), (j(0.08, 0.03), j(0.56, 0.04)), _outline(rng)
+            (s * j(-62, 5), s * j(-48, 5)), (s * j(28, 3), s * j(36, 3)), (j(0.08, 0.03), j(0.56, 0.04)), _outline(rng, 3, amplitude)
         ),
         "vertebra": Organ((0, s * j(-62, 3)), (s * 22, s * 19), (-1, 2)),
         "canal": Organ((0, s * j(-88, 2)), (s * 8, s * 7), (-1, 2)),
@@ -115,14 +143,16 @@ def _intrahepatic_vessels(u: np.ndarray, v: np.ndarray, liver: Organ, t: float, 
     return vessels
 
 
-def _place_tumours(rng: np.random.Generator, liver: np.ndarray, spacing, count: int) -> list[tuple[np.ndarray, bool]]:
+def _place_tumours(
+    rng: np.random.Generator, liver: np.ndarray, spacing, count: int, style: PhantomStyle
+) -> list[tuple[np.ndarray, bool]]:
     """Ellipsoids centred inside the liver, radii log-uniform from about a voxel to several centimetres."""
     inside = np.argwhere(liver)
     grid = np.indices(liver.shape, dtype=np.float32)
     tumours = []
     for _ in range(count):
         centre = inside[rng.integers(len(inside))]
-        radius = float(np.exp(rng.uniform(np.log(1.8), np.log(26.0))))
+        radius = float(np.exp(rng.uniform(*np.log(style.lesion_radius_mm))))
         axes = radius * rng.uniform(0.7, 1.3, size=3)
         lo = np.maximum(centre - np.ceil(axes / spacing) - 1, 0).astype(int)
         hi = np.minimum(centre + np.ceil(axes / spacing) + 2, liver.shape).astype(int)
@@ -132,11 +162,11 @@ def _place_tumours(rng: np.random.Generator, liver: np.ndarray, spacing, count: 
         mask[box] = (dist <= 1.0) & liver[box]
         if not mask.any():
             mask[tuple(centre)] = True  # a tumour smaller than a voxel still marks the voxel it sits in
-        tumours.append((mask, bool(rng.random() < 0.75)))
+        tumours.append((mask, bool(rng.random() < style.hypodense_share)))
     return tumours
 
 
-def make_case(seed: int) -> Case:
+def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
     """One synthetic patient: HU image and labels (0 background, 1 liver, 2 tumour) in canonical RAS order."""
     rng = np.random.default_rng(seed)
     nx = int(rng.choice([192, 224, 256]))
@@ -144,10 +174,10 @@ def make_case(seed: int) -> Case:
     nz = int(rng.integers(32, 65))
     in_plane = rng.uniform(360, 440) / max(nx, ny)  # a field of view that holds the whole body, as in real scans
     spacing = (float(in_plane), float(in_plane), float(rng.choice([2.5, 3.0, 4.0, 5.0])))
-    organs = _anatomy(rng)
+    organs = _anatomy(rng, style.outline_amplitude)
     u = (np.arange(nx) - nx / 2 + 0.5)[:, None] * spacing[0] * np.ones((1, ny))
     v = (np.arange(ny) - ny / 2 + 0.5)[None, :] * spacing[1] * np.ones((nx, 1))
-    liver_hu = rng.uniform(95, 125)
+    liver_hu = rng.uniform(*style.liver_hu)
     densities = {
         "spleen": liver_hu + rng.uniform(-8, 15),
         "kidney": rng.uniform(150, 190),
@@ -194,12 +224,13 @@ def make_case(seed: int) -> Case:
     liver = label == LIVER
     if liver.any():
         count = 0 if rng.random() < 0.2 else int(rng.integers(1, 7))
-        for mask, hypodense in _place_tumours(rng, liver, np.array(spacing), count):
-            image[mask] = liver_hu - rng.uniform(35, 70) if hypodense else liver_hu + rng.uniform(30, 55)
+        for mask, hypodense in _place_tumours(rng, liver, np.array(spacing), count, style):
+            contrast = rng.uniform(*style.lesion_contrast_hu)
+            image[mask] = liver_hu - contrast if hypodense else liver_hu + contrast
             label[mask] = TUMOUR
     image = ndimage.gaussian_filter(image, sigma=(0.7, 0.7, 0.3))  # partial-volume blur
-    image += ndimage.gaussian_filter(rng.normal(0, 40, image.shape).astype(np.float32), sigma=(3, 3, 0))  # mottle
-    image += rng.normal(0, rng.uniform(8, 18), image.shape).astype(np.float32)  # quantum noise
+    image += ndimage.gaussian_filter(rng.normal(0, style.mottle_hu, image.shape).astype(np.float32), sigma=(3, 3, 0))  # mottle
+    image += rng.normal(0, rng.uniform(*style.quantum_noise_hu), image.shape).astype(np.float32)  # quantum noise
     orientation = STORAGE_ORIENTATIONS[int(rng.integers(len(STORAGE_ORIENTATIONS)))]
     return Case(np.clip(np.rint(image), -1024, 3071).astype(np.int16), label, spacing, orientation)
 
@@ -225,10 +256,10 @@ def write_case(case: Case, volume_path: Path, label_path: Path) -> None:
         nib.save(image, path)
 
 
-def generate_dataset(out_dir: Path, cases: int, seed: int) -> list[int]:
+def generate_dataset(out_dir: Path, cases: int, seed: int, style: PhantomStyle = DEFAULT_STYLE) -> list[int]:
     """Write `cases` phantoms as volume-N.nii.gz / segmentation-N.nii.gz; case N always gets the same patient."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for n in range(cases):
-        case = make_case(int(np.random.SeedSequence([seed, n]).generate_state(1)[0]))
+        case = make_case(int(np.random.SeedSequence([seed, n]).generate_state(1)[0]), style)
         write_case(case, out_dir / f"volume-{n}.nii.gz", out_dir / f"segmentation-{n}.nii.gz")
     return list(range(cases))

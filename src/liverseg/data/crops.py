@@ -1,0 +1,47 @@
+"""The tumour stage's input: the liver's box cut from the scan at its native in-plane resolution, resized to a square.
+
+Training crops come from the reference liver, cut with room for jitter around the box (margin + jitter on every side);
+the box's place inside the crop is stored so that training can draw jittered boxes (see `training_set`). At prediction
+the box comes from the stage-1 liver, with the margin alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from liverseg.data import nifti
+from liverseg.data.slices import normalise_hu, resize_images, resize_labels
+from liverseg.roi import Box, cut_box, liver_box
+
+AIR_HU = -1024.0
+
+
+def crop_images(hu: np.ndarray, box: Box, window: tuple[float, float], size: int) -> np.ndarray:
+    """(z, size, size) normalised slices of the box cut from a canonical (X, Y, Z) HU volume."""
+    crop = normalise_hu(cut_box(hu, box, fill=AIR_HU), window).transpose(2, 0, 1)
+    return resize_images(crop, (size, size)).numpy()
+
+
+def crop_case(volume: Path, label: Path, window, size: int, margin_mm: float, jitter_mm: float) -> dict[str, np.ndarray]:
+    """Crops around the reference liver of one case, with the box's half side and jitter in crop units."""
+    image, seg = nifti.load(volume), nifti.load(label)
+    if image.shape != seg.shape:
+        raise nifti.VolumeError(f"{label}: shape {seg.shape} differs from its volume {volume} {image.shape}")
+    spacing = nifti.canonical_spacing(image)
+    labels = nifti.to_canonical(seg, dtype=np.uint8)
+    box = liver_box(labels >= 1, spacing, margin_mm + jitter_mm)
+    if box is None:
+        raise nifti.VolumeError(f"{label}: no liver (label 1 or 2) to crop around")
+    outer_mm = box.shape[0] * spacing[0]  # in-plane sides are equal in mm
+    return {
+        "image": crop_images(nifti.to_canonical(image), box, window, size).astype(np.float16),
+        "label": resize_labels(cut_box(labels, box).transpose(2, 0, 1), (size, size)),
+        # normalised crop coordinates run from -1 to 1 across outer_mm
+        "box_half": np.float32(max(outer_mm - 2 * jitter_mm, 1e-3) / outer_mm),
+        "box_jitter": np.float32(2 * jitter_mm / outer_mm),
+        "box_start": np.array(box.start),
+        "box_stop": np.array(box.stop),
+        "spacing": np.array(spacing),
+    }

@@ -1,0 +1,65 @@
+"""The liver's region of interest: a box around the liver in voxels, cut out of a volume and pasted back.
+
+Boxes are square in millimetres in-plane (so lesions keep their shape when the crop is resized to a square) and hold
+the liver's extent plus a margin on every side, slices included. A box may reach past the volume's edge: cutting pads
+with a fill value, pasting drops what lies outside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+
+@dataclass(frozen=True)
+class Box:
+    start: tuple[int, int, int]  # first voxel, may be negative
+    stop: tuple[int, int, int]  # one past the last voxel, may exceed the volume
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(b - a for a, b in zip(self.start, self.stop))
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 3D connected component (26-connectivity) of a binary mask."""
+    components, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    if n <= 1:
+        return mask.astype(bool)
+    sizes = np.bincount(components.ravel())[1:]
+    return components == 1 + int(np.argmax(sizes))
+
+
+def liver_box(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: float) -> Box | None:
+    """Box around a canonical (R, A, S) mask: square in mm in-plane, `margin_mm` beyond it on every side."""
+    if not mask.any():
+        return None
+    spacing = np.asarray(spacing, dtype=float)
+    extent = ndimage.find_objects(mask.astype(np.uint8))[0]
+    lo, hi = np.array([s.start for s in extent]), np.array([s.stop for s in extent])
+    centre_mm = (lo + hi) / 2 * spacing
+    extent_mm = (hi - lo) * spacing
+    side_mm = np.append(np.full(2, extent_mm[:2].max()), extent_mm[2]) + 2 * margin_mm
+    start = np.floor((centre_mm - side_mm / 2) / spacing + 1e-6).astype(int)
+    stop = start + np.maximum(np.round(side_mm / spacing).astype(int), 1)
+    return Box(tuple(int(v) for v in start), tuple(int(v) for v in stop))
+
+
+def cut_box(volume: np.ndarray, box: Box, fill=0) -> np.ndarray:
+    """The box's voxels of a (X, Y, Z) volume; parts outside the volume are `fill`."""
+    inside = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(box.start, box.stop, volume.shape))
+    pad = [(max(-a, 0), max(b - n, 0)) for a, b, n in zip(box.start, box.stop, volume.shape)]
+    return np.pad(volume[inside], pad, constant_values=fill)
+
+
+def paste_box(crop: np.ndarray, box: Box, shape: tuple[int, int, int], fill=0) -> np.ndarray:
+    """A volume of `shape` holding `crop` at the box and `fill` elsewhere (the inverse of `cut_box` inside the box)."""
+    if crop.shape != box.shape:
+        raise ValueError(f"crop of shape {crop.shape} does not fit a box of shape {box.shape}")
+    out = np.full(shape, fill, dtype=crop.dtype)
+    inside = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(box.start, box.stop, shape))
+    source = tuple(slice(s.start - a, s.stop - a) for s, a in zip(inside, box.start))
+    out[inside] = crop[source]
+    return out

@@ -1,0 +1,50 @@
+"""Trained models checked on phantoms of another design than the training set's (`synthetic.SHIFTED`): other liver and
+lesion contrasts, lumpier outlines, coarser texture and more noise. Every case is new to every model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from liverseg.data.slices import save_slices, slice_case
+from liverseg.data.synthetic import SHIFTED, generate_dataset
+from liverseg.evaluate import evaluate_case
+from liverseg.postprocess import postprocess_case
+from liverseg.predict import predict_cascade, predict_case
+from liverseg.report import read_case_scores, summarise
+
+
+def check_shifted(config: dict, models_dir: Path, cases: int, seed: int, out_dir: Path) -> pd.DataFrame:
+    """Predict, close and score `cases` shifted phantoms with every stage-1 model and cascade of `config`."""
+    window, size = tuple(config["preprocess"]["window"]), config["preprocess"]["image_size"]
+    radius = config["postprocess"]["closing_radius_mm"]
+    stage1 = [name for name, spec in config["models"].items() if "crop" not in spec]
+    cascades = config.get("cascades", {})
+    raw = out_dir / "raw"
+    generate_dataset(raw, cases, seed, SHIFTED)
+    score_files = []
+    for n in range(cases):
+        case = f"case_{n:03d}"
+        volume, label = raw / f"volume-{n}.nii.gz", raw / f"segmentation-{n}.nii.gz"
+        slices = out_dir / "slices" / f"{case}.npz"
+        save_slices(slice_case(volume, label, window, size), slices)
+
+        def close_and_score(entry: str, pred: Path) -> None:
+            post = out_dir / entry / "post" / f"{case}.nii.gz"
+            postprocess_case(pred, post, radius)
+            score_files.append(out_dir / entry / "metrics" / f"{case}.json")
+            evaluate_case(entry, case, label, {"pred": pred, "post": post}, score_files[-1])
+
+        for model in stage1:
+            pred = out_dir / model / "pred" / f"{case}.nii.gz"
+            predict_case(models_dir / model / "best.pt", slices, volume, pred)
+            close_and_score(model, pred)
+        for name, cascade in cascades.items():  # after stage 1: the cascades take its closed livers
+            pred = out_dir / name / "pred" / f"{case}.nii.gz"
+            liver = out_dir / cascade["liver"] / "post" / f"{case}.nii.gz"
+            predict_cascade(models_dir / cascade["tumour"] / "best.pt", liver, volume, window, pred)
+            close_and_score(name, pred)
+    histories = {model: [models_dir / model / "history.csv"] for model in stage1}
+    histories.update({name: [models_dir / c["liver"] / "history.csv", models_dir / c["tumour"] / "history.csv"] for name, c in cascades.items()})
+    return summarise(*read_case_scores(score_files), histories)

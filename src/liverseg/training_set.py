@@ -1,0 +1,102 @@
+"""Training and validation slices in memory, served as batches of 2.5D stacks with their region targets.
+
+A set is either whole slices (`data/slices`) or liver crops (`data/crops`). Crops are stored with room around the
+liver's box; each training sample then sees a box whose edges are jittered by up to the stored jitter, as the boxes
+drawn around a stage-1 prediction will be, while validation sees the box itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from liverseg.augment import AugmentSettings, augment_batch, warp
+from liverseg.data.slices import load_slices
+from liverseg.metrics import TARGETS
+from liverseg.neighbours import neighbour_index
+
+
+def region_targets(labels: torch.Tensor, regions: tuple[str, ...]) -> torch.Tensor:
+    """(N, H, W) label maps -> (N, len(regions), H, W) binary targets."""
+    return torch.stack([TARGETS[name](labels) for name in regions], dim=1).float()
+
+
+@dataclass
+class SliceSet:
+    images: torch.Tensor  # (n, H, W) float16: half the memory
+    labels: torch.Tensor  # (n, H, W) uint8
+    stacks: torch.Tensor  # (n, k) indices of each slice's 2.5D stack
+    box_half: torch.Tensor | None  # (n,) crop sets: half side of the liver box, in units of the stored crop
+    box_jitter: torch.Tensor | None  # (n,) crop sets: largest edge jitter, same units
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def has_tumour(self) -> torch.Tensor:
+        return (self.labels == 2).flatten(1).any(1)
+
+    @property
+    def has_liver(self) -> torch.Tensor:
+        return (self.labels >= 1).flatten(1).any(1)
+
+
+def load_slice_set(paths, input_slices: int) -> SliceSet:
+    cases = [load_slices(path) for path in paths]
+    lengths = [len(c["image"]) for c in cases]
+    per_slice = lambda key: (  # noqa: E731
+        torch.from_numpy(np.concatenate([np.full(n, float(c[key])) for c, n in zip(cases, lengths)])).float()
+        if "box_half" in cases[0]
+        else None
+    )
+    return SliceSet(
+        images=torch.from_numpy(np.concatenate([c["image"] for c in cases]).astype(np.float16)),
+        labels=torch.from_numpy(np.concatenate([c["label"] for c in cases])),
+        stacks=torch.from_numpy(neighbour_index(lengths, input_slices)),
+        box_half=per_slice("box_half"),
+        box_jitter=per_slice("box_jitter"),
+    )
+
+
+def box_view(half: torch.Tensor, jitter: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(n, 2, 3) affine_grid matrices that show each sample's box; edges moved by uniform jitter if a generator is given."""
+    n = len(half)
+    theta = torch.zeros(n, 2, 3)
+    for axis in range(2):
+        lo, hi = -half.clone(), half.clone()
+        if generator is not None:
+            lo -= jitter * (2 * torch.rand(n, generator=generator) - 1)
+            hi += jitter * (2 * torch.rand(n, generator=generator) - 1)
+        theta[:, axis, axis] = (hi - lo) / 2
+        theta[:, axis, 2] = (hi + lo) / 2
+    return theta
+
+
+class Batches:
+    """Mini-batches moved to the device, augmented there when training; pinned memory only on CUDA."""
+
+    def __init__(self, data: SliceSet, regions, batch_size: int, device: torch.device, augment: AugmentSettings | None = None):
+        self.data, self.regions, self.batch_size, self.device, self.augment = data, tuple(regions), batch_size, device, augment
+        if device.type == "cuda":
+            self.data.images, self.data.labels = data.images.pin_memory(), data.labels.pin_memory()
+        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+    def steps(self, n: int) -> int:
+        return -(-n // self.batch_size)
+
+    def __call__(self, order: torch.Tensor, generator: torch.Generator | None = None):
+        """Batches in this order; with a generator, augmented (training), else the plain view (validation)."""
+        data = self.data
+        for start in range(0, len(order), self.batch_size):
+            index = order[start : start + self.batch_size]
+            x = data.images[data.stacks[index]].to(self.device, non_blocking=True).float()
+            labels = data.labels[index].to(self.device, non_blocking=True)
+            view = None if data.box_half is None else box_view(data.box_half[index], data.box_jitter[index], generator)
+            if generator is not None and self.augment is not None:
+                x, labels = augment_batch(x, labels, self.augment, generator, view)
+            elif view is not None:
+                x, labels = warp(x, labels, view)
+            y = region_targets(labels, self.regions)
+            yield x.contiguous(memory_format=self.memory_format), y

@@ -1,0 +1,45 @@
+import torch
+
+from liverseg.sampling import epoch_indices
+
+
+def _flags():
+    # 10 tumour slices, 30 liver-only slices, 60 slices without liver
+    has_tumour = torch.zeros(100, dtype=torch.bool)
+    has_tumour[:10] = True
+    has_liver = torch.zeros(100, dtype=torch.bool)
+    has_liver[:40] = True
+    return has_tumour, has_liver
+
+
+def test_ratios():
+    has_tumour, has_liver = _flags()
+    order = epoch_indices(has_tumour, has_liver, 3.0, 0.5, torch.Generator().manual_seed(1))
+    counts = torch.bincount(order, minlength=100)
+    assert (counts[:10] == 3).all(), "each tumour slice exactly three times"
+    assert (counts[10:40] == 1).all(), "liver slices once"
+    assert set(counts[40:].tolist()) <= {0, 1}
+    kept = int(counts[40:].sum())
+    assert 15 <= kept <= 45  # binomial(60, 0.5): 30 expected
+    assert len(order) == 30 + 30 + kept
+    assert not torch.equal(order[:30], torch.sort(order[:30]).values), "shuffled"
+
+
+def test_fractional_oversampling_averages_out():
+    has_tumour, has_liver = _flags()
+    generator = torch.Generator().manual_seed(0)
+    totals = torch.zeros(100)
+    for _ in range(200):
+        totals += torch.bincount(epoch_indices(has_tumour, has_liver, 1.5, 0.2, generator), minlength=100)
+    assert abs(float(totals[:10].mean()) / 200 - 1.5) < 0.1
+    assert abs(float(totals[40:].mean()) / 200 - 0.2) < 0.05
+
+
+def test_defaults_see_every_slice_once_and_seeding():
+    has_tumour, has_liver = _flags()
+    order = epoch_indices(has_tumour, has_liver, 1.0, 1.0, torch.Generator().manual_seed(3))
+    assert sorted(order.tolist()) == list(range(100))
+    again = epoch_indices(has_tumour, has_liver, 2.5, 0.3, torch.Generator().manual_seed(7))
+    same = epoch_indices(has_tumour, has_liver, 2.5, 0.3, torch.Generator().manual_seed(7))
+    other = epoch_indices(has_tumour, has_liver, 2.5, 0.3, torch.Generator().manual_seed(8))
+    assert torch.equal(again, same) and not torch.equal(again, other)

@@ -1,0 +1,47 @@
+import numpy as np
+import torch
+
+from liverseg.augment import AugmentSettings
+from liverseg.data.slices import save_slices
+from liverseg.training_set import Batches, load_slice_set, region_targets
+
+
+def _case(path, n, value, crop=False):
+    labels = np.zeros((n, 16, 16), np.uint8)
+    labels[:, 4:12, 4:12] = 1
+    labels[0, 6:8, 6:8] = 2
+    slices = {"image": (np.arange(n, dtype=np.float16)[:, None, None] + value) * np.ones((n, 16, 16), np.float16), "label": labels}
+    if crop:
+        slices.update(box_half=np.float32(0.5), box_jitter=np.float32(0.25))
+    save_slices(slices, path)
+    return path
+
+
+def test_stacks_stay_within_each_case(tmp_path):
+    files = [_case(tmp_path / "a.npz", 3, 0.0), _case(tmp_path / "b.npz", 2, 10.0)]
+    data = load_slice_set(files, 3)
+    assert len(data) == 5 and data.box_half is None
+    assert data.has_tumour.tolist() == [True, False, False, True, False]
+    batches = Batches(data, ("liver", "tumour"), 8, torch.device("cpu"))
+    x, y = next(batches(torch.arange(5)))
+    assert x.shape == (5, 3, 16, 16) and y.shape == (5, 2, 16, 16)
+    assert x[:, :, 0, 0].tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 2], [10, 10, 11], [10, 11, 11]]
+
+
+def test_region_targets_nest():
+    labels = torch.tensor([[[0, 1, 2]]], dtype=torch.uint8)
+    assert region_targets(labels, ("liver", "tumour"))[0, :, 0].tolist() == [[0, 1, 1], [0, 0, 1]]
+    assert region_targets(labels, ("tumour",))[0, :, 0].tolist() == [[0, 0, 1]]
+
+
+def test_crop_sets_show_the_box_in_validation_and_jitter_it_in_training(tmp_path):
+    data = load_slice_set([_case(tmp_path / "c.npz", 4, 0.0, crop=True)], 1)
+    assert data.box_half.tolist() == [0.5] * 4
+    batches = Batches(data, ("tumour",), 4, torch.device("cpu"), AugmentSettings(rotation_degrees=0, flip_lr=0, intensity_scale=(1, 1)))
+    _, y_val = next(batches(torch.arange(4)))
+    # the liver box is the middle half of the crop: validation zooms it to the whole view
+    _, y_liver = next(Batches(data, ("liver",), 4, torch.device("cpu"))(torch.arange(4)))
+    assert y_liver.mean() > 0.9
+    y_train = [next(Batches(data, ("liver",), 4, torch.device("cpu"))(torch.arange(4), torch.Generator().manual_seed(s)))[1] for s in range(3)]
+    assert len({round(float(y.mean()), 4) for y in y_train}) > 1, "jittered boxes differ between draws"
+    assert y_val.shape == (4, 1, 16, 16)
