@@ -124,13 +124,14 @@ def _ablation(a):
     import pandas as pd
     import torch
 
+    from liverseg.atomic import atomic_path
     from liverseg.report import ablation_markdown
 
     cpu = f"{len(os.sched_getaffinity(0))} CPU cores ({platform.machine()}, {platform.system()})"
     machine = f"{torch.cuda.get_device_name(0)} GPU" if torch.cuda.is_available() else f"{cpu}, no GPU"
     text = ablation_markdown(pd.read_csv(a.summary), a.command, machine, time.strftime("%Y-%m-%d"))
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(text)
+    with atomic_path(a.out) as partial:
+        partial.write_text(text)
     print(text)
 
 
