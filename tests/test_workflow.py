@@ -142,13 +142,13 @@ def test_mlflow_holds_one_finished_run_per_model(finished_run):
     assert stage.data.metrics["eval_unet_cascade_tumour_dice_cases_with_tumour"] == pytest.approx(
         summary.loc["unet_cascade", "tumour_dice_cases_with_tumour"], abs=1e-6
     )
-    assert stage.data.params["model.sampling.tumour_oversample"] == "2.0"
+    assert stage.data.params["recipe.tumour_oversample"] == "2.0" and stage.data.params["recipe.input_slices"] == "3"
     for run in [r for r in runs if r != stage]:
         assert run.info.status == "FINISHED"
         assert json.loads((workdir / f"models/{run.info.run_name}/run.json").read_text())["run_id"] == run.info.run_id
         for key in ("train_loss", "val_loss", "val_dice", "lr", "epoch_seconds"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2]
-        assert run.data.params["train.lr"] == "0.001" and run.data.params["model.loss.tversky.alpha"] == "0.7"
+        assert run.data.params["train.lr"] == "0.001" and run.data.params["recipe.loss.tversky.alpha"] == "0.7"
         assert run.data.metrics["eval_liver_dice"] == pytest.approx(summary.loc[run.info.run_name, "liver_dice"], abs=1e-6)
         artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
         assert artifacts == ["checkpoint/best.pt"]

@@ -89,7 +89,7 @@ def train_model(
         "val_slices": len(val_set),
         "image_size": side,
     }
-    params = {"model": spec, "train": asdict(settings), "augment": asdict(augment), "data": data}
+    params = {"model": spec, "recipe": asdict(recipe), "train": asdict(settings), "augment": asdict(augment), "data": data}
     client, run_id = tracking.start_run(tracking_uri, experiment, name, params, Path("mlartifacts"))
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json({"run_id": run_id, "model": name, "tracking_uri": tracking_uri, "experiment": experiment}, out_dir / "run.json")
