@@ -22,6 +22,7 @@ def test_exact_and_missed_lesions():
     assert (result["ref_lesions"], result["pred_lesions"]) == (2, 2)
     assert (result["true_positives"], result["false_positives"]) == (1, 1)
     assert [lesion["detected"] for lesion in result["reference"]] == [True, False]
+    assert (result["lesion_recall"], result["lesion_precision"], result["lesion_f1"]) == (0.5, 0.5, 0.5), "per case"
 
 
 def test_split_lesion_is_not_detected():

@@ -36,7 +36,7 @@ def match_lesions(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
     matched = pairs[:, iou > 0.5]
     detected = np.isin(np.arange(1, n_ref + 1), matched[0])
     diameters = equivalent_diameter_mm(ref_sizes, spacing)
-    return {
+    case = {
         "reference": [
             {"diameter_mm": float(d), "size": size_bin(d), "detected": bool(hit)} for d, hit in zip(diameters, detected)
         ],
@@ -45,6 +45,7 @@ def match_lesions(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
         "true_positives": int(detected.sum()),
         "false_positives": int(n_pred - matched.shape[1]),
     }
+    return {**case, **{k: v for k, v in detection_scores([case]).items() if k.startswith("lesion_")}}
 
 
 def detection_scores(cases: list[dict]) -> dict[str, float]:
