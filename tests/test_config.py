@@ -27,6 +27,7 @@ def default_config():
         ("models", "unet", {"kind": "vnet"}, "vnet"),
         ("tversky", "alpha", 1.5, "alpha"),
         ("models", "tumour_unet", {"kind": "unet", "input_slices": 2}, "input_slices"),
+        ("models", "tumour_unet", {"kind": "unet", "crop": {"size": 96}}, "margin_mm"),
         ("preprocess", "image_size", 100, "image_size"),
     ],
 )

@@ -136,7 +136,7 @@ def log_to_runs(summary: pd.DataFrame, run_files: dict[str, Path]) -> None:
     for row in summary.to_dict(orient="records"):
         run = json.loads(Path(run_files[row["model"]]).read_text())
         client = MlflowClient(tracking_uri=run["tracking_uri"])
-        prefix = "eval_" if run.get("model", row["model"]) == row["model"] else f"eval_{row['model']}_"
+        prefix = "eval_" if run["model"] == row["model"] else f"eval_{row['model']}_"
         numbers = {k: v for k, v in row.items() if k not in ("model", "epochs")}
         tracking.log_metrics(client, run["run_id"], {prefix + k: v for k, v in numbers.items()})
 

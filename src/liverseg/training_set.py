@@ -46,11 +46,13 @@ class SliceSet:
 def load_slice_set(paths, input_slices: int) -> SliceSet:
     cases = [load_slices(path) for path in paths]
     lengths = [len(c["image"]) for c in cases]
-    per_slice = lambda key: (  # noqa: E731
-        torch.from_numpy(np.concatenate([np.full(n, float(c[key])) for c, n in zip(cases, lengths)])).float()
-        if "box_half" in cases[0]
-        else None
-    )
+
+    def per_slice(key: str) -> torch.Tensor | None:
+        """A per-case number of crop sets, repeated for each of the case's slices."""
+        if key not in cases[0]:
+            return None
+        return torch.tensor(np.repeat([float(c[key]) for c in cases], lengths), dtype=torch.float32)
+
     return SliceSet(
         images=torch.from_numpy(np.concatenate([c["image"] for c in cases]).astype(np.float16)),
         labels=torch.from_numpy(np.concatenate([c["label"] for c in cases])),
