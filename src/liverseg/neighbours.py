@@ -21,7 +21,3 @@ def neighbour_index(lengths: list[int], k: int) -> np.ndarray:
         start += n
     return np.concatenate(rows) if rows else np.zeros((0, k), dtype=int)
 
-
-def stack_neighbours(slices: np.ndarray, k: int) -> np.ndarray:
-    """(n, H, W) slices of one case -> (n, k, H, W) stacks."""
-    return slices[neighbour_index([len(slices)], k)]

@@ -118,12 +118,13 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     generator = torch.Generator().manual_seed(settings.seed)  # sampling, order and augmentation, all seeded
     train_set = train_batches.data
+    has_tumour, has_liver = train_set.has_tumour, train_set.has_liver  # fixed for the run: scanned once
     history, best = [], -np.inf
     for epoch in range(1, settings.epochs + 1):
         model.train()
         started, losses = time.perf_counter(), []
         order = epoch_indices(
-            train_set.has_tumour, train_set.has_liver, recipe.tumour_oversample, recipe.background_fraction, generator
+            has_tumour, has_liver, recipe.tumour_oversample, recipe.background_fraction, generator
         )
         if len(order) % settings.batch_size == 1:
             order = order[:-1]  # a last batch of one sample breaks batch normalisation
