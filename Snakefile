@@ -1,17 +1,35 @@
 # liverseg: liver and liver-tumour segmentation of abdominal CT, U-Net vs ResNet50 U-Net (see README.md).
 import time
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the default experiment; `--configfile other.yaml` replaces it (not merged into it), so that an
+# experiment holds only the settings it names.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
 STARTED = time.time()
+# the user's data folder, relative to where snakemake was started
+if "path" in config["data"]:
+    config["data"]["path"] = str(Path(config["data"]["path"]).expanduser().resolve())
+
+
+# every output of an experiment (data products, models, results, logs, MLflow store) lives in its own folder
+workdir: f"experiments/{config['experiment']}"
+
+
+if workflow.overwrite_workdir:
+    print(
+        f"liverseg: --directory given, so outputs go to {workflow.overwrite_workdir}, not experiments/{config['experiment']}/"
+    )
 
 
 include: "workflow/rules/common.smk"

@@ -30,3 +30,27 @@ def tool_env():
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
     nib.save(nib.Nifti1Image(data, affine), str(path))
     return path
+
+
+def ct_volume(shape=(24, 20, 6), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """A small CT-like volume in HU (air, soft tissue, a brighter liver block with a tumour) and its label map."""
+    rng = np.random.default_rng(seed)
+    hu = np.full(shape, -1000.0, np.float32)
+    x, y = shape[0] // 6, shape[1] // 6
+    hu[x:-x, y:-y] = 40 + rng.normal(0, 10, hu[x:-x, y:-y].shape)
+    labels = np.zeros(shape, np.uint8)
+    labels[2 * x : 4 * x, 2 * y : 4 * y, 1:-1] = 1
+    labels[2 * x : 3 * x, 2 * y : 3 * y, 2:-2] = 2
+    hu[labels == 1] += 60
+    return hu, labels
+
+
+def write_case(folder: Path, number: int, hu=None, labels=None, affine=None) -> tuple[Path, Path]:
+    """A case in the LiTS layout: volume-N.nii.gz (int16 HU) and segmentation-N.nii.gz."""
+    default_hu, default_labels = ct_volume(seed=number)
+    hu = default_hu if hu is None else hu
+    labels = default_labels if labels is None else labels
+    affine = np.diag([0.8, 0.8, 2.5, 1.0]) if affine is None else affine
+    folder.mkdir(parents=True, exist_ok=True)
+    volume = write_nifti(folder / f"volume-{number}.nii.gz", hu.astype(np.int16) if np.isfinite(hu).all() else hu, affine)
+    return volume, write_nifti(folder / f"segmentation-{number}.nii.gz", labels, affine)

@@ -1,16 +1,20 @@
-import shutil
+"""Finding and checking cases: every fault a real archive has stops with one line naming the file, or is skipped."""
+
+import re
+import subprocess
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import pytest
 
 from liverseg.data import nifti
 from liverseg.data.cases import find_cases, read_cases_table, write_cases_table
-from liverseg.data.download import fetch
+from tests.conftest import ct_volume, write_case, write_nifti
 
 
 def test_case_table_of_the_synthetic_set(phantom_files, tmp_path):
-    table = write_cases_table(phantom_files, "lits", tmp_path / "cases.tsv")
+    table = write_cases_table(phantom_files, "lits", tmp_path / "cases.tsv", tmp_path / "rejected.tsv", False)
     assert list(table["case"]) == ["case_000", "case_001", "case_002"]
     again = read_cases_table(tmp_path / "cases.tsv")
     assert again.loc["case_001", "volume"].endswith("volume-1.nii.gz")
@@ -18,36 +22,98 @@ def test_case_table_of_the_synthetic_set(phantom_files, tmp_path):
     volume = nib.load(again.loc["case_001", "volume"])
     assert again.loc["case_001", "shape"] == "x".join(map(str, volume.shape))
     assert again.loc["case_001", "orientation"] == nifti.orientation_codes(volume)
-    assert len(again.loc["case_001", "sha256"]) == 64
+    assert again.loc["case_001", "dtype"] == str(volume.get_data_dtype())
+    assert len(again.loc["case_001", "volume_sha256"]) == len(again.loc["case_001", "label_sha256"]) == 64
+    assert pd.read_csv(tmp_path / "rejected.tsv", sep="\t").empty
 
 
-def test_msd_layout_skips_resource_forks(tmp_path):
+def test_lits_batches_and_msd_layout_skip_resource_forks(tmp_path):
+    write_case(tmp_path / "lits" / "Training_Batch1", 0)
+    write_case(tmp_path / "lits" / "Training_Batch2", 28)
+    (tmp_path / "lits" / "Training_Batch2" / "._volume-28.nii.gz").write_bytes(b"fork")
+    found, rejected = find_cases(tmp_path / "lits", "lits")
+    assert list(found) == ["case_000", "case_028"] and rejected == []
     for folder in ("imagesTr", "labelsTr"):
-        (tmp_path / "Task03_Liver" / folder).mkdir(parents=True)
+        (tmp_path / "msd" / "Task03_Liver" / folder).mkdir(parents=True)
         for name in ("liver_3.nii.gz", "._liver_3.nii.gz"):
-            (tmp_path / "Task03_Liver" / folder / name).write_bytes(b"")
-    found = find_cases(tmp_path, "msd")
-    assert list(found) == ["case_003"]
+            (tmp_path / "msd" / "Task03_Liver" / folder / name).write_bytes(b"")
+    found, rejected = find_cases(tmp_path / "msd", "msd")
+    assert list(found) == ["case_003"] and rejected == []
     assert found["case_003"][1].parent.name == "labelsTr"
+    with pytest.raises(FileNotFoundError, match="no volumes in the msd layout"):
+        find_cases(tmp_path / "lits", "msd")
 
 
-def test_bad_cases_are_named(phantom_files, tmp_path):
+def truncated(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def corpus(raw):
+    """Each bad case: (case, file it breaks, expected message) after writing it into `raw` beside good case 0."""
+    hu, labels = ct_volume(seed=1)
+    affine = np.diag([0.8, 0.8, 2.5, 1.0])
+    yield "truncated volume", lambda: truncated(write_case(raw, 1)[0]), "volume-1.nii.gz", "cut short"
+    yield "truncated label", lambda: truncated(write_case(raw, 1)[1]), "segmentation-1.nii.gz", "cut short"
+    yield "shape mismatch", lambda: write_case(raw, 1, labels=labels[:, :-2]), "segmentation-1.nii.gz", r"shape \(24, 18, 6\) differs"
+    moved = affine.copy()
+    moved[0, 3] = 5.0
+
+    def other_affine():
+        write_case(raw, 1)
+        write_nifti(raw / "segmentation-1.nii.gz", labels, moved)
+
+    yield "affine mismatch", other_affine, "segmentation-1.nii.gz", "affine differs from its volume"
+    yield "4D image", lambda: write_case(raw, 1, hu=np.stack([hu, hu], -1), labels=labels), "volume-1.nii.gz", "expected a 3D volume"
+    nans = hu.copy()
+    nans[0, 0, 0] = np.nan
+    yield "NaN", lambda: write_case(raw, 1, hu=nans), "volume-1.nii.gz", "1 voxels are NaN or infinite"
+    three = labels.copy()
+    three[0, 0, 0] = 3
+    yield "label 3", lambda: write_case(raw, 1, labels=three), "segmentation-1.nii.gz", r"unexpected label values \[3\]"
+
+    def empty():
+        write_case(raw, 1)
+        (raw / "volume-1.nii.gz").write_bytes(b"")
+
+    yield "empty file", empty, "volume-1.nii.gz", "not a readable NIfTI file"
+    yield "missing label", lambda: write_case(raw, 1)[1].unlink(), "volume-1.nii.gz", "no label file"
+    yield "label alone", lambda: write_case(raw, 1)[0].unlink(), "segmentation-1.nii.gz", "a label file without its volume"
+    yield "not HU", lambda: write_case(raw, 1, hu=(hu + 1000) / 2000), "volume-1.nii.gz", "do not look like CT in Hounsfield units"
+
+
+CORPUS = list(corpus(None))
+
+
+@pytest.mark.parametrize("index", range(len(CORPUS)), ids=[c[0] for c in CORPUS])
+def test_a_bad_case_stops_with_one_line_or_is_skipped(tmp_path, index):
     raw = tmp_path / "raw"
-    shutil.copytree(phantom_files, raw)
-    (raw / "segmentation-2.nii.gz").unlink()
-    with pytest.raises(FileNotFoundError, match="volume-2.nii.gz: no label file"):
-        find_cases(raw, "lits")
-    nib.save(nib.Nifti1Image(np.full(nib.load(raw / "volume-2.nii.gz").shape, 7, np.uint8), nib.load(raw / "volume-2.nii.gz").affine), raw / "segmentation-2.nii.gz")
-    with pytest.raises(nifti.VolumeError, match=r"segmentation-2.nii.gz: unexpected label values \[7\]"):
-        write_cases_table(raw, "lits", tmp_path / "cases.tsv")
-    assert not (tmp_path / "cases.tsv").exists()
-    with pytest.raises(FileNotFoundError, match="no volumes"):
-        find_cases(tmp_path / "raw", "msd")
+    write_case(raw, 0)
+    _, make, file, problem = list(corpus(raw))[index]
+    make()
+    out, rejected = tmp_path / "cases.tsv", tmp_path / "rejected.tsv"
+    with pytest.raises(nifti.VolumeError) as error:
+        write_cases_table(raw, "lits", out, rejected, skip_invalid=False)
+    message = str(error.value)
+    assert message.startswith(f"{raw / file}: ") and "\n" not in message
+    assert re.search(problem, message), message
+    assert not out.exists() and not rejected.exists()
+
+    table = write_cases_table(raw, "lits", out, rejected, skip_invalid=True)
+    assert list(table["case"]) == ["case_000"]
+    listed = pd.read_csv(rejected, sep="\t", dtype=str, keep_default_na=False)
+    assert len(listed) == 1 and listed.loc[0, "file"] == str(raw / file)
+    assert f"{listed.loc[0, 'file']}: {listed.loc[0, 'reason']}" == message
 
 
-def test_fetch_synthetic_is_all_or_nothing(tmp_path):
-    fetch("synthetic", tmp_path / "synthetic", synthetic_cases=2, synthetic_seed=1)
-    assert len(list((tmp_path / "synthetic").glob("*.nii.gz"))) == 4
-    with pytest.raises(NotImplementedError, match="data.source 'msd'"):
-        fetch("msd", tmp_path / "msd", synthetic_cases=2, synthetic_seed=1)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["synthetic"]
+def test_the_command_line_error_is_one_line_without_traceback(tmp_path, tool_env):
+    raw = tmp_path / "raw"
+    write_case(raw, 0)
+    truncated(write_case(raw, 1)[0])
+    command = ["liverseg", "ingest", "--raw", str(raw), "--layout", "lits", "--out", str(tmp_path / "cases.tsv"),
+               "--rejected", str(tmp_path / "rejected.tsv")]
+    result = subprocess.run(command, env=tool_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"liverseg ingest: error: {raw / 'volume-1.nii.gz'}: cannot read its voxels")
+    assert "Traceback" not in result.stderr + result.stdout

@@ -61,13 +61,25 @@ def test_unknown_key_is_refused(tmp_path, tool_env):
     assert result.returncode != 0 and "'learning_rate' was unexpected" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("config_file", ["config.yaml", "config/study.yaml"])
-def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file):
+@pytest.mark.parametrize("config_file, first", [("config.yaml", "synthesise"), ("config/study.yaml", "download")])
+def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, first):
     config = yaml.safe_load((ROOT / config_file).read_text())
     result = dry_run(tmp_path, config, tool_env)
     assert result.returncode == 0, result.stderr[-3000:]
-    for rule in ("download", "ingest", "split", "augment", "train", "aggregate"):
+    for rule in (first, "ingest", "split", "augment", "train", "aggregate"):
         assert f"rule {rule}:" in result.stdout or f"checkpoint {rule}:" in result.stdout
+    assert "synthesise" not in result.stdout if first == "download" else "download" not in result.stdout
+
+
+def test_a_config_names_only_what_its_source_uses(tmp_path, tool_env):
+    study = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())
+    study["data"]["synthetic"] = {"cases": 15, "seed": 1}
+    result = dry_run(tmp_path, study, tool_env)
+    assert result.returncode != 0
+    assert "data.synthetic is read only with data.source synthetic" in result.stdout + result.stderr
+    study["data"] = {"source": "lits"}
+    result = dry_run(tmp_path, study, tool_env)
+    assert result.returncode != 0 and "'path' is a required property" in result.stdout + result.stderr
 
 
 def test_study_config_is_the_published_setup():

@@ -18,9 +18,10 @@ MODELS = ["unet", "resnet50_unet", "tumour_unet"]
 SCORED = ["unet", "resnet50_unet", "unet_cascade"]
 
 
-def snakemake(workdir, *args, env, timeout=1200):
-    command = ["snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+def snakemake(project, *args, env, timeout=1200):
+    """The workflow run from `project`, as a user runs it from the checkout: outputs go to project/experiments/<name>."""
+    command = ["snakemake", "-s", str(ROOT / "Snakefile"), *args]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +31,10 @@ def finished_run(tmp_path_factory):
     from pathlib import Path
 
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    workdir = tmp_path_factory.mktemp("workflow")
-    result = snakemake(workdir, "--cores", "2", "--resources", "gpu=1", "--configfile", str(TINY), env=env)
+    root = tmp_path_factory.mktemp("workflow")
+    result = snakemake(root, "--cores", "2", "--resources", "gpu=1", "--configfile", str(TINY), env=env)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return workdir, env, result
+    return root / "experiments" / "tiny", env, result
 
 
 def test_every_declared_output_exists(finished_run):
@@ -156,29 +157,30 @@ def test_mlflow_holds_one_finished_run_per_model(finished_run):
 
 def test_a_second_run_has_nothing_to_do(finished_run):
     workdir, env, _ = finished_run
-    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", str(TINY), env=env)
+    result = snakemake(workdir.parents[1], "-n", "--cores", "2", "--configfile", str(TINY), env=env)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
 def test_dvc_reads_the_metrics_and_training_curves(finished_run):
     workdir, env, _ = finished_run
-    for name in ("dvc.yaml", "config.yaml"):
-        (workdir / name).write_text((ROOT / name).read_text())
+    root = workdir.parents[1]
+    (root / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text().replace("experiments/synthetic", "experiments/tiny"))
+    (root / "config.yaml").write_text((ROOT / "config.yaml").read_text())
 
     def run(*command):
-        result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
     run("git", "init", "-q")
     run("dvc", "init", "-q")
     assert run("dvc", "stage", "list").split()[0] == "pipeline"
-    metrics = json.loads(run("dvc", "metrics", "show", "--json"))[""]["data"]["results/metrics.json"]["data"]
+    metrics = json.loads(run("dvc", "metrics", "show", "--json"))[""]["data"]["experiments/tiny/results/metrics.json"]["data"]
     summary = pd.read_csv(workdir / "results/summary.csv").set_index("model")
     assert metrics["resnet50_unet"]["liver_dice"] == pytest.approx(summary.loc["resnet50_unet", "liver_dice"])
     plots = json.loads(run("dvc", "plots", "show", "--json"))["data"]
-    curve = plots["models/unet/history.csv"][0]["content"]["data"]["values"]
+    curve = plots["experiments/tiny/models/unet/history.csv"][0]["content"]["data"]["values"]
     history = pd.read_csv(workdir / "models/unet/history.csv")
     liver = [float(row["dvc_inferred_y_value"]) for row in curve if row["field"] == "val_dice_liver"]
     assert liver == pytest.approx(history["val_dice_liver"].tolist())

@@ -10,16 +10,22 @@ import time
 from pathlib import Path
 
 
-def _download(a):
-    from liverseg.data.download import fetch
+def _synthesise(a):
+    from liverseg.data.synthetic import generate_dataset
 
-    fetch(a.source, a.out, a.cases, a.seed)
+    generate_dataset(a.out, a.cases, a.seed)
+
+
+def _download(a):
+    from liverseg.data.download import download_msd
+
+    download_msd(a.url, a.md5, a.out)
 
 
 def _ingest(a):
     from liverseg.data.cases import write_cases_table
 
-    table = write_cases_table(a.raw, a.layout, a.out)
+    table = write_cases_table(a.raw, a.layout, a.out, a.rejected, a.skip_invalid)
     print(f"{len(table)} cases in {a.out}")
 
 
@@ -155,6 +161,8 @@ def _overlay(a):
 
 
 def parser() -> argparse.ArgumentParser:
+    from liverseg.data.download import MSD_MD5, MSD_URL
+
     p = argparse.ArgumentParser(prog="liverseg", description=__doc__)
     steps = p.add_subparsers(dest="step", required=True)
 
@@ -163,16 +171,22 @@ def parser() -> argparse.ArgumentParser:
         s.set_defaults(func=func)
         return s
 
-    s = step("download", _download, "fetch or generate the raw data")
-    s.add_argument("--source", required=True)
+    s = step("synthesise", _synthesise, "write the synthetic CT set in the LiTS layout")
+    s.add_argument("--cases", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--cases", type=int, default=10, help="synthetic cases")
-    s.add_argument("--seed", type=int, default=0, help="synthetic seed")
+
+    s = step("download", _download, "download the MSD Task03_Liver archive (resumed, checked) and extract it")
+    s.add_argument("--url", default=MSD_URL)
+    s.add_argument("--md5", default=MSD_MD5)
+    s.add_argument("--out", type=Path, required=True, help="the folder to extract into; the archive is kept beside it")
 
     s = step("ingest", _ingest, "check the raw cases and write the case table")
     s.add_argument("--raw", type=Path, required=True)
     s.add_argument("--layout", choices=["lits", "msd"], required=True)
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--rejected", type=Path, required=True, help="table of the cases left out, with the reason")
+    s.add_argument("--skip-invalid", action="store_true", help="leave out a failing case instead of stopping")
 
     s = step("preprocess", _preprocess, "canonical orientation, HU window, resize: one case to slices")
     s.add_argument("--volume", type=Path, required=True)

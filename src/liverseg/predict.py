@@ -43,16 +43,20 @@ def probabilities_to_classes(probabilities: torch.Tensor, head: str) -> torch.Te
 
 
 def segment_slices(model, recipe: Recipe, images: np.ndarray, size: tuple[int, int], device, batch_size: int = 16):
-    """(n, H, W) normalised slices of one case -> (n, *size) class maps, resized as probabilities (smoother outlines)."""
+    """(n, H, W) normalised slices of one case -> (n, *size) class maps."""
     stacks = neighbour_index([len(images)], recipe.input_slices)
     images = torch.from_numpy(images.astype(np.float32))
     out = np.zeros((len(images), *size), dtype=np.uint8)
     with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
         for start in tqdm(range(0, len(images), batch_size), mininterval=10):
             x = images[stacks[start : start + batch_size]].to(device)
-            probabilities = resize_images(output_probabilities(model(x), recipe.head).cpu(), size)
-            out[start : start + batch_size] = probabilities_to_classes(probabilities, recipe.head).numpy()
+            out[start : start + batch_size] = classes_at(output_probabilities(model(x), recipe.head).cpu(), size, recipe.head)
     return out
+
+
+def classes_at(probabilities: torch.Tensor, size: tuple[int, int], head: str) -> np.ndarray:
+    """(n, C, h, w) probabilities -> (n, *size) class maps: resized as probabilities, for smoother outlines."""
+    return probabilities_to_classes(resize_images(probabilities, size), head).numpy()
 
 
 def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, device: str = "auto") -> None:

@@ -44,6 +44,7 @@ class SliceSet:
 
 
 def load_slice_set(paths, input_slices: int) -> SliceSet:
+    """The cases' slices in one set; while loading, memory peaks at twice the set (the cases and their concatenation)."""
     cases = [load_slices(path) for path in paths]
     lengths = [len(c["image"]) for c in cases]
 
@@ -54,7 +55,7 @@ def load_slice_set(paths, input_slices: int) -> SliceSet:
         return torch.tensor(np.repeat([float(c[key]) for c in cases], lengths), dtype=torch.float32)
 
     return SliceSet(
-        images=torch.from_numpy(np.concatenate([c["image"] for c in cases]).astype(np.float16)),
+        images=torch.from_numpy(np.concatenate([c["image"] for c in cases]).astype(np.float16, copy=False)),
         labels=torch.from_numpy(np.concatenate([c["label"] for c in cases])),
         stacks=torch.from_numpy(neighbour_index(lengths, input_slices)),
         box_half=per_slice("box_half"),

@@ -1,4 +1,5 @@
 import json
+import shlex
 import time
 
 import pandas as pd
@@ -11,8 +12,14 @@ SCORED = STAGE1 + list(
     CASCADES
 )  # entries with predictions, scores and a column in the table
 SOURCE = config["data"]["source"]
-RAW_DIR = f"{config['data']['raw_dir']}/{SOURCE}"
-LAYOUT = {"synthetic": "lits", "msd": "msd"}[SOURCE]
+# where the raw cases are: made or downloaded inside the experiment, or the user's folder read in place
+RAW_DIR = (
+    config["data"]["path"] if SOURCE in ("lits", "folder") else f"data/raw/{SOURCE}"
+)
+LAYOUT = {"synthetic": "lits", "msd": "msd", "lits": "lits", "folder": "msd"}[SOURCE]
+MLFLOW_EXPERIMENT = config["mlflow"].get(
+    "experiment", f"liverseg-{config['experiment']}"
+)
 LIVERSEG_ENV = "../../envs/liverseg.yaml"  # relative to this folder
 
 
@@ -87,4 +94,15 @@ for _name, _cascade in CASCADES.items():
         raise ValueError(
             f"config: cascade {_name!r} needs a stage-1 model as liver (one of {STAGE1}) and a model with crop "
             f"as tumour (one of {TUMOUR_STAGES}); got liver={_cascade['liver']!r}, tumour={_cascade['tumour']!r}"
+        )
+
+for _key, _sources in {
+    "synthetic": ["synthetic"],
+    "msd": ["msd"],
+    "path": ["lits", "folder"],
+}.items():
+    if _key in config["data"] and SOURCE not in _sources:
+        raise ValueError(
+            f"config: data.{_key} is read only with data.source {' or '.join(_sources)}; this experiment's source is "
+            f"{SOURCE!r}, so remove data.{_key}"
         )

@@ -1,32 +1,54 @@
-rule download:
-    output:
-        directory(RAW_DIR),
-    log:
-        "logs/download.log",
-    conda:
-        LIVERSEG_ENV
-    params:
-        source=SOURCE,
-        cases=config["data"]["synthetic"]["cases"],
-        seed=config["data"]["synthetic"]["seed"],
-    shell:
-        "liverseg download --source {params.source} --out {output} "
-        "--cases {params.cases} --seed {params.seed} > {log} 2>&1"
+if SOURCE == "synthetic":
+
+    rule synthesise:
+        output:
+            directory(RAW_DIR),
+        log:
+            "logs/synthesise.log",
+        conda:
+            LIVERSEG_ENV
+        params:
+            cases=config["data"]["synthetic"]["cases"],
+            seed=config["data"]["synthetic"]["seed"],
+        shell:
+            "liverseg synthesise --cases {params.cases} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+if SOURCE == "msd":
+
+    rule download:
+        output:
+            directory(RAW_DIR),
+        log:
+            "logs/download.log",
+        localrule: True  # runs where snakemake runs: compute nodes of a cluster often have no internet
+        conda:
+            LIVERSEG_ENV
+        params:
+            mirror=" ".join(
+                f"--{key} {shlex.quote(value)}"
+                for key, value in config["data"].get("msd", {}).items()
+            ),
+        shell:
+            "liverseg download {params.mirror} --out {output} > {log} 2>&1"
 
 
 checkpoint ingest:
     input:
         RAW_DIR,
     output:
-        "data/cases.tsv",
+        cases="data/cases.tsv",
+        rejected="data/rejected.tsv",
     log:
         "logs/ingest.log",
     conda:
         LIVERSEG_ENV
     params:
         layout=LAYOUT,
+        skip="--skip-invalid" if config["data"]["skip_invalid"] else "",
     shell:
-        "liverseg ingest --raw {input} --layout {params.layout} --out {output} > {log} 2>&1"
+        "liverseg ingest --raw {input} --layout {params.layout} --out {output.cases} "
+        "--rejected {output.rejected} {params.skip} > {log} 2>&1"
 
 
 rule preprocess:

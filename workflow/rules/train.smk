@@ -18,7 +18,7 @@ rule train:
         settings=lambda wildcards: json.dumps(train_settings(wildcards.model)),
         augment=json.dumps(config["augment"]),
         tracking_uri=config["mlflow"]["tracking_uri"],
-        experiment=config["mlflow"]["experiment"],
+        experiment=MLFLOW_EXPERIMENT,
     shell:
         "liverseg train --name {wildcards.model} --model {params.model:q} --settings {params.settings:q} "
         "--augment {params.augment:q} --train-slices {input.train} --val-slices {input.val} "

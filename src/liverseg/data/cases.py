@@ -1,44 +1,86 @@
-"""Finding the cases of a raw data folder and describing them in `data/cases.tsv`."""
+"""Finding the cases of a raw data folder, checking each one, and describing them in `data/cases.tsv`."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from liverseg.atomic import atomic_path
 from liverseg.data import nifti
 
-LAYOUTS = {
-    # layout: (image glob, pattern with the case number, label path from the image path)
-    "lits": ("**/volume-*.nii*", re.compile(r"volume-(\d+)\.nii(\.gz)?$"), lambda p: p.with_name(p.name.replace("volume-", "segmentation-"))),
-    "msd": ("**/imagesTr/liver_*.nii*", re.compile(r"liver_(\d+)\.nii(\.gz)?$"), lambda p: p.parent.parent / "labelsTr" / p.name),
-}
 VALID_LABELS = {0, 1, 2}
+AFFINE_TOLERANCE_MM = 1e-2
+# CT in Hounsfield units has air around the body (about -1000) and little above dense bone; a scan without any voxel
+# below AIR_BELOW_HU, or with more than 1% of its voxels above BONE_ABOVE_HU, was stored unscaled or normalised.
+AIR_BELOW_HU = -500.0
+BONE_ABOVE_HU = 4000.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    images: str  # glob below the raw folder
+    number: re.Pattern  # the case number in an image's name
+    label_of: callable  # the label path that belongs to an image path
+    labels: str  # glob of the label files, to find labels without an image
+
+
+def _lits_label(image: Path) -> Path:
+    return image.with_name(image.name.replace("volume-", "segmentation-", 1))
+
+
+def _msd_label(image: Path) -> Path:
+    return image.parent.parent / "labelsTr" / image.name
+
+
+LAYOUTS = {
+    # LiTS: volume-N.nii / segmentation-N.nii, flat or in Training_Batch1 / Training_Batch2
+    "lits": Layout("**/volume-*.nii*", re.compile(r"^volume-(\d+)\.nii(\.gz)?$"), _lits_label, "**/segmentation-*.nii*"),
+    # Medical Segmentation Decathlon: imagesTr/<task>_N.nii.gz with the same name in labelsTr
+    "msd": Layout("**/imagesTr/*.nii*", re.compile(r"_(\d+)\.nii(\.gz)?$"), _msd_label, "**/labelsTr/*.nii*"),
+}
 
 
 def case_id(number: int) -> str:
     return f"case_{number:03d}"
 
 
-def find_cases(raw_dir: Path, layout: str) -> dict[str, tuple[Path, Path]]:
-    """Map case id -> (volume, label) for every image in the layout; macOS `._*` resource forks are skipped."""
-    pattern, number_re, label_of = LAYOUTS[layout]
-    found = {}
-    for image in sorted(Path(raw_dir).glob(pattern)):
-        match = number_re.search(image.name)
-        if image.name.startswith("._") or not match:
+def _visible(paths):
+    """Without macOS `._*` resource forks."""
+    return sorted(p for p in paths if not p.name.startswith("._"))
+
+
+def find_cases(raw_dir: Path, layout: str) -> tuple[dict[str, tuple[Path, Path]], list[dict]]:
+    """Case id -> (volume, label) for every paired image, and one rejection row per file that cannot be paired."""
+    spec, raw_dir = LAYOUTS[layout], Path(raw_dir)
+    found, rejected, seen_labels = {}, [], set()
+    for image in _visible(raw_dir.glob(spec.images)):
+        match = spec.number.search(image.name)
+        if not match:
             continue
-        label = label_of(image)
-        if not label.exists():
-            raise FileNotFoundError(f"{image}: no label file {label}")
-        found[case_id(int(match.group(1)))] = (image, label)
-    if not found:
-        raise FileNotFoundError(f"{raw_dir}: no volumes in the {layout} layout ({pattern})")
-    return dict(sorted(found.items()))
+        case, label = case_id(int(match.group(1))), spec.label_of(image)
+        seen_labels.add(label)
+        if case in found:
+            rejected.append(_rejection(case, image, f"a second volume for {case} (first: {found[case][0]})"))
+        elif not label.exists():
+            rejected.append(_rejection(case, image, f"no label file {label}"))
+        else:
+            found[case] = (image, label)
+    for label in _visible(raw_dir.glob(spec.labels)):
+        if label not in seen_labels:
+            rejected.append(_rejection("", label, "a label file without its volume"))
+    if not found and not rejected:
+        raise FileNotFoundError(f"{raw_dir}: no volumes in the {layout} layout ({spec.images})")
+    return dict(sorted(found.items())), rejected
+
+
+def _rejection(case: str, path: Path, reason: str) -> dict:
+    return {"case": case, "file": str(path), "reason": reason}
 
 
 def sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -49,16 +91,44 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def check_image(path: Path) -> tuple:
+    """The checks a CT volume must pass; returns (image, min HU, max HU)."""
+    image = nifti.load(path)
+    if any(z <= 0 for z in image.header.get_zooms()[:3]) or abs(np.linalg.det(image.affine[:3, :3])) < 1e-9:
+        raise nifti.VolumeError(f"{path}: voxel spacing {image.header.get_zooms()[:3]} is not positive")
+    hu = nifti.voxels(image)
+    if not np.isfinite(hu).all():
+        raise nifti.VolumeError(f"{path}: {np.count_nonzero(~np.isfinite(hu))} voxels are NaN or infinite")
+    low, high = float(hu.min()), float(hu.max())
+    if low >= AIR_BELOW_HU or np.count_nonzero(hu > BONE_ABOVE_HU) > 0.01 * hu.size:
+        raise nifti.VolumeError(
+            f"{path}: intensities {low:g} to {high:g} do not look like CT in Hounsfield units (air is about -1000; "
+            "a raw scanner value needs its scl_slope/scl_inter in the header)"
+        )
+    return image, low, high
+
+
+def check_label(path: Path, image: nib.Nifti1Image, volume: Path) -> nib.Nifti1Image:
+    """The checks a label map must pass against its volume."""
+    seg = nifti.load(path)
+    if seg.shape != image.shape:
+        raise nifti.VolumeError(f"{path}: shape {seg.shape} differs from its volume {volume} {image.shape}")
+    if not np.allclose(seg.affine, image.affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
+        raise nifti.VolumeError(f"{path}: affine differs from its volume {volume} (tolerance {AFFINE_TOLERANCE_MM} mm)")
+    labels = nifti.voxels(seg, dtype=seg.get_data_dtype())
+    values = np.unique(labels)
+    if not set(values.tolist()) <= VALID_LABELS:
+        unexpected = [v for v in values.tolist() if v not in VALID_LABELS]
+        raise nifti.VolumeError(f"{path}: unexpected label values {unexpected[:5]} (allowed 0, 1, 2)")
+    return seg
+
+
 def describe_case(case: str, volume: Path, label: Path) -> dict:
-    """One row of the case table, after checking that volume and label belong together."""
-    image, seg = nifti.load(volume), nifti.load(label)
-    if image.shape != seg.shape:
-        raise nifti.VolumeError(f"{label}: shape {seg.shape} differs from its volume {volume} {image.shape}")
-    if not np.allclose(image.affine, seg.affine, atol=1e-3):
-        raise nifti.VolumeError(f"{label}: affine differs from its volume {volume}")
-    values = set(np.unique(np.asanyarray(seg.dataobj)).astype(int).tolist())
-    if not values <= VALID_LABELS:
-        raise nifti.VolumeError(f"{label}: unexpected label values {sorted(values - VALID_LABELS)} (allowed 0, 1, 2)")
+    """One row of the case table, after every check; raises VolumeError naming the file and the problem."""
+    image, low, high = check_image(volume)
+    check_label(label, image, volume)
+    if (angle := nifti.obliquity_degrees(image)) > 0.01:
+        print(f"{volume}: oblique by {angle:.1f} degrees, read along its nearest axes ({nifti.orientation_codes(image)})")
     return {
         "case": case,
         "patient": case,  # LiTS and MSD hold one scan per patient
@@ -67,15 +137,38 @@ def describe_case(case: str, volume: Path, label: Path) -> dict:
         "shape": "x".join(map(str, image.shape)),
         "spacing": "x".join(f"{s:.4g}" for s in image.header.get_zooms()[:3]),
         "orientation": nifti.orientation_codes(image),
-        "sha256": sha256(volume),
+        "dtype": str(image.get_data_dtype()),
+        "hu_range": f"{low:g}..{high:g}",
+        "volume_sha256": sha256(volume),
+        "label_sha256": sha256(label),
     }
 
 
-def write_cases_table(raw_dir: Path, layout: str, out: Path) -> pd.DataFrame:
-    rows = [describe_case(case, volume, label) for case, (volume, label) in find_cases(raw_dir, layout).items()]
+def write_cases_table(raw_dir: Path, layout: str, out: Path, rejected_out: Path, skip_invalid: bool) -> pd.DataFrame:
+    """Check every case; a failing one stops everything, or with `skip_invalid` is listed in `rejected_out`."""
+    found, rejected = find_cases(raw_dir, layout)
+    if rejected and not skip_invalid:
+        first = rejected[0]
+        raise nifti.VolumeError(f"{first['file']}: {first['reason']}")
+    rows = []
+    for case, (volume, label) in found.items():
+        try:
+            rows.append(describe_case(case, volume, label))
+            print(f"{case}: {volume} checked")
+        except nifti.VolumeError as error:
+            if not skip_invalid:
+                raise
+            file, _, reason = str(error).partition(": ")
+            rejected.append(_rejection(case, Path(file), reason))
+    for row in rejected:
+        print(f"rejected {row['case'] or '-'}: {row['file']}: {row['reason']}")
+    if not rows:
+        raise nifti.VolumeError(f"{raw_dir}: no valid case ({len(rejected)} rejected, listed above)")
     table = pd.DataFrame(rows)
     with atomic_path(out) as partial:
         table.to_csv(partial, sep="\t", index=False)
+    with atomic_path(rejected_out) as partial:
+        pd.DataFrame(rejected, columns=["case", "file", "reason"]).to_csv(partial, sep="\t", index=False)
     return table
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -20,17 +22,56 @@ def load(path: Path) -> nib.Nifti1Image:
     try:
         image = nib.load(str(path))
     except Exception as error:  # nibabel raises several types for unreadable files
-        raise VolumeError(f"{path}: not a readable NIfTI file ({error})") from error
+        raise VolumeError(f"{path}: not a readable NIfTI file: empty, cut short or another format ({error})") from error
     if image.ndim != 3:
         raise VolumeError(f"{path}: expected a 3D volume, found shape {image.shape}")
     return image
 
 
+@contextmanager
+def _reading(image: nib.Nifti1Image):
+    """Where a compressed file cut short shows itself (only the header is read on `load`): name the file."""
+    try:
+        yield
+    except (EOFError, OSError, ValueError, zlib.error) as error:
+        raise VolumeError(f"{image.get_filename()}: cannot read its voxels, the file is cut short or corrupt ({error})") from error
+
+
+def voxels(image: nib.Nifti1Image, dtype=np.float32) -> np.ndarray:
+    """The stored voxels: floats scaled by `scl_slope`/`scl_inter`, or the stored integers for label maps."""
+    with _reading(image):
+        if np.issubdtype(dtype, np.floating):
+            return image.get_fdata(dtype=np.float32, caching="unchanged")
+        return np.asanyarray(image.dataobj)
+
+
+def stored_voxels(image: nib.Nifti1Image) -> tuple[np.ndarray, float, float]:
+    """The voxels as stored (int16 takes half the memory of float32) with the slope and intercept that make them HU."""
+    with _reading(image):
+        return np.asanyarray(image.dataobj.get_unscaled()), float(image.dataobj.slope), float(image.dataobj.inter)
+
+
+def canonical(data: np.ndarray, image: nib.Nifti1Image) -> np.ndarray:
+    """`data` of this image seen with axes running R, A, S (flips and axis swaps only, no resampling, no copy).
+
+    An oblique affine is read along its nearest axes, as every slice-based tool does.
+    """
+    return nib.orientations.apply_orientation(data, nib.orientations.io_orientation(image.affine))
+
+
+def canonical_view(image: nib.Nifti1Image, dtype=np.float32) -> np.ndarray:
+    """The voxels of `voxels`, in canonical order."""
+    return canonical(voxels(image, dtype), image).astype(dtype, copy=False)
+
+
 def to_canonical(image: nib.Nifti1Image, dtype=np.float32) -> np.ndarray:
-    """The voxel array reordered (flips and axis swaps only, no resampling) so that axes run R, A, S."""
-    ornt = nib.orientations.io_orientation(image.affine)
-    data = image.get_fdata(dtype=np.float32) if np.issubdtype(dtype, np.floating) else np.asanyarray(image.dataobj)
-    return np.ascontiguousarray(nib.orientations.apply_orientation(data, ornt).astype(dtype, copy=False))
+    """`canonical_view` as a contiguous array."""
+    return np.ascontiguousarray(canonical_view(image, dtype))
+
+
+def obliquity_degrees(image: nib.Nifti1Image) -> float:
+    """Largest angle between a voxel axis and its nearest world axis; 0 for a scan aligned with the axes."""
+    return float(np.degrees(np.max(nib.affines.obliquity(image.affine))))
 
 
 def from_canonical(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -61,11 +102,10 @@ def save_label_like(labels: np.ndarray, reference: nib.Nifti1Image, path: Path) 
     data = from_canonical(labels.astype(np.uint8), reference.affine)
     if data.shape != reference.shape:
         raise VolumeError(f"{path}: label map of shape {data.shape} does not fit reference shape {reference.shape}")
+    # the reference's own header carries its qform and sform with their codes; only the data type changes
     header = reference.header.copy()
     header.set_data_dtype(np.uint8)
-    image = nib.Nifti1Image(data, reference.affine, header)
-    image.header.set_slope_inter(1, 0)
-    image.set_qform(reference.get_qform(), code=int(reference.header["qform_code"]) or 1)
-    image.set_sform(reference.get_sform(), code=int(reference.header["sform_code"]) or 1)
+    header.set_slope_inter(1, 0)
+    image = nib.Nifti1Image(data, None, header)
     with atomic_path(path) as partial:
         nib.save(image, str(partial))

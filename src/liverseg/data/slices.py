@@ -34,17 +34,35 @@ def resize_labels(stack: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return F.interpolate(x, size=size, mode="nearest-exact")[:, 0].to(torch.uint8).numpy()
 
 
+def axial_slices(volume: np.ndarray, size: int, transform, dtype, chunk: int = 32) -> np.ndarray:
+    """(z, size, size) slices of a canonical (X, Y, Z) volume, `transform` applied to a few slices at a time.
+
+    Working in chunks keeps the peak memory at the volume plus a few slices, however many slices the scan has.
+    """
+    out = np.empty((volume.shape[2], size, size), dtype=dtype)
+    for start in range(0, volume.shape[2], chunk):
+        out[start : start + chunk] = transform(np.ascontiguousarray(volume[:, :, start : start + chunk].transpose(2, 0, 1)))
+    return out
+
+
 def slice_case(volume: Path, label: Path, window: tuple[float, float], size: int) -> dict[str, np.ndarray]:
-    """Axial slices (z, size, size) of the canonical volume, normalised, with their labels."""
+    """Axial slices (z, size, size) of the canonical volume, normalised, with their labels; one volume in memory."""
     image, seg = nifti.load(volume), nifti.load(label)
     if image.shape != seg.shape:
         raise nifti.VolumeError(f"{label}: shape {seg.shape} differs from its volume {volume} {image.shape}")
-    hu = nifti.to_canonical(image).transpose(2, 0, 1)
-    labels = nifti.to_canonical(seg, dtype=np.uint8).transpose(2, 0, 1)
+    if (angle := nifti.obliquity_degrees(image)) > 0.01:
+        print(f"{volume}: oblique by {angle:.1f} degrees, read along its nearest axes ({nifti.orientation_codes(image)})")
+    stored, slope, inter = nifti.stored_voxels(image)  # scaled to HU a few slices at a time: int16 stays int16
+    stored = nifti.canonical(stored, image)
+    labels = nifti.canonical_view(seg, dtype=np.uint8)
+
+    def to_slices(block):
+        return resize_images(normalise_hu(block.astype(np.float32) * slope + inter, window), (size, size)).numpy()
+
     return {
-        "image": resize_images(normalise_hu(hu, window), (size, size)).numpy().astype(np.float16),
-        "label": resize_labels(labels, (size, size)),
-        "shape": np.array(hu.shape[1:]),  # canonical in-plane size, to resize predictions back
+        "image": axial_slices(stored, size, to_slices, np.float16),
+        "label": axial_slices(labels, size, lambda b: resize_labels(b, (size, size)), np.uint8),
+        "shape": np.array(stored.shape[:2]),  # canonical in-plane size, to resize predictions back
         "spacing": np.array(nifti.canonical_spacing(image)),
     }
 

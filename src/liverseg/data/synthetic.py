@@ -16,6 +16,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from liverseg.atomic import atomic_dir
+
 BACKGROUND, LIVER, TUMOUR = 0, 1, 2
 AIR_HU = -1000.0
 STORAGE_ORIENTATIONS = (("R", "A", "S"), ("L", "P", "S"), ("L", "A", "S"), ("R", "P", "I"))
@@ -256,9 +258,12 @@ def write_case(case: Case, volume_path: Path, label_path: Path) -> None:
 
 
 def generate_dataset(out_dir: Path, cases: int, seed: int, style: PhantomStyle = DEFAULT_STYLE) -> list[int]:
-    """Write `cases` phantoms as volume-N.nii.gz / segmentation-N.nii.gz; case N always gets the same patient."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for n in range(cases):
-        case = make_case(int(np.random.SeedSequence([seed, n]).generate_state(1)[0]), style)
-        write_case(case, out_dir / f"volume-{n}.nii.gz", out_dir / f"segmentation-{n}.nii.gz")
+    """Write `cases` phantoms as volume-N.nii.gz / segmentation-N.nii.gz; case N always gets the same patient.
+
+    The folder appears complete or not at all.
+    """
+    with atomic_dir(out_dir) as partial:
+        for n in range(cases):
+            case = make_case(int(np.random.SeedSequence([seed, n]).generate_state(1)[0]), style)
+            write_case(case, partial / f"volume-{n}.nii.gz", partial / f"segmentation-{n}.nii.gz")
     return list(range(cases))

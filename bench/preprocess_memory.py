@@ -1,0 +1,80 @@
+"""Peak resident memory and time of `liverseg preprocess` on a LiTS-sized case (512x512x400, int16, gzip).
+
+Each measurement runs in a fresh process (its peak RSS is the child's ru_maxrss). The baseline, in the same run, is a
+process that imports the same modules and reads nothing: the interpreter, torch and nibabel alone. Target: the peak
+stays under three times the volume's float32 size. Writes bench/results/preprocess_memory.md.
+
+    python bench/preprocess_memory.py [--slices 400]
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+BASELINE = "import liverseg.cli, liverseg.data.slices, torch, nibabel"
+
+
+def write_case(folder: Path, slices: int) -> tuple[Path, Path]:
+    """A body-shaped HU volume with noise (so that gzip has work to do) and a liver label."""
+    rng = np.random.default_rng(0)
+    x, y = np.meshgrid(np.arange(512), np.arange(512), indexing="ij")
+    body = (((x - 256) / 220) ** 2 + ((y - 256) / 180) ** 2 < 1)[..., None]
+    liver = (((x - 200) / 90) ** 2 + ((y - 230) / 70) ** 2 < 1)[..., None]
+    hu = np.where(body, 40, -1000) + rng.normal(0, 20, (512, 512, slices))
+    affine = np.diag([0.7, 0.7, 1.0, 1.0])
+    volume, label = folder / "volume-0.nii.gz", folder / "segmentation-0.nii.gz"
+    nib.save(nib.Nifti1Image(hu.astype(np.int16), affine), str(volume))
+    nib.save(nib.Nifti1Image(np.broadcast_to(liver, hu.shape).astype(np.uint8), affine), str(label))
+    return volume, label
+
+
+def peak_of(command: list[str]) -> tuple[float, float]:
+    """Peak RSS in MiB and wall time in seconds of one command in a fresh child process."""
+    started = time.perf_counter()
+    # a fresh python per measurement: RUSAGE_CHILDREN is the largest peak of the children waited for so far
+    probe = [sys.executable, "-c", "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)", *command]
+    out = subprocess.run(probe, check=True, capture_output=True, text=True).stdout.split()[-1]
+    return int(out) / 1024, time.perf_counter() - started
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--slices", type=int, default=400)
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        volume, label = write_case(Path(tmp), a.slices)
+        float32_mib = 512 * 512 * a.slices * 4 / 2**20
+        base_mib, base_s = peak_of([sys.executable, "-c", BASELINE])
+        run = [sys.executable, "-m", "liverseg", "preprocess", "--volume", str(volume), "--label", str(label),
+               "--window", "-150", "250", "--size", "128", "--out", str(Path(tmp) / "slices.npz")]
+        peak_mib, peak_s = peak_of(run)
+    rows = [
+        ("volume as float32", f"{float32_mib:,.0f}", ""),
+        ("baseline: imports only", f"{base_mib:,.0f}", f"{base_s:.1f}"),
+        ("preprocess (peak, whole process)", f"{peak_mib:,.0f}", f"{peak_s:.1f}"),
+        ("preprocess minus baseline", f"{peak_mib - base_mib:,.0f}", f"{peak_s - base_s:.1f}"),
+    ]
+    ratio = peak_mib / float32_mib
+    verdict = "under" if ratio < 3 else "OVER"
+    table = "\n".join(
+        [f"# preprocess peak memory, 512x512x{a.slices} int16 .nii.gz", "",
+         "| what | peak RSS (MiB) | wall time (s) |", "|---|---|---|",
+         *[f"| {what} | {mib} | {s} |" for what, mib, s in rows], "",
+         f"Peak / float32 volume: {ratio:.2f} ({verdict} the target of 3).", ""]
+    )
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "preprocess_memory.md").write_text(table)
+    print(table)
+    sys.exit(0 if ratio < 3 else 1)
+
+
+if __name__ == "__main__":
+    main()
