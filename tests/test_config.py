@@ -68,7 +68,11 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
     assert result.returncode == 0, result.stderr[-3000:]
     for rule in (first, "ingest", "split", "augment", "train", "aggregate"):
         assert f"rule {rule}:" in result.stdout or f"checkpoint {rule}:" in result.stdout
-    assert "synthesise" not in result.stdout if first == "download" else "download" not in result.stdout
+    if first == "download":  # nothing of config.yaml's synthetic experiment is merged into the study
+        assert "synthe" not in result.stdout
+        assert '"size": 256' in result.stdout and '"size": 96' not in result.stdout  # the study's tumour stage alone
+    else:
+        assert "download" not in result.stdout
 
 
 def test_a_config_names_only_what_its_source_uses(tmp_path, tool_env):

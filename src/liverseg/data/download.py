@@ -36,18 +36,22 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-class _Progress:
-    """A log line every `every` seconds: how much has arrived, of how much."""
+class _Throttled:
+    """Prints at most one line every `every` seconds, and always when forced: progress for the log."""
 
-    def __init__(self, total: int | None, every: float = 10.0):
-        self.total, self.every, self.last = total, every, 0.0
+    def __init__(self, every: float = 10.0):
+        self.every, self.last = every, float("-inf")
 
-    def __call__(self, done: int, force: bool = False) -> None:
+    def __call__(self, line: str, force: bool = False) -> None:
         now = time.monotonic()
         if force or now - self.last >= self.every:
             self.last = now
-            of = f" of {self.total / 2**20:,.1f} MiB ({100 * done / self.total:.1f}%)" if self.total else ""
-            print(f"download: {done / 2**20:,.1f} MiB{of}", flush=True)
+            print(line, flush=True)
+
+
+def _arrived(done: int, total: int | None) -> str:
+    of = f" of {total / 2**20:,.1f} MiB ({100 * done / total:.1f}%)" if total else ""
+    return f"download: {done / 2**20:,.1f} MiB{of}"
 
 
 def _append_from(url: str, part: Path, timeout: float) -> None:
@@ -66,14 +70,14 @@ def _append_from(url: str, part: Path, timeout: float) -> None:
             have = 0
         length = response.headers.get("Content-Length")
         expected = int(length) if length is not None else None
-        progress = _Progress(have + expected if expected is not None else None)
+        total, log = (have + expected if expected is not None else None), _Throttled()
         received = 0
         with open(part, "ab" if have else "wb") as out:
             while block := response.read(CHUNK):
                 out.write(block)
                 received += len(block)
-                progress(have + received)
-        progress(have + received, force=True)
+                log(_arrived(have + received, total))
+        log(_arrived(have + received, total), force=True)
         if expected is not None and received < expected:
             raise http.client.IncompleteRead(b"", expected - received)
 
@@ -147,8 +151,10 @@ def extract_archive(archive: Path, out_dir: Path) -> int:
             for member in members:
                 if reason := unsafe_reason(member):
                     raise DownloadError(f"{archive}: refused, member {member.name!r} is unsafe ({reason}); nothing extracted")
-            print(f"extract: {len(members)} members of {archive} into {out_dir}", flush=True)
-            tar.extractall(partial, members=members, filter="data")  # the standard library's checks, once more
+            log = _Throttled()
+            for done, member in enumerate(members, 1):
+                tar.extract(member, partial, filter="data")  # the standard library's checks, once more
+                log(f"extract: {done} of {len(members)} members of {archive}", force=done == len(members))
     except tarfile.TarError as error:
         raise DownloadError(f"{archive}: not a readable tar archive ({error})") from error
     return len(members)
