@@ -121,6 +121,16 @@ def test_evaluate_and_summarise_by_hand(tmp_path):
     assert "| Liver Dice (per case) | 1.0000 |" in table and "| Best epoch / epochs (each stage) | 2/3 + 1/2 |" in table
     assert "| Validation cases (with tumour scored; holding tumour) | 2 (1; 1) |" in table
     assert "| Lesion recall < 10 / 10-20 / > 20 mm | 0.00 / - / - |" in table
+    # tumour: case 0 has none anywhere (no score), case 1 missed its one voxel: global Dice 0, no distance
+    assert row["tumour_dice_global"] == 0.0 and row["tumour_distance_cases"] == 0 and np.isnan(row["tumour_assd"])
+    assert row["liver_dice_global"] == 1.0 and row["liver_distance_cases"] == 2 and row["liver_mssd"] == 0.0
+    assert row["tumour_rvd"] == -1.0 and row["liver_rvd"] == 0.0
+    assert "| Tumour ASSD / HD95 / MSSD (mm) | - / - / - |" in table
+    assert "| Cases with surface distances (liver / tumour) | 2 / 0 |" in table
+    # before closing, case 0's extra liver voxel lies one 0.7 mm voxel beside the reference; Dice pooled over both cases
+    pred_liver = read_case_scores([a, b])[0].query("stage == 'pred' and target == 'liver'")
+    assert pred_liver["mssd"].tolist() == pytest.approx([0.7, 0.0])
+    assert 2 * pred_liver["intersection"].sum() / (pred_liver["pred_voxels"].sum() + pred_liver["ref_voxels"].sum()) == pytest.approx(16 / 17)
 
 
 def test_geometry_mismatch_is_named(tmp_path):

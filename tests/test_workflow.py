@@ -93,6 +93,7 @@ def test_summary_table_matches_case_scores(finished_run):
         scores = [json.loads(p.read_text()) for p in workdir.glob(f"results/{model}/metrics/*.json")]
         expected = np.mean([s["post"]["liver"]["dice"] for s in scores])
         assert summary.loc[model, "liver_dice"] == pytest.approx(expected, abs=1e-5)
+        assert summary.loc[model, "liver_hd95"] == pytest.approx(np.mean([s["post"]["liver"]["hd95"] for s in scores]), rel=1e-5)
         found = sum(s["post"]["lesions"]["true_positives"] for s in scores)
         lesions = sum(s["post"]["lesions"]["ref_lesions"] for s in scores)
         assert summary.loc[model, "ref_lesions"] == lesions > 0

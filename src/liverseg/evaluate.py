@@ -37,7 +37,7 @@ def evaluate_case(model: str, case: str, label: Path, stages: dict[str, Path], o
     result = {"model": model, "case": case, "shape": list(reference.shape), "spacing": spacing}
     for stage, path in stages.items():
         pred = _read_matching(path, reference)
-        result[stage] = label_metrics(pred, ref_labels)
+        result[stage] = label_metrics(pred, ref_labels, spacing)
         result[stage]["labels"] = {"accuracy": float(np.mean(pred == ref_labels))}
         result[stage]["lesions"] = match_lesions(pred == 2, ref_labels == 2, spacing)
     write_json(_json_safe(result), out)

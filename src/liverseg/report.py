@@ -13,12 +13,14 @@ import pandas as pd
 
 from liverseg.atomic import atomic_path, write_json
 from liverseg.lesions import SIZE_BINS, detection_scores
+from liverseg.surface import NAMES as SURFACE
 
 COLUMNS = {  # summary column -> (stage, target, metric)
-    "liver_dice": ("post", "liver", "dice"),
-    "liver_jaccard": ("post", "liver", "jaccard"),
-    "tumour_dice": ("post", "tumour", "dice"),
-    "tumour_jaccard": ("post", "tumour", "jaccard"),
+    **{
+        f"{target}_{metric}": ("post", target, metric)
+        for target in ("liver", "tumour")
+        for metric in ("dice", "jaccard", "voe", "rvd", *SURFACE)
+    },
     "accuracy": ("post", "labels", "accuracy"),
     "liver_dice_before_post": ("pred", "liver", "dice"),
     "tumour_dice_before_post": ("pred", "tumour", "dice"),
@@ -48,6 +50,12 @@ def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: d
         row = {"model": model, "val_cases": mine["case"].nunique()}
         for column, (stage, target, metric) in COLUMNS.items():
             row[column] = mine.loc[(mine["stage"] == stage) & (mine["target"] == target), metric].astype(float).mean()
+        for target in ("liver", "tumour"):
+            post = mine[(mine["stage"] == "post") & (mine["target"] == target)]
+            # Dice global: all cases' voxels pooled, as LiTS ranks it
+            pooled = post["pred_voxels"].sum() + post["ref_voxels"].sum()
+            row[f"{target}_dice_global"] = 2 * post["intersection"].sum() / pooled if pooled else float("nan")
+            row[f"{target}_distance_cases"] = int(post["assd"].notna().sum())
         tumour = mine[(mine["stage"] == "post") & (mine["target"] == "tumour")]
         row["tumour_cases"] = int(tumour["dice"].notna().sum())
         holding = tumour[tumour["ref_voxels"] > 0]
@@ -65,8 +73,16 @@ def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: d
     return pd.DataFrame(rows)
 
 
+SURFACE_ORDER = ("assd", "hd95", "mssd")
+
+
 def _number(column: str, fmt: str):
     return lambda row: "-" if pd.isna(row[column]) else fmt.format(row[column])
+
+
+def _cells(columns: list[str], *fmts: str):
+    """Several numbers in one cell, 'a / b / c'; the last format serves the columns without their own."""
+    return lambda row: " / ".join(_number(c, fmts[min(i, len(fmts) - 1)])(row) for i, c in enumerate(columns))
 
 
 TABLE_ROWS = [  # (title, cell of one model's summary row)
@@ -75,6 +91,12 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
     ("Tumour Dice", _number("tumour_dice", "{:.4f}")),
     ("Tumour Dice, cases holding tumour", _number("tumour_dice_cases_with_tumour", "{:.4f}")),
     ("Tumour Jaccard", _number("tumour_jaccard", "{:.4f}")),
+    ("Liver / tumour Dice global", _cells(["liver_dice_global", "tumour_dice_global"], "{:.4f}")),
+    ("Liver VOE / RVD", _cells(["liver_voe", "liver_rvd"], "{:.4f}", "{:+.4f}")),
+    ("Tumour VOE / RVD", _cells(["tumour_voe", "tumour_rvd"], "{:.4f}", "{:+.4f}")),
+    ("Liver ASSD / HD95 / MSSD (mm)", _cells([f"liver_{m}" for m in SURFACE_ORDER], "{:.1f}")),
+    ("Tumour ASSD / HD95 / MSSD (mm)", _cells([f"tumour_{m}" for m in SURFACE_ORDER], "{:.1f}")),
+    ("Cases with surface distances (liver / tumour)", lambda row: f"{row['liver_distance_cases']} / {row['tumour_distance_cases']}"),
     ("Validation accuracy (voxels, 3 labels)", _number("accuracy", "{:.2%}")),
     ("Liver Dice before closing", _number("liver_dice_before_post", "{:.4f}")),
     ("Tumour Dice before closing", _number("tumour_dice_before_post", "{:.4f}")),
@@ -82,10 +104,7 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
     ("Lesion recall (all sizes)", _number("lesion_recall", "{:.2f}")),
     ("Lesion precision", _number("lesion_precision", "{:.2f}")),
     ("Lesion F1", _number("lesion_f1", "{:.2f}")),
-    (
-        "Lesion recall < 10 / 10-20 / > 20 mm",
-        lambda row: " / ".join(_number(f"lesion_recall_{b}", "{:.2f}")(row) for b in SIZE_BINS),
-    ),
+    ("Lesion recall < 10 / 10-20 / > 20 mm", _cells([f"lesion_recall_{b}" for b in SIZE_BINS], "{:.2f}")),
     ("Training time per epoch", _number("seconds_per_epoch", "{:.1f} s")),
     ("Tumour stage time per epoch", _number("tumour_stage_seconds_per_epoch", "{:.1f} s")),
     ("Training time in all", _number("training_minutes", "{:.1f} min")),
@@ -94,10 +113,7 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
         "Validation cases (with tumour scored; holding tumour)",
         lambda row: f"{row['val_cases']} ({row['tumour_cases']}; {row['cases_with_tumour']})",
     ),
-    (
-        "Reference lesions < 10 / 10-20 / > 20 mm",
-        lambda row: " / ".join(str(row[f"ref_lesions_{b}"]) for b in SIZE_BINS),
-    ),
+    ("Reference lesions < 10 / 10-20 / > 20 mm", lambda row: " / ".join(str(row[f"ref_lesions_{b}"]) for b in SIZE_BINS)),
 ]
 
 
@@ -110,7 +126,10 @@ def markdown_table(summary: pd.DataFrame) -> str:
         "Means over validation cases, scored in each scan's own geometry after morphological closing. Liver is "
         "label >= 1, tumour is label 2. A case with no tumour in reference or prediction has no tumour score and "
         "is left out of the tumour means (the count in brackets); the row 'cases holding tumour' averages over cases "
-        "whose reference has tumour. Lesions are 3D connected components of label 2; a reference lesion is found when "
+        "whose reference has tumour. Dice global pools the voxels of all cases. VOE is 1 - Jaccard, RVD is "
+        "(|prediction| - |reference|) / |reference|. Surface distances are in mm between the surface voxels of "
+        "prediction and reference (ASSD: mean over both surfaces; HD95: larger directed 95th percentile; MSSD: "
+        "largest distance), over the cases where both masks are non-empty (the count given). Lesions are 3D connected components of label 2; a reference lesion is found when "
         "a predicted lesion overlaps it with IoU > 0.5; precision, recall and F1 count lesions over all cases; sizes "
         "are the diameter of the sphere of the lesion's volume. A cascade is a stage-1 model whose liver feeds a "
         "tumour stage; its times are those of both."
