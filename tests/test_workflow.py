@@ -57,8 +57,11 @@ def test_every_declared_output_exists(finished_run):
             for stage in ("pred", "post"):
                 assert (workdir / f"results/{model}/{stage}/{case}.nii.gz").is_file()
             assert (workdir / f"results/{model}/metrics/{case}.json").is_file()
-    for name in ("summary.csv", "summary.md", "metrics.json"):
+    for name in ("summary.csv", "summary.md", "metrics.json", "cases.csv", "statistics.csv", "comparisons.csv"):
         assert (workdir / "results" / name).is_file()
+    comparisons = pd.read_csv(workdir / "results/comparisons.csv")
+    assert len(comparisons) == 3 * 2 * 2  # 3 pairs of entries, 2 targets, Dice and HD95
+    assert "## Paired differences" in (workdir / "results/summary.md").read_text()
     figures = sorted(p.name for p in (workdir / "results/figures").iterdir())
     assert figures == [f"overlay_{case}.png" for case in split["val"]]
     overlay = plt_image(workdir / "results/figures" / figures[0])

@@ -115,11 +115,20 @@ def _evaluate(a):
 
 
 def _aggregate(a):
-    from liverseg.report import log_to_runs, read_case_scores, summarise, write_summary
+    from liverseg.atomic import atomic_path
+    from liverseg.report import (
+        case_statistics, log_to_runs, paired_comparisons, read_case_scores, statistics_markdown, summarise,
+        write_summary,
+    )
 
     stages = {name: [Path(d) for d in dirs] for name, *dirs in a.entry}
-    summary = summarise(*read_case_scores(a.scores), {n: [d / "history.csv" for d in dirs] for n, dirs in stages.items()})
-    write_summary(summary, a.csv, a.md, a.metrics_json)
+    scores, lesions = read_case_scores(a.scores)
+    summary = summarise(scores, lesions, {n: [d / "history.csv" for d in dirs] for n, dirs in stages.items()})
+    statistics, comparisons = case_statistics(scores), paired_comparisons(scores)
+    for table, path in ((scores, a.cases_csv), (statistics, a.statistics_csv), (comparisons, a.comparisons_csv)):
+        with atomic_path(path) as partial:
+            table.to_csv(partial, index=False, float_format="%.6g")
+    write_summary(summary, a.csv, a.md, a.metrics_json, statistics_markdown(statistics, comparisons))
     log_to_runs(summary, {name: dirs[-1] / "run.json" for name, dirs in stages.items()})
     print(a.md.read_text())
 
@@ -274,6 +283,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", type=Path, required=True)
     s.add_argument("--md", type=Path, required=True)
     s.add_argument("--metrics-json", type=Path, required=True)
+    s.add_argument("--cases-csv", type=Path, required=True, help="every case's scores, one row per stage and target")
+    s.add_argument("--statistics-csv", type=Path, required=True, help="per entry and target: spread and 95%% interval")
+    s.add_argument("--comparisons-csv", type=Path, required=True, help="paired differences of every pair of entries")
+
     s = step("shifted", _shifted, "score the trained models on phantoms of another design than the training set's")
     s.add_argument("--config", type=Path, required=True, help="the config the models were trained with")
     s.add_argument("--models-dir", type=Path, default=Path("models"))

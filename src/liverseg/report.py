@@ -6,6 +6,7 @@ whose training histories are listed in order.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from liverseg.atomic import atomic_path, write_json
 from liverseg.lesions import SIZE_BINS, detection_scores
+from liverseg.stats import BOOTSTRAP_SAMPLES, MIN_WILCOXON_CASES, describe, paired_comparison
 from liverseg.surface import NAMES as SURFACE
 
 COLUMNS = {  # summary column -> (stage, target, metric)
@@ -137,11 +139,74 @@ def markdown_table(summary: pd.DataFrame) -> str:
     return "\n".join(out) + f"\n\n{note}\n"
 
 
-def write_summary(summary: pd.DataFrame, csv: Path, md: Path, metrics_json: Path) -> None:
+TARGET_NAMES = ("liver", "tumour")
+STAT_METRICS = ("dice", "jaccard", "voe", "rvd", "assd", "hd95", "mssd")
+COMPARED = ("dice", "hd95")
+
+
+def _post(scores: pd.DataFrame) -> pd.DataFrame:
+    return scores[(scores["stage"] == "post") & scores["target"].isin(TARGET_NAMES)]
+
+
+def case_statistics(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per entry, target and metric after post-processing: n, mean, sd, median and 95% bootstrap interval."""
+    rows = [
+        {"model": model, "target": target, "metric": metric, **describe(group[metric])}
+        for (model, target), group in _post(scores).groupby(["model", "target"], sort=False)
+        for metric in STAT_METRICS
+    ]
+    return pd.DataFrame(rows)
+
+
+def paired_comparisons(scores: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of entries, on the cases both scored: per target, Dice and HD95 of the second minus the first."""
+    post = _post(scores)
+    rows = []
+    for first, second in itertools.combinations(list(dict.fromkeys(post["model"])), 2):
+        for target in TARGET_NAMES:
+            mine = post[post["target"] == target]
+            a = mine[mine["model"] == first].set_index("case")
+            b = mine[mine["model"] == second].set_index("case")
+            a, b = a.align(b, join="inner", axis=0)
+            for metric in COMPARED:
+                rows.append({"first": first, "second": second, "target": target, "metric": metric,
+                             **paired_comparison(a[metric], b[metric])})
+    return pd.DataFrame(rows)
+
+
+def _interval(row, fmt: str) -> str:
+    if pd.isna(row["ci_low"]):
+        return "-"
+    return f"[{fmt.format(row['ci_low'])}, {fmt.format(row['ci_high'])}]"
+
+
+def statistics_markdown(statistics: pd.DataFrame, comparisons: pd.DataFrame) -> str:
+    """The spread of Dice and HD95 per entry and target, and the paired differences between entries."""
+    lines = ["## Spread over cases", "", "| Entry | Target | Metric | n | mean ± sd | median | 95% CI of the mean |",
+             "|---|---|---|---|---|---|---|"]
+    for row in statistics[statistics["metric"].isin(COMPARED)].to_dict(orient="records"):
+        fmt = "{:.4f}" if row["metric"] == "dice" else "{:.1f}"
+        spread = "-" if pd.isna(row["mean"]) else f"{fmt.format(row['mean'])} ± " + ("-" if pd.isna(row["sd"]) else fmt.format(row["sd"]))
+        median = "-" if pd.isna(row["median"]) else fmt.format(row["median"])
+        unit = " (mm)" if row["metric"] != "dice" else ""
+        lines.append(f"| {row['model']} | {row['target']} | {row['metric']}{unit} | {row['n']} | {spread} | {median} | {_interval(row, fmt)} |")
+    lines += ["", "## Paired differences (second minus first, on the cases both scored)", "",
+              "| Second - first | Target | Metric | n | difference | 95% CI | Wilcoxon p |", "|---|---|---|---|---|---|---|"]
+    for row in comparisons.to_dict(orient="records"):
+        fmt = "{:+.4f}" if row["metric"] == "dice" else "{:+.1f}"
+        difference = "-" if pd.isna(row["difference"]) else fmt.format(row["difference"])
+        p = "-" if pd.isna(row["wilcoxon_p"]) else f"{row['wilcoxon_p']:.3g}"
+        lines.append(f"| {row['second']} - {row['first']} | {row['target']} | {row['metric']} | {row['n']} | {difference} | {_interval(row, fmt)} | {p} |")
+    lines += ["", f"Intervals: percentile bootstrap of the mean over cases ({BOOTSTRAP_SAMPLES} resamples, seeded). "
+              f"Wilcoxon signed-rank p-values need at least {MIN_WILCOXON_CASES} paired cases."]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(summary: pd.DataFrame, csv: Path, md: Path, metrics_json: Path, appendix: str = "") -> None:
     with atomic_path(csv) as partial:
         summary.to_csv(partial, index=False, float_format="%.6g")
     with atomic_path(md) as partial:
-        partial.write_text(markdown_table(summary))
+        partial.write_text(markdown_table(summary) + (f"\n{appendix}" if appendix else ""))
     records = summary.set_index("model").astype(object).where(summary.set_index("model").notna(), None)
     write_json(records.to_dict(orient="index"), metrics_json)
 

@@ -11,6 +11,9 @@ rule aggregate:
         csv="results/summary.csv",
         md="results/summary.md",
         metrics="results/metrics.json",
+        cases="results/cases.csv",
+        statistics="results/statistics.csv",
+        comparisons="results/comparisons.csv",
     log:
         "logs/aggregate.log",
     conda:
@@ -19,7 +22,9 @@ rule aggregate:
         entries=" ".join(f"--entry {e} {' '.join(stage_dirs(e))}" for e in SCORED),
     shell:
         "liverseg aggregate {params.entries} "
-        "--scores {input.scores} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} > {log} 2>&1"
+        "--scores {input.scores} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
+        "--cases-csv {output.cases} --statistics-csv {output.statistics} --comparisons-csv {output.comparisons} "
+        "> {log} 2>&1"
 
 
 rule overlay:
