@@ -8,14 +8,13 @@ stays under three times the volume's float32 size. Writes bench/results/preproce
 """
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from measure import peak_of, python
 
 HERE = Path(__file__).resolve().parent
 BASELINE = "import liverseg.cli, liverseg.data.slices, torch, nibabel"
@@ -35,16 +34,6 @@ def write_case(folder: Path, slices: int) -> tuple[Path, Path]:
     return volume, label
 
 
-def peak_of(command: list[str]) -> tuple[float, float]:
-    """Peak RSS in MiB and wall time in seconds of one command in a fresh child process."""
-    started = time.perf_counter()
-    # a fresh python per measurement: RUSAGE_CHILDREN is the largest peak of the children waited for so far
-    probe = [sys.executable, "-c", "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)", *command]
-    out = subprocess.run(probe, check=True, capture_output=True, text=True).stdout.split()[-1]
-    return int(out) / 1024, time.perf_counter() - started
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--slices", type=int, default=400)
@@ -52,7 +41,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         volume, label = write_case(Path(tmp), a.slices)
         float32_mib = 512 * 512 * a.slices * 4 / 2**20
-        base_mib, base_s = peak_of([sys.executable, "-c", BASELINE])
+        base_mib, base_s = peak_of(python(BASELINE))
         run = [sys.executable, "-m", "liverseg", "preprocess", "--volume", str(volume), "--label", str(label),
                "--window", "-150", "250", "--size", "128", "--out", str(Path(tmp) / "slices.npz")]
         peak_mib, peak_s = peak_of(run)
