@@ -1,7 +1,7 @@
 import nibabel as nib
 import numpy as np
 
-from liverseg.postprocess import close_labels, disk_footprint, postprocess_case
+from liverseg.postprocess import PostSettings, apply_steps, close_labels, footprint, postprocess_case
 
 
 def _disk(shape, centre, radius):
@@ -10,9 +10,11 @@ def _disk(shape, centre, radius):
 
 
 def test_footprint_is_in_millimetres():
-    assert disk_footprint(3.0, (1.0, 1.0)).shape == (7, 7, 1)
-    assert disk_footprint(3.0, (1.0, 1.5)).shape == (7, 5, 1)
-    assert disk_footprint(0.0, (1.0, 1.0)).shape == (1, 1, 1)
+    assert footprint(3.0, (1.0, 1.0, 2.5)).shape == (7, 7, 1)
+    assert footprint(3.0, (1.0, 1.5, 2.5)).shape == (7, 5, 1)
+    assert footprint(0.0, (1.0, 1.0, 2.5)).shape == (1, 1, 1)
+    ball = footprint(3.0, (1.0, 1.5, 2.5), three_d=True)
+    assert ball.shape == (7, 5, 3) and ball[3, 2, :].all() and not ball[0, 0, 0]
 
 
 def test_closing_fills_holes_and_gaps_but_keeps_the_outline():
@@ -43,7 +45,32 @@ def test_postprocess_case_keeps_geometry(tmp_path):
     labels[8:24, 8:24] = 1
     labels[15, 15] = 0
     nib.save(nib.Nifti1Image(labels, affine), tmp_path / "pred.nii.gz")
-    postprocess_case(tmp_path / "pred.nii.gz", tmp_path / "post.nii.gz", radius_mm=2.0)
+    postprocess_case(tmp_path / "pred.nii.gz", tmp_path / "post.nii.gz", PostSettings(closing_radius_mm=2.0))
     out = nib.load(tmp_path / "post.nii.gz")
     assert out.shape == labels.shape and np.allclose(out.affine, affine)
     assert np.asarray(out.dataobj)[15, 15].tolist() == [1, 1, 1, 1]
+
+
+def test_closing_in_3d_fills_a_missing_slice():
+    labels = np.zeros((20, 20, 5), np.uint8)
+    labels[5:15, 5:15, :] = 1
+    labels[:, :, 2] = 0  # a slice the model missed
+    assert not close_labels(labels, (1.0, 1.0, 1.0), 2.0)[:, :, 2].any()
+    assert (close_labels(labels, (1.0, 1.0, 1.0), 2.0, three_d=True)[6:14, 6:14, 2] == 1).all()  # the ball rounds the rim
+
+
+def test_each_step_on_hand_made_masks():
+    labels = np.zeros((30, 30, 6), np.uint8)
+    labels[2:20, 2:20, 1:5] = 1  # the liver
+    labels[5:8, 5:8, 2:4] = 2  # a tumour inside it
+    labels[25:28, 25:28, 1:3] = 1  # a small false liver elsewhere
+    labels[24:29, 2:5, 2:4] = 2  # tumour lying in the background, no liver around
+    steps = dict(apply_steps(labels, (1.0, 1.0, 2.0), PostSettings(closing_radius_mm=0.0)))
+    assert list(steps) == ["largest_component", "tumour_in_liver"]
+    largest = steps["largest_component"]
+    assert not largest[25:28, 25:28].any() and (largest[5:8, 5:8, 2:4] == 2).all()
+    assert (largest[24:29, 2:5, 2:4] == 0).all(), "the stray tumour is its own component: not the largest"
+    only_tumour = dict(apply_steps(labels, (1.0, 1.0, 2.0), PostSettings(0.0, largest_liver_component=False)))
+    kept = only_tumour["tumour_in_liver"]
+    assert (kept[24:29, 2:5, 2:4] == 0).all() and (kept[5:8, 5:8, 2:4] == 2).all() and (kept[25:28, 25:28, 1:3] == 1).all()
+    assert apply_steps(labels, (1.0, 1.0, 2.0), PostSettings(0.0, False, False, False)) == []

@@ -9,8 +9,9 @@ from liverseg.data import nifti
 from liverseg.data.slices import save_slices, slice_case
 from liverseg.evaluate import evaluate_case
 from liverseg.models import build_model
+from liverseg.postprocess import PostSettings
 from liverseg.predict import predict_cascade, predict_case, probabilities_to_classes
-from liverseg.report import markdown_table, read_case_scores, summarise
+from liverseg.report import markdown_table, read_case_scores, step_effects, steps_markdown, summarise
 
 
 def test_tumour_only_inside_liver():
@@ -79,6 +80,9 @@ def test_cascade_keeps_the_stage1_liver_and_puts_tumour_inside_it(phantom_files,
     assert not (labels == 2)[ref == 0].any(), "no tumour outside the liver"
 
 
+NO_STEPS = PostSettings(closing_radius_mm=0.0, largest_liver_component=False, tumour_in_liver=False)
+
+
 def _scores(tmp_path, model, case, ref, pred, post):
     affine = np.diag([-0.7, -0.7, 3.0, 1.0])
     paths = {}
@@ -86,7 +90,7 @@ def _scores(tmp_path, model, case, ref, pred, post):
         paths[name] = tmp_path / f"{model}-{case}-{name}.nii.gz"
         nib.save(nib.Nifti1Image(np.asarray(data, np.uint8), affine), paths[name])
     out = tmp_path / f"{model}-{case}.json"
-    evaluate_case(model, case, paths["ref"], {"pred": paths["pred"], "post": paths["post"]}, out)
+    evaluate_case(model, case, paths["ref"], paths["pred"], paths["post"], NO_STEPS, out)
     return out
 
 
@@ -139,5 +143,28 @@ def test_geometry_mismatch_is_named(tmp_path):
     moved = tmp_path / "moved.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.uint8), np.diag([1, 1, 2, 1.0])), moved)
     with pytest.raises(nifti.VolumeError, match="moved.nii.gz: geometry"):
-        evaluate_case("m", "c", ref, {"pred": moved}, tmp_path / "out.json")
+        evaluate_case("m", "c", ref, moved, moved, NO_STEPS, tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()
+
+
+def test_each_post_processing_step_is_scored_and_judged(tmp_path):
+    ref = np.zeros((12, 12, 4), np.uint8)
+    ref[1:7, 1:7, :] = 1
+    pred = ref.copy()
+    pred[9:11, 9:11, 1:3] = 1  # a stray liver blob: the largest component step removes it
+    post = ref.copy()
+    affine = np.diag([0.8, 0.8, 2.0, 1.0])
+    paths = {}
+    for name, data in (("ref", ref), ("pred", pred), ("post", post)):
+        paths[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), paths[name])
+    settings = PostSettings(closing_radius_mm=0.0, largest_liver_component=True, tumour_in_liver=False)
+    result = evaluate_case("m", "case_000", paths["ref"], paths["pred"], paths["post"], settings, tmp_path / "s.json")
+    assert result["steps"] == ["pred", "largest_component", "post"]
+    assert result["pred"]["liver"]["dice"] == pytest.approx(2 * 144 / (144 + 152))
+    assert result["largest_component"]["liver"]["dice"] == 1.0 == result["post"]["liver"]["dice"]
+    effects = step_effects(read_case_scores([tmp_path / "s.json"])[0]).set_index(["target", "step"])
+    liver = effects.loc[("liver", "largest_component")]
+    assert liver["verdict"] == "helped" and liver["dice_change"] == pytest.approx(1 - 2 * 144 / 296)
+    assert effects.loc[("tumour", "largest_component"), "verdict"] == "-"  # no tumour anywhere: undefined
+    assert "| m | liver | largest_component |" in steps_markdown(step_effects(read_case_scores([tmp_path / "s.json"])[0]))

@@ -102,23 +102,29 @@ def _cascade(a):
     print(f"{voxels} tumour voxels inside the stage-1 liver")
 
 
+def _post_settings(text: str):
+    from liverseg.postprocess import PostSettings
+
+    return PostSettings(**json.loads(text))
+
+
 def _postprocess(a):
     from liverseg.postprocess import postprocess_case
 
-    postprocess_case(a.prediction, a.out, a.closing_radius_mm)
+    postprocess_case(a.prediction, a.out, _post_settings(a.settings))
 
 
 def _evaluate(a):
     from liverseg.evaluate import evaluate_case
 
-    evaluate_case(a.model, a.case, a.label, {"pred": a.prediction, "post": a.postprocessed}, a.out)
+    evaluate_case(a.model, a.case, a.label, a.prediction, a.postprocessed, _post_settings(a.settings), a.out)
 
 
 def _aggregate(a):
     from liverseg.atomic import atomic_path
     from liverseg.report import (
-        case_statistics, log_to_runs, paired_comparisons, read_case_scores, statistics_markdown, summarise,
-        write_summary,
+        case_statistics, log_to_runs, paired_comparisons, read_case_scores, statistics_markdown, step_effects,
+        steps_markdown, summarise, write_summary,
     )
 
     stages = {name: [Path(d) for d in dirs] for name, *dirs in a.entry}
@@ -128,7 +134,8 @@ def _aggregate(a):
     for table, path in ((scores, a.cases_csv), (statistics, a.statistics_csv), (comparisons, a.comparisons_csv)):
         with atomic_path(path) as partial:
             table.to_csv(partial, index=False, float_format="%.6g")
-    write_summary(summary, a.csv, a.md, a.metrics_json, statistics_markdown(statistics, comparisons))
+    appendix = steps_markdown(step_effects(scores)) + "\n" + statistics_markdown(statistics, comparisons)
+    write_summary(summary, a.csv, a.md, a.metrics_json, appendix)
     log_to_runs(summary, {name: dirs[-1] / "run.json" for name, dirs in stages.items()})
     print(a.md.read_text())
 
@@ -253,12 +260,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=1)
 
-    s = step("postprocess", _postprocess, "morphological closing of a label map")
+    s = step("postprocess", _postprocess, "the post-processing steps on a label map")
     s.add_argument("--prediction", type=Path, required=True)
-    s.add_argument("--closing-radius-mm", type=float, required=True)
+    s.add_argument("--settings", required=True, help="JSON: the config's postprocess section")
     s.add_argument("--out", type=Path, required=True)
 
-    s = step("evaluate", _evaluate, "per-case scores before and after post-processing")
+    s = step("evaluate", _evaluate, "per-case scores before, during and after post-processing")
+    s.add_argument("--settings", required=True, help="JSON: the config's postprocess section")
     s.add_argument("--model", required=True)
     s.add_argument("--case", required=True)
     s.add_argument("--label", type=Path, required=True)

@@ -1,26 +1,28 @@
-"""Per-case scores in the scan's own geometry, before and after post-processing."""
+"""Per-case scores in the scan's own geometry: the prediction, after each post-processing step, and the final file."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from liverseg.atomic import write_json
 from liverseg.data import nifti
 from liverseg.lesions import match_lesions
 from liverseg.metrics import label_metrics
+from liverseg.postprocess import PostSettings, apply_steps
 
 
-def _read_matching(path: Path, reference) -> np.ndarray:
+def _read_matching(path: Path, reference: nib.Nifti1Image) -> nib.Nifti1Image:
     image = nifti.load(path)
     if image.shape != reference.shape or not np.allclose(image.affine, reference.affine, atol=1e-3):
         raise nifti.VolumeError(
             f"{path}: geometry {image.shape} / {nifti.orientation_codes(image)} does not match the reference "
             f"{reference.get_filename()} {reference.shape} / {nifti.orientation_codes(reference)}"
         )
-    return np.asarray(image.dataobj, dtype=np.uint8)
+    return image
 
 
 def _json_safe(value):
@@ -29,16 +31,29 @@ def _json_safe(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def evaluate_case(model: str, case: str, label: Path, stages: dict[str, Path], out: Path) -> dict:
-    """Scores of each stage's prediction (e.g. pred, post) against the reference labels, as JSON (NaN -> null)."""
+def _scores(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
+    scores = label_metrics(pred, ref, spacing)
+    scores["labels"] = {"accuracy": float(np.mean(pred == ref))}
+    scores["lesions"] = match_lesions(pred == 2, ref == 2, spacing)
+    return scores
+
+
+def evaluate_case(
+    model: str, case: str, label: Path, prediction: Path, postprocessed: Path, settings: PostSettings, out: Path
+) -> dict:
+    """Scores against the reference labels of the prediction ("pred"), of each enabled post-processing step applied
+    to it in turn (named by the step), and of the post-processed file ("post"), as JSON (NaN -> null)."""
     reference = nifti.load(label)
-    ref_labels = np.asarray(reference.dataobj, dtype=np.uint8)
-    spacing = [float(s) for s in reference.header.get_zooms()[:3]]
-    result = {"model": model, "case": case, "shape": list(reference.shape), "spacing": spacing}
-    for stage, path in stages.items():
-        pred = _read_matching(path, reference)
-        result[stage] = label_metrics(pred, ref_labels, spacing)
-        result[stage]["labels"] = {"accuracy": float(np.mean(pred == ref_labels))}
-        result[stage]["lesions"] = match_lesions(pred == 2, ref_labels == 2, spacing)
+    spacing = nifti.canonical_spacing(reference)
+    ref = nifti.to_canonical(reference, dtype=np.uint8)
+    pred = nifti.to_canonical(_read_matching(prediction, reference), dtype=np.uint8)
+    post = nifti.to_canonical(_read_matching(postprocessed, reference), dtype=np.uint8)
+    result = {"model": model, "case": case, "shape": list(reference.shape), "spacing": list(spacing)}
+    steps = apply_steps(pred, spacing, settings)
+    result["steps"] = ["pred", *(name for name, _ in steps), "post"]
+    result["pred"] = _scores(pred, ref, spacing)
+    for name, labels in steps:
+        result[name] = _scores(labels, ref, spacing)
+    result["post"] = _scores(post, ref, spacing)
     write_json(_json_safe(result), out)
     return result

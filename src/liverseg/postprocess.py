@@ -1,42 +1,89 @@
-"""Morphological closing of predicted masks, per axial slice, with a radius in millimetres."""
+"""Post-processing of predicted label maps, step by step, each step on or off in the config.
+
+Steps, in this order:
+1. closing: morphological closing of liver and tumour apart, per axial slice or in 3D, with a radius in millimetres;
+2. largest_component: only the liver's largest 3D connected component is kept (tumour inside it included);
+3. tumour_in_liver: a tumour component that touches no liver voxel (label 1) is dropped: lying in the background, it
+   cannot be a liver tumour.
+Every step is scored on its own in `evaluate`, so the summary can say which one helped and which hurt.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from liverseg.data import nifti
+from liverseg.roi import largest_component
+
+NEIGHBOURS_3D = np.ones((3, 3, 3), dtype=bool)
 
 
-def disk_footprint(radius_mm: float, spacing: tuple[float, float]) -> np.ndarray:
-    """An in-plane ellipse covering radius_mm along both axes, as a (X, Y, 1) structuring element."""
-    rx, ry = (int(radius_mm // s) for s in spacing)
-    x, y = np.ogrid[-rx : rx + 1, -ry : ry + 1]
-    return ((x * spacing[0]) ** 2 + (y * spacing[1]) ** 2 <= radius_mm**2)[:, :, None]
+@dataclass(frozen=True)
+class PostSettings:
+    closing_radius_mm: float = 5.0  # 0: no closing
+    closing_3d: bool = False
+    largest_liver_component: bool = True
+    tumour_in_liver: bool = True
 
 
-def close_mask(mask: np.ndarray, footprint: np.ndarray) -> np.ndarray:
+def footprint(radius_mm: float, spacing, three_d: bool = False) -> np.ndarray:
+    """An ellipse (per slice, shape (X, Y, 1)) or ellipsoid (3D) covering radius_mm along each axis."""
+    axes = spacing if three_d else spacing[:2]
+    grid = np.ogrid[tuple(slice(-int(radius_mm // s), int(radius_mm // s) + 1) for s in axes)]
+    inside = sum((g * s) ** 2 for g, s in zip(grid, axes)) <= radius_mm**2
+    return inside if three_d else inside[:, :, None]
+
+
+def close_mask(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
     """Binary closing that is not eroded at the volume's edges (padding keeps the border neutral)."""
-    pad = [(s // 2, s // 2) for s in footprint.shape]
+    pad = [(s // 2, s // 2) for s in structure.shape]
     padded = np.pad(mask, pad, mode="edge")
-    closed = ndimage.binary_closing(padded, structure=footprint)
+    closed = ndimage.binary_closing(padded, structure=structure)
     return closed[tuple(slice(p, p + n) for (p, _), n in zip(pad, mask.shape))]
 
 
-def close_labels(labels: np.ndarray, spacing: tuple[float, float, float], radius_mm: float) -> np.ndarray:
-    """Close liver (label >= 1) and tumour (label 2) separately; tumour stays inside the liver."""
-    footprint = disk_footprint(radius_mm, spacing[:2])
-    if footprint.size == 1:
+def close_labels(labels: np.ndarray, spacing, radius_mm: float, three_d: bool = False) -> np.ndarray:
+    """Close liver (label >= 1) and tumour (label 2) apart; a closed tumour voxel counts as liver too."""
+    structure = footprint(radius_mm, spacing, three_d)
+    if structure.size == 1:
         return labels.copy()
-    liver = close_mask(labels >= 1, footprint)
-    tumour = close_mask(labels == 2, footprint) & liver
-    return liver.astype(np.uint8) + tumour.astype(np.uint8)
+    liver = close_mask(labels >= 1, structure)
+    tumour = close_mask(labels == 2, structure)
+    return np.where(tumour, 2, liver).astype(np.uint8)
 
 
-def postprocess_case(prediction: Path, out: Path, radius_mm: float) -> None:
+def keep_largest_liver(labels: np.ndarray) -> np.ndarray:
+    return np.where(largest_component(labels >= 1), labels, 0).astype(np.uint8)
+
+
+def drop_tumour_outside_liver(labels: np.ndarray) -> np.ndarray:
+    """Tumour components (26-connected) without a liver voxel (label 1) beside them become background."""
+    components, n = ndimage.label(labels == 2, structure=NEIGHBOURS_3D)
+    if n == 0:
+        return labels.copy()
+    near_liver = ndimage.binary_dilation(labels == 1, structure=NEIGHBOURS_3D)
+    touching = np.unique(components[near_liver & (components > 0)])
+    return np.where((components > 0) & ~np.isin(components, touching), 0, labels).astype(np.uint8)
+
+
+def apply_steps(labels: np.ndarray, spacing, settings: PostSettings) -> list[tuple[str, np.ndarray]]:
+    """The labels after each enabled step, in order; canonical (R, A, S) arrays with their spacing in mm."""
+    done = []
+    if settings.closing_radius_mm > 0:
+        done.append(("closing", close_labels(labels, spacing, settings.closing_radius_mm, settings.closing_3d)))
+    if settings.largest_liver_component:
+        done.append(("largest_component", keep_largest_liver(done[-1][1] if done else labels)))
+    if settings.tumour_in_liver:
+        done.append(("tumour_in_liver", drop_tumour_outside_liver(done[-1][1] if done else labels)))
+    return done
+
+
+def postprocess_case(prediction: Path, out: Path, settings: PostSettings) -> None:
     image = nifti.load(prediction)
     labels = nifti.to_canonical(image, dtype=np.uint8)
-    closed = close_labels(labels, nifti.canonical_spacing(image), radius_mm)
-    nifti.save_label_like(closed, image, out)
+    steps = apply_steps(labels, nifti.canonical_spacing(image), settings)
+    nifti.save_label_like(steps[-1][1] if steps else labels, image, out)

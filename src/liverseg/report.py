@@ -35,10 +35,11 @@ def read_case_scores(files) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     rows, lesions = [], {}
     for path in files:
         result = json.loads(Path(path).read_text())
-        for stage in ("pred", "post"):
+        for order, stage in enumerate(result["steps"]):
             for target, scores in result[stage].items():
                 if target != "lesions":
-                    rows.append({"model": result["model"], "case": result["case"], "stage": stage, "target": target, **scores})
+                    rows.append({"model": result["model"], "case": result["case"], "stage": stage, "order": order,
+                                 "target": target, **scores})
         lesions.setdefault(result["model"], []).append(result["post"]["lesions"])
     return pd.DataFrame(rows), lesions
 
@@ -172,6 +173,35 @@ def paired_comparisons(scores: pd.DataFrame) -> pd.DataFrame:
                 rows.append({"first": first, "second": second, "target": target, "metric": metric,
                              **paired_comparison(a[metric], b[metric])})
     return pd.DataFrame(rows)
+
+
+def step_effects(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per entry, target and post-processing step: mean Dice and HD95 before and after it, and whether it helped."""
+    rows = []
+    for (model, target), group in scores[scores["target"].isin(TARGET_NAMES)].groupby(["model", "target"], sort=False):
+        means = group.groupby(["order", "stage"])[["dice", "hd95"]].agg(lambda v: v.astype(float).mean()).reset_index()
+        steps = means[means["stage"] != "post"].sort_values("order").to_dict(orient="records")
+        for before, after in zip(steps, steps[1:]):
+            change = after["dice"] - before["dice"]
+            verdict = "-" if pd.isna(change) else "no change" if abs(change) < 1e-4 else "helped" if change > 0 else "hurt"
+            rows.append({"model": model, "target": target, "step": after["stage"], "dice_before": before["dice"],
+                         "dice_after": after["dice"], "dice_change": change,
+                         "hd95_change": after["hd95"] - before["hd95"], "verdict": verdict})
+    return pd.DataFrame(rows, columns=["model", "target", "step", "dice_before", "dice_after", "dice_change",
+                                       "hd95_change", "verdict"])
+
+
+def steps_markdown(effects: pd.DataFrame) -> str:
+    lines = ["## Post-processing, step by step (each applied after the ones above it)", "",
+             "| Entry | Target | Step | Dice before | Dice after | Dice change | HD95 change (mm) | Verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in effects.to_dict(orient="records"):
+        cells = [_number(k, f)(row) for k, f in (("dice_before", "{:.4f}"), ("dice_after", "{:.4f}"),
+                                                  ("dice_change", "{:+.4f}"), ("hd95_change", "{:+.1f}"))]
+        lines.append(f"| {row['model']} | {row['target']} | {row['step']} | " + " | ".join(cells) + f" | {row['verdict']} |")
+    lines += ["", "A step helped when it raised the mean Dice over the validation cases, hurt when it lowered it "
+              "(nnU-Net keeps a step only where it helps)."]
+    return "\n".join(lines) + "\n"
 
 
 def _interval(row, fmt: str) -> str:

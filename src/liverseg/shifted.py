@@ -10,7 +10,7 @@ import pandas as pd
 from liverseg.data.slices import save_slices, slice_case
 from liverseg.data.synthetic import SHIFTED, generate_dataset
 from liverseg.evaluate import evaluate_case
-from liverseg.postprocess import postprocess_case
+from liverseg.postprocess import PostSettings, postprocess_case
 from liverseg.predict import predict_cascade, predict_case
 from liverseg.report import read_case_scores, summarise
 
@@ -18,7 +18,7 @@ from liverseg.report import read_case_scores, summarise
 def check_shifted(config: dict, models_dir: Path, cases: int, seed: int, out_dir: Path) -> pd.DataFrame:
     """Predict, close and score `cases` shifted phantoms with every stage-1 model and cascade of `config`."""
     window, size = tuple(config["preprocess"]["window"]), config["preprocess"]["image_size"]
-    radius = config["postprocess"]["closing_radius_mm"]
+    post_settings = PostSettings(**config["postprocess"])
     stage1 = [name for name, spec in config["models"].items() if "crop" not in spec]
     cascades = config.get("cascades", {})
     raw = out_dir / "raw"
@@ -32,9 +32,9 @@ def check_shifted(config: dict, models_dir: Path, cases: int, seed: int, out_dir
 
         def close_and_score(entry: str, pred: Path) -> None:
             post = out_dir / entry / "post" / f"{case}.nii.gz"
-            postprocess_case(pred, post, radius)
+            postprocess_case(pred, post, post_settings)
             score_files.append(out_dir / entry / "metrics" / f"{case}.json")
-            evaluate_case(entry, case, label, {"pred": pred, "post": post}, score_files[-1])
+            evaluate_case(entry, case, label, pred, post, post_settings, score_files[-1])
 
         for model in stage1:
             pred = out_dir / model / "pred" / f"{case}.nii.gz"

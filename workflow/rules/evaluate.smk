@@ -55,9 +55,9 @@ rule postprocess:
     conda:
         LIVERSEG_ENV
     params:
-        radius=config["postprocess"]["closing_radius_mm"],
+        settings=json.dumps(config["postprocess"]),
     shell:
-        "liverseg postprocess --prediction {input} --closing-radius-mm {params.radius} --out {output} > {log} 2>&1"
+        "liverseg postprocess --prediction {input} --settings {params.settings:q} --out {output} > {log} 2>&1"
 
 
 rule evaluate:
@@ -71,6 +71,9 @@ rule evaluate:
         "logs/evaluate/{entry}/{case}.log",
     conda:
         LIVERSEG_ENV
+    params:
+        settings=json.dumps(config["postprocess"]),
     shell:
         "liverseg evaluate --model {wildcards.entry} --case {wildcards.case} --label {input.label} "
-        "--prediction {input.prediction} --postprocessed {input.postprocessed} --out {output} > {log} 2>&1"
+        "--prediction {input.prediction} --postprocessed {input.postprocessed} --settings {params.settings:q} "
+        "--out {output} > {log} 2>&1"
