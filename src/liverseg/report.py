@@ -101,8 +101,8 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
     ("Tumour ASSD / HD95 / MSSD (mm)", _cells([f"tumour_{m}" for m in SURFACE_ORDER], "{:.1f}")),
     ("Cases with surface distances (liver / tumour)", lambda row: f"{row['liver_distance_cases']} / {row['tumour_distance_cases']}"),
     ("Validation accuracy (voxels, 3 labels)", _number("accuracy", "{:.2%}")),
-    ("Liver Dice before closing", _number("liver_dice_before_post", "{:.4f}")),
-    ("Tumour Dice before closing", _number("tumour_dice_before_post", "{:.4f}")),
+    ("Liver Dice before post-processing", _number("liver_dice_before_post", "{:.4f}")),
+    ("Tumour Dice before post-processing", _number("tumour_dice_before_post", "{:.4f}")),
     ("Lesion recall, 10 mm and more", _number("lesion_recall_ge10mm", "{:.2f}")),
     ("Lesion recall (all sizes)", _number("lesion_recall", "{:.2f}")),
     ("Lesion precision", _number("lesion_precision", "{:.2f}")),
@@ -126,7 +126,7 @@ def markdown_table(summary: pd.DataFrame) -> str:
     out = ["| Metric | " + " | ".join(r["model"] for r in rows) + " |", "|---|" + "---|" * len(rows)]
     out += [f"| {title} | " + " | ".join(cell(r) for r in rows) + " |" for title, cell in TABLE_ROWS]
     note = (
-        "Means over validation cases, scored in each scan's own geometry after morphological closing. Liver is "
+        "Means over validation cases, scored in each scan's own geometry after post-processing (its steps below). Liver is "
         "label >= 1, tumour is label 2. A case with no tumour in reference or prediction has no tumour score and "
         "is left out of the tumour means (the count in brackets); the row 'cases holding tumour' averages over cases "
         "whose reference has tumour. Dice global pools the voxels of all cases. VOE is 1 - Jaccard, RVD is "
