@@ -129,6 +129,7 @@ def test_evaluate_and_summarise_by_hand(tmp_path):
     assert row["tumour_dice_global"] == 0.0 and row["tumour_distance_cases"] == 0 and np.isnan(row["tumour_assd"])
     assert row["liver_dice_global"] == 1.0 and row["liver_distance_cases"] == 2 and row["liver_mssd"] == 0.0
     assert row["tumour_rvd"] == -1.0 and row["liver_rvd"] == 0.0
+    assert row["tumour_burden_error"] == pytest.approx((0 + 1 / 4) / 2)  # case 1: burden 1/4 predicted as 0
     assert "| Tumour ASSD / HD95 / MSSD (mm) | - / - / - |" in table
     assert "| Cases with surface distances (liver / tumour) | 2 / 0 |" in table
     # before closing, case 0's extra liver voxel lies one 0.7 mm voxel beside the reference; Dice pooled over both cases

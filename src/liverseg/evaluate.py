@@ -11,7 +11,7 @@ import numpy as np
 from liverseg.atomic import write_json
 from liverseg.data import nifti
 from liverseg.lesions import match_lesions
-from liverseg.metrics import label_metrics
+from liverseg.metrics import label_metrics, tumour_burden
 from liverseg.postprocess import PostSettings, apply_steps
 
 
@@ -33,7 +33,9 @@ def _json_safe(value):
 
 def _scores(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
     scores = label_metrics(pred, ref, spacing)
-    scores["labels"] = {"accuracy": float(np.mean(pred == ref))}
+    # an empty predicted liver holds no tumour: its burden is 0, not undefined
+    burden = tumour_burden(pred) if (pred >= 1).any() else 0.0
+    scores["labels"] = {"accuracy": float(np.mean(pred == ref)), "tumour_burden_error": abs(burden - tumour_burden(ref))}
     scores["lesions"] = match_lesions(pred == 2, ref == 2, spacing)
     return scores
 

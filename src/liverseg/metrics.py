@@ -35,6 +35,12 @@ def overlap_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     }
 
 
+def tumour_burden(labels: np.ndarray) -> float:
+    """Tumour volume over liver volume (tumour included), as LiTS defines the burden; NaN without liver."""
+    liver = int(np.count_nonzero(labels >= 1))
+    return np.count_nonzero(labels == 2) / liver if liver else float("nan")
+
+
 def label_metrics(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing=None) -> dict[str, dict[str, float]]:
     """Metrics per LiTS target (liver is label >= 1, tumour included; tumour is label 2); with the voxel spacing of
     the arrays' axes, surface distances in mm too."""

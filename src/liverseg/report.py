@@ -24,6 +24,7 @@ COLUMNS = {  # summary column -> (stage, target, metric)
         for metric in ("dice", "jaccard", "voe", "rvd", *SURFACE)
     },
     "accuracy": ("post", "labels", "accuracy"),
+    "tumour_burden_error": ("post", "labels", "tumour_burden_error"),
     "liver_dice_before_post": ("pred", "liver", "dice"),
     "tumour_dice_before_post": ("pred", "tumour", "dice"),
 }
@@ -100,6 +101,7 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
     ("Liver ASSD / HD95 / MSSD (mm)", _cells([f"liver_{m}" for m in SURFACE_ORDER], "{:.1f}")),
     ("Tumour ASSD / HD95 / MSSD (mm)", _cells([f"tumour_{m}" for m in SURFACE_ORDER], "{:.1f}")),
     ("Cases with surface distances (liver / tumour)", lambda row: f"{row['liver_distance_cases']} / {row['tumour_distance_cases']}"),
+    ("Tumour burden error (tumour / liver volume, absolute)", _number("tumour_burden_error", "{:.4f}")),
     ("Validation accuracy (voxels, 3 labels)", _number("accuracy", "{:.2%}")),
     ("Liver Dice before post-processing", _number("liver_dice_before_post", "{:.4f}")),
     ("Tumour Dice before post-processing", _number("tumour_dice_before_post", "{:.4f}")),
