@@ -120,10 +120,10 @@ def test_evaluate_and_summarise_by_hand(tmp_path):
     assert row["lesion_recall"] == 0.0 and row["ref_lesions"] == 1 and row["ref_lesions_lt10mm"] == 1
     assert row["seconds_per_epoch"] == 12 and row["tumour_stage_seconds_per_epoch"] == 4
     assert row["training_minutes"] == pytest.approx((36 + 3 + 8 + 2) / 60)
-    assert row["epochs"] == "2/3 + 1/2" and row["val_cases"] == 2
+    assert row["epochs"] == "2/3 + 1/2" and row["scored_cases"] == 2
     table = markdown_table(summary)
     assert "| Liver Dice (per case) | 1.0000 |" in table and "| Best epoch / epochs (each stage) | 2/3 + 1/2 |" in table
-    assert "| Validation cases (with tumour scored; holding tumour) | 2 (1; 1) |" in table
+    assert "| Scored cases (with tumour scored; holding tumour) | 2 (1; 1) |" in table
     assert "| Lesion recall < 10 / 10-20 / > 20 mm | 0.00 / - / - |" in table
     # tumour: case 0 has none anywhere (no score), case 1 missed its one voxel: global Dice 0, no distance
     assert row["tumour_dice_global"] == 0.0 and row["tumour_distance_cases"] == 0 and np.isnan(row["tumour_assd"])

@@ -4,6 +4,7 @@ Two experiments run side by side in one project; the second leaves every file of
 """
 
 import hashlib
+import json
 import shutil
 
 import pandas as pd
@@ -26,10 +27,11 @@ def digests(folder):
     }
 
 
-def experiment(root, name, data):
+def experiment(root, name, data, test_fraction=0.0):
     """The tiny experiment with the U-Net alone, on a local data folder."""
     config = yaml.safe_load(TINY.read_text())
     config.update(experiment=name, data=data, cascades={})
+    config["split"] = {"val_fraction": 0.34, "test_fraction": test_fraction, "seed": 0}
     config["models"] = {"unet": config["models"]["unet"]}
     config["train"]["epochs"] = 1
     path = root / f"{name}.yaml"
@@ -57,7 +59,7 @@ def test_lits_and_msd_folders_run_side_by_side(tmp_path, tool_env):
 
     project = tmp_path / "project"
     project.mkdir()
-    run_lits = experiment(project, "on_lits", {"source": "lits", "path": str(lits), "skip_invalid": True})
+    run_lits = experiment(project, "on_lits", {"source": "lits", "path": str(lits), "skip_invalid": True}, test_fraction=0.34)
     result = snakemake(project, "--cores", "2", "--resources", "gpu=1", "--configfile", str(run_lits), env=tool_env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = project / "experiments" / "on_lits"
@@ -67,6 +69,14 @@ def test_lits_and_msd_folders_run_side_by_side(tmp_path, tool_env):
     rejected = pd.read_csv(out / "data/rejected.tsv", sep="\t", keep_default_na=False)
     assert sorted(rejected["file"]) == [str(lits / "Training_Batch2" / n) for n in ("segmentation-40.nii.gz", "volume-3.nii.gz")]
     assert (out / "results/summary.md").is_file() and not (out / "data/raw").exists()
+    # one case of each part: the test case alone is scored, the validation case judges post-processing
+    split = json.loads((out / "data/split.json").read_text())
+    assert [len(split[k]) for k in ("train", "val", "test")] == [1, 1, 1]
+    assert pd.read_csv(out / "results/cases.csv")["case"].unique().tolist() == split["test"]
+    assert pd.read_csv(out / "results/summary.csv")["scored_cases"].tolist() == [1]
+    assert (out / f"results/unet/metrics/{split['val'][0]}.json").is_file()
+    assert "untouched test cases" in (out / "results/summary.md").read_text()
+    assert sorted(p.name for p in (out / "results/figures").iterdir()) == [f"overlay_{split['test'][0]}.png"]
     before = digests(out)
 
     run_msd = experiment(project, "on_msd", {"source": "folder", "path": str(msd)})

@@ -37,7 +37,7 @@ def test_check_scores_every_entry_on_new_cases(tmp_path):
         (tmp_path / "models" / name / "history.csv").write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.5,2,1\n")
     summary = check_shifted(config, tmp_path / "models", cases=2, seed=5, out_dir=tmp_path / "shifted").set_index("model")
     assert list(summary.index) == ["unet", "cascade"]
-    assert (summary["val_cases"] == 2).all()
+    assert (summary["scored_cases"] == 2).all()
     for entry in ("unet", "cascade"):
         assert len(list((tmp_path / "shifted" / entry / "metrics").glob("case_*.json"))) == 2
     assert summary.loc["cascade", "liver_dice"] == pytest.approx(summary.loc["unet", "liver_dice"])

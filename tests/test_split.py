@@ -18,5 +18,19 @@ def test_patients_never_on_both_sides_and_seeded():
 def test_small_sets_keep_both_sides():
     split = split_by_patient({"case_000": "a", "case_001": "b"}, 0.9, seed=0)
     assert len(split["train"]) == 1 and len(split["val"]) == 1
-    with pytest.raises(ValueError, match="two patients"):
+    with pytest.raises(ValueError, match="2 parts needs at least 2 patients"):
         split_by_patient({"case_000": "a"}, 0.2, seed=0)
+
+
+def test_a_test_part_is_drawn_apart_and_leaves_validation_as_it_was():
+    patient_of = {f"case_{i:03d}": f"p{i}" for i in range(20)}
+    two = split_by_patient(patient_of, 0.2, seed=3)
+    three = split_by_patient(patient_of, 0.2, seed=3, test_fraction=0.25)
+    assert three["val"] == two["val"] and two["test"] == []
+    assert len(three["test"]) == 5 and len(three["train"]) == 11
+    assert not set(three["test"]) & (set(three["val"]) | set(three["train"]))
+    assert sorted(three["train"] + three["val"] + three["test"]) == sorted(patient_of)
+    tiny = split_by_patient({"a": "a", "b": "b", "c": "c"}, 0.9, seed=0, test_fraction=0.9)
+    assert [len(tiny[k]) for k in ("train", "val", "test")] == [1, 1, 1]
+    with pytest.raises(ValueError, match="3 parts needs at least 3 patients"):
+        split_by_patient({"a": "a", "b": "b"}, 0.2, seed=0, test_fraction=0.2)

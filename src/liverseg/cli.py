@@ -41,9 +41,9 @@ def _split(a):
     from liverseg.split import split_by_patient
 
     table = read_cases_table(a.cases)
-    split = split_by_patient(dict(zip(table["case"], table["patient"])), a.val_fraction, a.seed)
+    split = split_by_patient(dict(zip(table["case"], table["patient"])), a.val_fraction, a.seed, a.test_fraction)
     write_json(split, a.out)
-    print(f"train: {len(split['train'])} cases, validation: {split['val']}")
+    print(f"train: {len(split['train'])} cases, validation: {split['val']}, test: {split['test']}")
 
 
 def _crop(a):
@@ -129,13 +129,14 @@ def _aggregate(a):
 
     stages = {name: [Path(d) for d in dirs] for name, *dirs in a.entry}
     scores, lesions = read_case_scores(a.scores)
+    validation = read_case_scores(a.step_scores)[0] if a.step_scores else scores
     summary = summarise(scores, lesions, {n: [d / "history.csv" for d in dirs] for n, dirs in stages.items()})
     statistics, comparisons = case_statistics(scores), paired_comparisons(scores)
     for table, path in ((scores, a.cases_csv), (statistics, a.statistics_csv), (comparisons, a.comparisons_csv)):
         with atomic_path(path) as partial:
             table.to_csv(partial, index=False, float_format="%.6g")
-    appendix = steps_markdown(step_effects(scores)) + "\n" + statistics_markdown(statistics, comparisons)
-    write_summary(summary, a.csv, a.md, a.metrics_json, appendix)
+    appendix = steps_markdown(step_effects(validation)) + "\n" + statistics_markdown(statistics, comparisons)
+    write_summary(summary, a.csv, a.md, a.metrics_json, appendix, a.scored_on)
     log_to_runs(summary, {name: dirs[-1] / "run.json" for name, dirs in stages.items()})
     print(a.md.read_text())
 
@@ -223,6 +224,7 @@ def parser() -> argparse.ArgumentParser:
     s = step("split", _split, "patient-wise train/validation split")
     s.add_argument("--cases", type=Path, required=True)
     s.add_argument("--val-fraction", type=float, required=True)
+    s.add_argument("--test-fraction", type=float, default=0.0, help="untouched test cases, the only ones scored")
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", type=Path, required=True)
 
@@ -287,7 +289,10 @@ def parser() -> argparse.ArgumentParser:
         "--entry", nargs="+", action="append", required=True, metavar="NAME MODEL_DIR",
         help="a scored entry and the folders of its trained stages, in order (repeat per entry)",
     )
-    s.add_argument("--scores", type=Path, nargs="+", required=True)
+    s.add_argument("--scores", type=Path, nargs="+", required=True, help="the scored cases' score files")
+    s.add_argument("--scored-on", choices=["val", "test"], default="val", help="which side of the split is scored")
+    s.add_argument("--step-scores", type=Path, nargs="*", help="validation score files that judge post-processing "
+                   "when the scored cases are test cases")
     s.add_argument("--csv", type=Path, required=True)
     s.add_argument("--md", type=Path, required=True)
     s.add_argument("--metrics-json", type=Path, required=True)

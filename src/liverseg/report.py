@@ -51,7 +51,7 @@ def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: d
     rows = []
     for model, history_paths in histories.items():
         mine = scores[scores["model"] == model]
-        row = {"model": model, "val_cases": mine["case"].nunique()}
+        row = {"model": model, "scored_cases": mine["case"].nunique()}
         for column, (stage, target, metric) in COLUMNS.items():
             row[column] = mine.loc[(mine["stage"] == stage) & (mine["target"] == target), metric].astype(float).mean()
         for target in ("liver", "tumour"):
@@ -102,7 +102,7 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
     ("Tumour ASSD / HD95 / MSSD (mm)", _cells([f"tumour_{m}" for m in SURFACE_ORDER], "{:.1f}")),
     ("Cases with surface distances (liver / tumour)", lambda row: f"{row['liver_distance_cases']} / {row['tumour_distance_cases']}"),
     ("Tumour burden error (tumour / liver volume, absolute)", _number("tumour_burden_error", "{:.4f}")),
-    ("Validation accuracy (voxels, 3 labels)", _number("accuracy", "{:.2%}")),
+    ("Accuracy (voxels, 3 labels)", _number("accuracy", "{:.2%}")),
     ("Liver Dice before post-processing", _number("liver_dice_before_post", "{:.4f}")),
     ("Tumour Dice before post-processing", _number("tumour_dice_before_post", "{:.4f}")),
     ("Lesion recall, 10 mm and more", _number("lesion_recall_ge10mm", "{:.2f}")),
@@ -115,20 +115,27 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
     ("Training time in all", _number("training_minutes", "{:.1f} min")),
     ("Best epoch / epochs (each stage)", lambda row: row["epochs"]),
     (
-        "Validation cases (with tumour scored; holding tumour)",
-        lambda row: f"{row['val_cases']} ({row['tumour_cases']}; {row['cases_with_tumour']})",
+        "Scored cases (with tumour scored; holding tumour)",
+        lambda row: f"{row['scored_cases']} ({row['tumour_cases']}; {row['cases_with_tumour']})",
     ),
     ("Reference lesions < 10 / 10-20 / > 20 mm", lambda row: " / ".join(str(row[f"ref_lesions_{b}"]) for b in SIZE_BINS)),
 ]
 
 
-def markdown_table(summary: pd.DataFrame) -> str:
+SCORED_ON = {
+    "test": "untouched test cases (never trained on, never used to pick an epoch)",
+    "val": "validation cases, which also picked each model's best epoch and drove its learning rate (optimistic, "
+    "as in the study)",
+}
+
+
+def markdown_table(summary: pd.DataFrame, scored_on: str = "val") -> str:
     """The study's Table 1 layout: one column per model."""
     rows = summary.to_dict(orient="records")
     out = ["| Metric | " + " | ".join(r["model"] for r in rows) + " |", "|---|" + "---|" * len(rows)]
     out += [f"| {title} | " + " | ".join(cell(r) for r in rows) + " |" for title, cell in TABLE_ROWS]
     note = (
-        "Means over validation cases, scored in each scan's own geometry after post-processing (its steps below). Liver is "
+        f"Means over {SCORED_ON[scored_on]}, scored in each scan's own geometry after post-processing (its steps below). Liver is "
         "label >= 1, tumour is label 2. A case with no tumour in reference or prediction has no tumour score and "
         "is left out of the tumour means (the count in brackets); the row 'cases holding tumour' averages over cases "
         "whose reference has tumour. Dice global pools the voxels of all cases. VOE is 1 - Jaccard, RVD is "
@@ -234,11 +241,13 @@ def statistics_markdown(statistics: pd.DataFrame, comparisons: pd.DataFrame) -> 
     return "\n".join(lines) + "\n"
 
 
-def write_summary(summary: pd.DataFrame, csv: Path, md: Path, metrics_json: Path, appendix: str = "") -> None:
+def write_summary(
+    summary: pd.DataFrame, csv: Path, md: Path, metrics_json: Path, appendix: str = "", scored_on: str = "val"
+) -> None:
     with atomic_path(csv) as partial:
         summary.to_csv(partial, index=False, float_format="%.6g")
     with atomic_path(md) as partial:
-        partial.write_text(markdown_table(summary) + (f"\n{appendix}" if appendix else ""))
+        partial.write_text(markdown_table(summary, scored_on) + (f"\n{appendix}" if appendix else ""))
     records = summary.set_index("model").astype(object).where(summary.set_index("model").notna(), None)
     write_json(records.to_dict(orient="index"), metrics_json)
 

@@ -17,6 +17,8 @@ RAW_DIR = (
     config["data"]["path"] if SOURCE in ("lits", "folder") else f"data/raw/{SOURCE}"
 )
 LAYOUT = {"synthetic": "lits", "msd": "msd", "lits": "lits", "folder": "msd"}[SOURCE]
+# with a test split, only the untouched test cases are scored; validation still judges post-processing
+SCORED_ON = "test" if config["split"]["test_fraction"] > 0 else "val"
 MLFLOW_EXPERIMENT = config["mlflow"].get(
     "experiment", f"liverseg-{config['experiment']}"
 )
@@ -47,7 +49,7 @@ def raw_file(column):
 
 
 def split_cases(part):
-    """Cases of the 'train' or 'val' side of the split checkpoint."""
+    """Cases of the 'train', 'val' or 'test' part of the split checkpoint."""
     with open(checkpoints.split.get().output[0]) as stream:
         return json.load(stream)[part]
 
@@ -86,7 +88,7 @@ def stage_dirs(entry):
 
 
 def overlay_figures(wildcards):
-    return expand("results/figures/overlay_{case}.png", case=split_cases("val"))
+    return expand("results/figures/overlay_{case}.png", case=split_cases(SCORED_ON))
 
 
 for _name, _cascade in CASCADES.items():

@@ -81,9 +81,11 @@ checkpoint split:
         LIVERSEG_ENV
     params:
         val_fraction=config["split"]["val_fraction"],
+        test_fraction=config["split"]["test_fraction"],
         seed=config["split"]["seed"],
     shell:
-        "liverseg split --cases {input} --val-fraction {params.val_fraction} --seed {params.seed} "
+        "liverseg split --cases {input} --val-fraction {params.val_fraction} "
+        "--test-fraction {params.test_fraction} --seed {params.seed} "
         "--out {output} > {log} 2>&1"
 
 

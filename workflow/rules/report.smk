@@ -3,7 +3,12 @@ rule aggregate:
         scores=lambda wildcards: expand(
             "results/{entry}/metrics/{case}.json",
             entry=SCORED,
-            case=split_cases("val"),
+            case=split_cases(SCORED_ON),
+        ),
+        step_scores=lambda wildcards: expand(
+            "results/{entry}/metrics/{case}.json",
+            entry=SCORED,
+            case=split_cases("val") if SCORED_ON == "test" else [],
         ),
         histories=expand("models/{model}/history.csv", model=MODELS),
         runs=expand("models/{model}/run.json", model=MODELS),
@@ -20,9 +25,10 @@ rule aggregate:
         LIVERSEG_ENV
     params:
         entries=" ".join(f"--entry {e} {' '.join(stage_dirs(e))}" for e in SCORED),
+        scored_on=SCORED_ON,
     shell:
         "liverseg aggregate {params.entries} "
-        "--scores {input.scores} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
+        "--scores {input.scores} --scored-on {params.scored_on} --step-scores {input.step_scores} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
         "--cases-csv {output.cases} --statistics-csv {output.statistics} --comparisons-csv {output.comparisons} "
         "> {log} 2>&1"
 
