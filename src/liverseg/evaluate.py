@@ -33,8 +33,8 @@ def _json_safe(value):
 
 def _scores(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
     scores = label_metrics(pred, ref, spacing)
-    # an empty predicted liver holds no tumour: its burden is 0, not undefined
-    burden = tumour_burden(pred) if (pred >= 1).any() else 0.0
+    burden = tumour_burden(pred)
+    burden = 0.0 if math.isnan(burden) else burden  # an empty predicted liver holds no tumour: burden 0
     scores["labels"] = {"accuracy": float(np.mean(pred == ref)), "tumour_burden_error": abs(burden - tumour_burden(ref))}
     scores["lesions"] = match_lesions(pred == 2, ref == 2, spacing)
     return scores
@@ -53,9 +53,11 @@ def evaluate_case(
     result = {"model": model, "case": case, "shape": list(reference.shape), "spacing": list(spacing)}
     steps = apply_steps(pred, spacing, settings)
     result["steps"] = ["pred", *(name for name, _ in steps), "post"]
-    result["pred"] = _scores(pred, ref, spacing)
-    for name, labels in steps:
+    scored = [("pred", pred), *steps]
+    for name, labels in scored:
         result[name] = _scores(labels, ref, spacing)
-    result["post"] = _scores(post, ref, spacing)
+    # the file is normally the last step's labels: score it again only if it differs
+    last_name, last_labels = scored[-1]
+    result["post"] = result[last_name] if np.array_equal(post, last_labels) else _scores(post, ref, spacing)
     write_json(_json_safe(result), out)
     return result

@@ -127,8 +127,7 @@ def describe_case(case: str, volume: Path, label: Path) -> dict:
     """One row of the case table, after every check; raises VolumeError naming the file and the problem."""
     image, low, high = check_image(volume)
     check_label(label, image, volume)
-    if (angle := nifti.obliquity_degrees(image)) > 0.01:
-        print(f"{volume}: oblique by {angle:.1f} degrees, read along its nearest axes ({nifti.orientation_codes(image)})")
+    nifti.log_obliquity(image)
     return {
         "case": case,
         "patient": case,  # LiTS and MSD hold one scan per patient

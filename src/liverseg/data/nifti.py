@@ -74,6 +74,13 @@ def obliquity_degrees(image: nib.Nifti1Image) -> float:
     return float(np.degrees(np.max(nib.affines.obliquity(image.affine))))
 
 
+def log_obliquity(image: nib.Nifti1Image) -> None:
+    """Say in the log when a scan is oblique: it is read along its nearest axes."""
+    if (angle := obliquity_degrees(image)) > 0.01:
+        print(f"{image.get_filename()}: oblique by {angle:.1f} degrees, read along its nearest axes "
+              f"({orientation_codes(image)})")
+
+
 def from_canonical(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Inverse of `to_canonical` for a scan with this affine."""
     back = nib.orientations.ornt_transform(CANONICAL, nib.orientations.io_orientation(affine))

@@ -50,8 +50,7 @@ def slice_case(volume: Path, label: Path, window: tuple[float, float], size: int
     image, seg = nifti.load(volume), nifti.load(label)
     if image.shape != seg.shape:
         raise nifti.VolumeError(f"{label}: shape {seg.shape} differs from its volume {volume} {image.shape}")
-    if (angle := nifti.obliquity_degrees(image)) > 0.01:
-        print(f"{volume}: oblique by {angle:.1f} degrees, read along its nearest axes ({nifti.orientation_codes(image)})")
+    nifti.log_obliquity(image)
     stored, slope, inter = nifti.stored_voxels(image)  # scaled to HU a few slices at a time: int16 stays int16
     stored = nifti.canonical(stored, image)
     labels = nifti.canonical_view(seg, dtype=np.uint8)
