@@ -1,7 +1,14 @@
 import nibabel as nib
 import numpy as np
 
-from liverseg.postprocess import PostSettings, apply_steps, close_labels, footprint, postprocess_case
+from liverseg.postprocess import (
+    PostSettings,
+    apply_steps,
+    close_labels,
+    drop_tumour_outside_liver,
+    footprint,
+    postprocess_case,
+)
 
 
 def _disk(shape, centre, radius):
@@ -74,3 +81,12 @@ def test_each_step_on_hand_made_masks():
     kept = only_tumour["tumour_in_liver"]
     assert (kept[24:29, 2:5, 2:4] == 0).all() and (kept[5:8, 5:8, 2:4] == 2).all() and (kept[25:28, 25:28, 1:3] == 1).all()
     assert apply_steps(labels, (1.0, 1.0, 2.0), PostSettings(0.0, False, False, False)) == []
+
+
+def test_a_liver_marked_all_tumour_is_kept_and_a_stray_tumour_still_dropped():
+    labels = np.zeros((30, 30, 6), np.uint8)
+    labels[2:20, 2:20, 1:5] = 2  # a weak model marked the whole liver as tumour
+    labels[24:29, 24:29, 2:4] = 2  # and a smaller blob in the background
+    kept = drop_tumour_outside_liver(labels)
+    assert (kept[2:20, 2:20, 1:5] == 2).all(), "the liver itself is not dropped"
+    assert not kept[24:29, 24:29].any()

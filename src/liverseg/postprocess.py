@@ -4,7 +4,8 @@ Steps, in this order:
 1. closing: morphological closing of liver and tumour apart, per axial slice or in 3D, with a radius in millimetres;
 2. largest_component: only the liver's largest 3D connected component is kept (tumour inside it included);
 3. tumour_in_liver: a tumour component that touches no liver voxel (label 1) is dropped: lying in the background, it
-   cannot be a liver tumour.
+   cannot be a liver tumour. The largest component of liver and tumour (label >= 1) is the liver itself and is never
+   dropped, even when a prediction marks all of it as tumour.
 Every step is scored on its own in `evaluate`, so the summary can say which one helped and which hurt.
 """
 
@@ -61,11 +62,12 @@ def keep_largest_liver(labels: np.ndarray) -> np.ndarray:
 
 
 def drop_tumour_outside_liver(labels: np.ndarray) -> np.ndarray:
-    """Tumour components (26-connected) without a liver voxel (label 1) beside them become background."""
+    """Tumour components (26-connected) without a liver voxel (label 1) beside them become background, unless they lie
+    in the largest component of label >= 1 (the liver, all of it tumour in this prediction)."""
     components, n = ndimage.label(labels == 2, structure=NEIGHBOURS_3D)
     if n == 0:
         return labels.copy()
-    near_liver = ndimage.binary_dilation(labels == 1, structure=NEIGHBOURS_3D)
+    near_liver = ndimage.binary_dilation(labels == 1, structure=NEIGHBOURS_3D) | largest_component(labels >= 1)
     touching = np.unique(components[near_liver & (components > 0)])
     return np.where((components > 0) & ~np.isin(components, touching), 0, labels).astype(np.uint8)
 
@@ -82,8 +84,13 @@ def apply_steps(labels: np.ndarray, spacing, settings: PostSettings) -> list[tup
     return done
 
 
+def postprocessed(labels: np.ndarray, spacing, settings: PostSettings) -> np.ndarray:
+    """The labels after every enabled step."""
+    steps = apply_steps(labels, spacing, settings)
+    return steps[-1][1] if steps else labels
+
+
 def postprocess_case(prediction: Path, out: Path, settings: PostSettings) -> None:
     image = nifti.load(prediction)
     labels = nifti.to_canonical(image, dtype=np.uint8)
-    steps = apply_steps(labels, nifti.canonical_spacing(image), settings)
-    nifti.save_label_like(steps[-1][1] if steps else labels, image, out)
+    nifti.save_label_like(postprocessed(labels, nifti.canonical_spacing(image), settings), image, out)
