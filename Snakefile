@@ -32,6 +32,9 @@ if workflow.overwrite_workdir:
     )
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
@@ -46,6 +49,12 @@ rule all:
         "results/metrics.json",
         "data/train/preview.png",
         overlay_figures,
+        "results/figures/learning_curves.png",
+        "results/figures/case_dice.png",
+        "results/report/summary.html",
+        "results/report/cases.html",
+        "results/report/config.html",
+        expand("models/{entry}/segmenter.json", entry=SCORED),
 
 
 onsuccess:

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from measure import peak_of, python
+from measure import peak_of, python, write_peak_table
 
-HERE = Path(__file__).resolve().parent
 BASELINE = "import liverseg.cli, liverseg.data.slices, torch, nibabel"
 
 
@@ -45,24 +44,9 @@ def main():
         run = [sys.executable, "-m", "liverseg", "preprocess", "--volume", str(volume), "--label", str(label),
                "--window", "-150", "250", "--size", "128", "--out", str(Path(tmp) / "slices.npz")]
         peak_mib, peak_s = peak_of(run)
-    rows = [
-        ("volume as float32", f"{float32_mib:,.0f}", ""),
-        ("baseline: imports only", f"{base_mib:,.0f}", f"{base_s:.1f}"),
-        ("preprocess (peak, whole process)", f"{peak_mib:,.0f}", f"{peak_s:.1f}"),
-        ("preprocess minus baseline", f"{peak_mib - base_mib:,.0f}", f"{peak_s - base_s:.1f}"),
-    ]
-    ratio = peak_mib / float32_mib
-    verdict = "under" if ratio < 3 else "OVER"
-    table = "\n".join(
-        [f"# preprocess peak memory, 512x512x{a.slices} int16 .nii.gz", "",
-         "| what | peak RSS (MiB) | wall time (s) |", "|---|---|---|",
-         *[f"| {what} | {mib} | {s} |" for what, mib, s in rows], "",
-         f"Peak / float32 volume: {ratio:.2f} ({verdict} the target of 3).", ""]
-    )
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "preprocess_memory.md").write_text(table)
-    print(table)
-    sys.exit(0 if ratio < 3 else 1)
+    ok = write_peak_table("preprocess_memory", f"preprocess peak memory, 512x512x{a.slices} int16 .nii.gz",
+                          "preprocess", float32_mib, (base_mib, base_s), (peak_mib, peak_s), target=3)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

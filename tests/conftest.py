@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,12 +20,22 @@ def phantom_files(tmp_path_factory):
     return out
 
 
-@pytest.fixture
-def tool_env():
+def tool_environment() -> dict:
     """Environment for subprocesses: this interpreter's scripts (liverseg, snakemake, dvc) first on PATH."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+@pytest.fixture
+def tool_env():
+    return tool_environment()
+
+
+def snakemake(project, *args, env, timeout=1200):
+    """The workflow run from `project`, as a user runs it from the checkout: outputs go to project/experiments/<name>."""
+    command = ["snakemake", "-s", str(ROOT / "Snakefile"), *args]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:

@@ -27,7 +27,7 @@ def test_softmax_head_labels_are_the_most_likely_class():
 def test_prediction_has_the_input_geometry(phantom_files, tmp_path):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2}
     torch.manual_seed(0)
-    state = {"spec": spec, "targets": ["liver", "tumour"], "state_dict": build_model(spec).state_dict()}
+    state = {"spec": spec, "targets": ["liver", "tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()}
     torch.save(state, tmp_path / "best.pt")
     for n in range(3):  # the phantom cases come in several storage orientations
         volume = phantom_files / f"volume-{n}.nii.gz"
@@ -41,7 +41,7 @@ def test_prediction_has_the_input_geometry(phantom_files, tmp_path):
 
 def test_slices_of_another_case_are_refused(phantom_files, tmp_path):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2}
-    torch.save({"spec": spec, "targets": ["liver", "tumour"], "state_dict": build_model(spec).state_dict()}, tmp_path / "m.pt")
+    torch.save({"spec": spec, "targets": ["liver", "tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()}, tmp_path / "m.pt")
     save_slices(slice_case(phantom_files / "volume-0.nii.gz", phantom_files / "segmentation-0.nii.gz", (-150, 250), 32), tmp_path / "s.npz")
     other = tmp_path / "volume-9.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((40, 30, 5), np.int16), np.eye(4)), other)
@@ -59,7 +59,7 @@ class _Painter(torch.nn.Module):
 
 def test_cascade_keeps_the_stage1_liver_and_puts_tumour_inside_it(phantom_files, tmp_path, monkeypatch):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2, "input_slices": 3, "crop": {"size": 32, "margin_mm": 5.0}}
-    torch.save({"spec": spec, "targets": ["tumour"], "state_dict": build_model(spec).state_dict()}, tmp_path / "t.pt")
+    torch.save({"spec": spec, "targets": ["tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()}, tmp_path / "t.pt")
     monkeypatch.setattr("liverseg.predict.build_model", lambda spec, pretrained: _Painter())
     monkeypatch.setattr(_Painter, "load_state_dict", lambda self, state: None, raising=False)
     volume, label = phantom_files / "volume-1.nii.gz", phantom_files / "segmentation-1.nii.gz"

@@ -76,7 +76,7 @@ def test_lits_and_msd_folders_run_side_by_side(tmp_path, tool_env):
     assert pd.read_csv(out / "results/summary.csv")["scored_cases"].tolist() == [1]
     assert (out / f"results/unet/metrics/{split['val'][0]}.json").is_file()
     assert "untouched test cases" in (out / "results/summary.md").read_text()
-    assert sorted(p.name for p in (out / "results/figures").iterdir()) == [f"overlay_{split['test'][0]}.png"]
+    assert sorted(out.glob("results/figures/overlay_*.png")) == [out / f"results/figures/overlay_{split['test'][0]}.png"]
     before = digests(out)
 
     run_msd = experiment(project, "on_msd", {"source": "folder", "path": str(msd)})

@@ -33,7 +33,7 @@ def test_check_scores_every_entry_on_new_cases(tmp_path):
     torch.manual_seed(0)
     for name, spec in config["models"].items():
         (tmp_path / "models" / name).mkdir(parents=True)
-        torch.save({"spec": spec, "state_dict": build_model(spec).state_dict()}, tmp_path / "models" / name / "best.pt")
+        torch.save({"spec": spec, "image_size": 32, "state_dict": build_model(spec).state_dict()}, tmp_path / "models" / name / "best.pt")
         (tmp_path / "models" / name / "history.csv").write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.5,2,1\n")
     summary = check_shifted(config, tmp_path / "models", cases=2, seed=5, out_dir=tmp_path / "shifted").set_index("model")
     assert list(summary.index) == ["unet", "cascade"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, snakemake, tool_environment
 
 pytestmark = pytest.mark.workflow
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -18,19 +18,9 @@ MODELS = ["unet", "resnet50_unet", "tumour_unet"]
 SCORED = ["unet", "resnet50_unet", "unet_cascade"]
 
 
-def snakemake(project, *args, env, timeout=1200):
-    """The workflow run from `project`, as a user runs it from the checkout: outputs go to project/experiments/<name>."""
-    command = ["snakemake", "-s", str(ROOT / "Snakefile"), *args]
-    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    import os
-    import sys
-    from pathlib import Path
-
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = tool_environment()
     root = tmp_path_factory.mktemp("workflow")
     result = snakemake(root, "--cores", "2", "--resources", "gpu=1", "--configfile", str(TINY), env=env)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
@@ -63,9 +53,15 @@ def test_every_declared_output_exists(finished_run):
     assert len(comparisons) == 3 * 2 * 2  # 3 pairs of entries, 2 targets, Dice and HD95
     assert "## Paired differences" in (workdir / "results/summary.md").read_text()
     figures = sorted(p.name for p in (workdir / "results/figures").iterdir())
-    assert figures == [f"overlay_{case}.png" for case in split["val"]]
-    overlay = plt_image(workdir / "results/figures" / figures[0])
-    assert overlay.shape[1] > 3 * overlay.shape[0], "one row: reference, both models and the cascade side by side"
+    assert figures == sorted(["case_dice.png", "learning_curves.png", *(f"overlay_{case}.png" for case in split["val"])])
+    overlay = plt_image(workdir / "results/figures" / f"overlay_{split['val'][0]}.png")
+    assert overlay.shape[1] > 1.5 * overlay.shape[0], "the CT, both models and the cascade side by side, at most two slices"
+    assert plt_image(workdir / "results/figures/learning_curves.png").shape[1] > 2 * 300, "one panel per model"
+    for entry in SCORED:
+        assert json.loads((workdir / f"models/{entry}/segmenter.json").read_text())["name"] == entry
+    for page in ("summary.html", "cases.html"):
+        assert "<table" in (workdir / "results/report" / page).read_text()
+    assert "<pre>experiment: tiny" in (workdir / "results/report/config.html").read_text()
     assert "liverseg: workflow finished in" in result.stdout + result.stderr
 
 
@@ -189,3 +185,42 @@ def test_dvc_reads_the_metrics_and_training_curves(finished_run):
     liver = [float(row["dvc_inferred_y_value"]) for row in curve if row["field"] == "val_dice_liver"]
     assert liver == pytest.approx(history["val_dice_liver"].tolist())
     assert {row["field"] for row in curve} == {"val_dice_liver", "val_loss"}
+
+
+def test_the_html_report_holds_the_tables_figures_and_config(finished_run, tmp_path):
+    """`snakemake --report` as the README says, then the page opened in headless Chromium (Debian's package)."""
+    import base64
+    import re
+    import shutil
+
+    workdir, env, _ = finished_run
+    report = tmp_path / "report.html"
+    result = snakemake(workdir.parents[1], "--report", str(report), "--configfile", str(TINY), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = report.read_text()
+    split = json.loads((workdir / "data/split.json").read_text())
+    for name in ["summary.html", "cases.html", "config.html", "case_dice.png", "learning_curves.png", "preview.png",
+                 *(f"overlay_{case}.png" for case in split["val"])]:
+        assert name in page, name
+
+    def embedded(name):
+        data = re.search(rf"data:text/html;charset=utf8;filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", page)
+        return base64.b64decode(data.group(1)).decode("utf-8")
+
+    summary = embedded("summary.html")
+    assert "<table>" in summary and all(f"<th>{entry}</th>" in summary for entry in SCORED)
+    assert all(f"<td>{case}</td>" in embedded("cases.html") for case in split["val"])
+    assert "experiment: tiny" in embedded("config.html") and "image_size: 32" in embedded("config.html")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it where it runs as root)")
+    shot = tmp_path / "report.png"
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
+               "--window-size=1280,900", "--virtual-time-budget=5000", report.as_uri()]
+    subprocess.run(command, capture_output=True, timeout=120, check=True)
+    dom = subprocess.run([*command[:4], "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    for category in ("1. Results", "2. Training", "3. Overlays", "4. Configuration"):
+        assert category in dom, category
+    image = plt_image(shot)
+    assert image.shape[:2] == (900, 1280) and image.std() > 0.05, "the first screen is not blank"

@@ -38,10 +38,15 @@ def _preprocess(a):
 def _split(a):
     from liverseg.atomic import write_json
     from liverseg.data.cases import read_cases_table
-    from liverseg.split import split_by_patient
+    from liverseg.split import split_by_patient, tumour_strata
 
     table = read_cases_table(a.cases)
-    split = split_by_patient(dict(zip(table["case"], table["patient"])), a.val_fraction, a.seed, a.test_fraction)
+    strata = None
+    if a.stratify_tumour:
+        if "tumour_ml" not in table:
+            raise ValueError(f"{a.cases}: no tumour_ml column (written by an older ingest); run ingest again")
+        strata = tumour_strata(table.astype({"tumour_ml": float}).groupby("patient")["tumour_ml"].max().to_dict())
+    split = split_by_patient(dict(zip(table["case"], table["patient"])), a.val_fraction, a.seed, a.test_fraction, strata)
     write_json(split, a.out)
     print(f"train: {len(split['train'])} cases, validation: {split['val']}, test: {split['test']}")
 
@@ -100,6 +105,22 @@ def _cascade(a):
     _set_threads(a.threads)
     voxels = predict_cascade(a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device)
     print(f"{voxels} tumour voxels inside the stage-1 liver")
+
+
+def _segmenter(a):
+    from liverseg.segment import write_segmenter
+
+    stages = dict(stage.split("=", 1) for stage in a.stage)
+    write_segmenter(a.name, a.out, {role: Path(path) for role, path in stages.items()}, a.window, json.loads(a.postprocess))
+
+
+def _segment(a):
+    from liverseg.segment import segment_scans
+
+    _set_threads(a.threads)
+    failures = segment_scans(a.model, a.inputs, a.out, a.device, a.flip_tta)
+    if failures:
+        raise ValueError(f"{failures} of the inputs could not be segmented (named above); the others are in {a.out}")
 
 
 def _post_settings(text: str):
@@ -177,6 +198,24 @@ def _overlay(a):
     overlay_case(a.case, a.volume, a.label, predictions, tuple(a.window), a.out)
 
 
+def _curves(a):
+    from liverseg.figures import learning_curves
+
+    learning_curves({Path(path).parent.name: Path(path) for path in a.histories}, a.out)
+
+
+def _case_dice(a):
+    from liverseg.figures import case_dice_plot
+
+    case_dice_plot(a.cases, a.out)
+
+
+def _report_pages(a):
+    from liverseg.report import write_report_pages
+
+    write_report_pages(a.summary_md, a.cases, json.loads(a.config), a.summary_html, a.cases_html, a.config_html)
+
+
 def parser() -> argparse.ArgumentParser:
     from liverseg.data.download import MSD_MD5, MSD_URL
 
@@ -225,6 +264,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cases", type=Path, required=True)
     s.add_argument("--val-fraction", type=float, required=True)
     s.add_argument("--test-fraction", type=float, default=0.0, help="untouched test cases, the only ones scored")
+    s.add_argument("--stratify-tumour", action="store_true",
+                   help="each part holds patients without tumour, with smaller and with larger tumours in proportion")
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", type=Path, required=True)
 
@@ -262,6 +303,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=1)
 
+    s = step("segmenter", _segmenter, "describe a model or cascade folder for `liverseg segment` (segmenter.json)")
+    s.add_argument("--name", required=True)
+    s.add_argument("--stage", nargs="+", required=True, metavar="ROLE=WEIGHTS", help="liver=PATH, and tumour=PATH for a cascade")
+    s.add_argument("--window", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
+    s.add_argument("--postprocess", required=True, help="JSON: the config's postprocess section")
+    s.add_argument("--out", type=Path, required=True)
+
+    s = step("segment", _segment, "segment new CT scans with a trained model or cascade folder")
+    s.add_argument("model", type=Path, help="a model or cascade folder of a finished run (holding segmenter.json)")
+    s.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                   help="a NIfTI file, a folder of NIfTI files, or a folder holding one DICOM CT series")
+    s.add_argument("--out", type=Path, required=True, help="folder for the label maps and volume reports")
+    s.add_argument("--flip-tta", action="store_true", help="average each slice's prediction with its mirror's")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+
     s = step("postprocess", _postprocess, "the post-processing steps on a label map")
     s.add_argument("--prediction", type=Path, required=True)
     s.add_argument("--settings", required=True, help="JSON: the config's postprocess section")
@@ -283,6 +340,22 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--predictions", nargs="+", required=True, metavar="MODEL=PATH")
     s.add_argument("--window", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
     s.add_argument("--out", type=Path, required=True)
+
+    s = step("curves", _curves, "figure: learning curves of the trained models")
+    s.add_argument("--histories", type=Path, nargs="+", required=True, help="models/<model>/history.csv files")
+    s.add_argument("--out", type=Path, required=True)
+
+    s = step("case-dice", _case_dice, "figure: every scored case's Dice per entry and target")
+    s.add_argument("--cases", type=Path, required=True, help="results/cases.csv")
+    s.add_argument("--out", type=Path, required=True)
+
+    s = step("report-pages", _report_pages, "the summary, per-case tables and config as HTML pages for the Snakemake report")
+    s.add_argument("--summary-md", type=Path, required=True)
+    s.add_argument("--cases", type=Path, required=True, help="results/cases.csv")
+    s.add_argument("--summary-html", type=Path, required=True)
+    s.add_argument("--cases-html", type=Path, required=True)
+    s.add_argument("--config", required=True, help="JSON: the run's config")
+    s.add_argument("--config-html", type=Path, required=True)
 
     s = step("aggregate", _aggregate, "the comparison table of all scored entries")
     s.add_argument(

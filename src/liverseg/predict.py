@@ -13,19 +13,20 @@ import torch
 from tqdm import tqdm
 
 from liverseg.data import nifti
-from liverseg.data.crops import crop_images
-from liverseg.data.slices import load_slices, resize_images
+from liverseg.data.crops import box_hu, crop_images
+from liverseg.data.slices import load_slices, normalised_slices, resize_images
 from liverseg.models import Recipe, build_model
 from liverseg.neighbours import neighbour_index
 from liverseg.roi import largest_component, liver_box, paste_box
 from liverseg.train import select_device
 
 
-def load_model(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, Recipe]:
+def load_model(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, Recipe, int]:
+    """The trained model, its recipe, and the image size it was trained at (in-plane pixels)."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     model = build_model(state["spec"], pretrained=False)
     model.load_state_dict(state["state_dict"])
-    return model.to(device).eval(), Recipe.from_spec(state["spec"])
+    return model.to(device).eval(), Recipe.from_spec(state["spec"]), int(state["image_size"])
 
 
 def output_probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
@@ -42,15 +43,21 @@ def probabilities_to_classes(probabilities: torch.Tensor, head: str) -> torch.Te
     return inside.sum(1).to(torch.uint8)
 
 
-def segment_slices(model, recipe: Recipe, images: np.ndarray, size: tuple[int, int], device, batch_size: int = 16):
-    """(n, H, W) normalised slices of one case -> (n, *size) class maps."""
+def segment_slices(model, recipe: Recipe, images: np.ndarray, size: tuple[int, int], device, batch_size: int = 16,
+                   flip_tta: bool = False) -> np.ndarray:
+    """(n, H, W) normalised slices of one case -> (n, *size) class maps. With `flip_tta`, the probabilities are the
+    mean of the slices' and their left-right mirror's (the flip that training augments with)."""
     stacks = neighbour_index([len(images)], recipe.input_slices)
     images = torch.from_numpy(images.astype(np.float32))
     out = np.zeros((len(images), *size), dtype=np.uint8)
     with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
-        for start in tqdm(range(0, len(images), batch_size), mininterval=10):
+        for start in tqdm(range(0, len(images), batch_size), desc="slices", unit="batch", mininterval=10):
             x = images[stacks[start : start + batch_size]].to(device)
-            out[start : start + batch_size] = classes_at(output_probabilities(model(x), recipe.head).cpu(), size, recipe.head)
+            probabilities = output_probabilities(model(x), recipe.head)
+            if flip_tta:
+                mirrored = output_probabilities(model(x.flip(-2)), recipe.head).flip(-2)
+                probabilities = (probabilities + mirrored) / 2
+            out[start : start + batch_size] = classes_at(probabilities.cpu(), size, recipe.head)
     return out
 
 
@@ -62,7 +69,7 @@ def classes_at(probabilities: torch.Tensor, size: tuple[int, int], head: str) ->
 def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, device: str = "auto") -> None:
     """Segment every slice of a case and write `out` with the volume's shape, affine and orientation."""
     dev = select_device(device)
-    model, recipe = load_model(checkpoint, dev)
+    model, recipe, _ = load_model(checkpoint, dev)
     slices = load_slices(slices_file)
     reference = nifti.load(volume)
     in_plane = tuple(int(n) for n in slices["shape"])
@@ -74,19 +81,31 @@ def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, d
     nifti.save_label_like(labels, reference, out)
 
 
+def stage1_labels(model, recipe: Recipe, image_size: int, scan, window, device, flip_tta: bool = False) -> np.ndarray:
+    """Canonical (X, Y, Z) class map of a whole scan by a stage-1 model, from the scan itself."""
+    slices = normalised_slices(scan, window, image_size)
+    in_plane = nifti.canonical(np.empty(scan.shape, dtype=bool), scan).shape[:2]
+    return segment_slices(model, recipe, slices, in_plane, device, flip_tta=flip_tta).transpose(1, 2, 0)
+
+
+def tumour_stage(model, recipe: Recipe, scan, liver: np.ndarray, window, device, flip_tta: bool = False) -> np.ndarray:
+    """The tumour stage's tumours in the box of the largest component of a canonical liver mask, inside the liver."""
+    box = liver_box(largest_component(liver), nifti.canonical_spacing(scan), recipe.crop["margin_mm"])
+    if box is None:
+        return np.zeros_like(liver)
+    crops = crop_images(box_hu(scan, box), window, recipe.crop["size"])
+    classes = segment_slices(model, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
+    return paste_box(classes.transpose(1, 2, 0) == 1, box, liver.shape) & liver
+
+
 def predict_cascade(checkpoint: Path, liver_labels: Path, volume: Path, window, out: Path, device: str = "auto") -> int:
     """The stage-1 liver of `liver_labels` with the tumour stage's tumours; returns the number of tumour voxels."""
     dev = select_device(device)
-    model, recipe = load_model(checkpoint, dev)
+    model, recipe, _ = load_model(checkpoint, dev)
     reference, stage1 = nifti.load(volume), nifti.load(liver_labels)
     if stage1.shape != reference.shape or not np.allclose(stage1.affine, reference.affine, atol=1e-3):
         raise nifti.VolumeError(f"{liver_labels}: geometry {stage1.shape} does not match its volume {volume} {reference.shape}")
     liver = nifti.to_canonical(stage1, dtype=np.uint8) >= 1
-    tumour = np.zeros_like(liver)
-    box = liver_box(largest_component(liver), nifti.canonical_spacing(reference), recipe.crop["margin_mm"])
-    if box is not None:
-        crops = crop_images(nifti.to_canonical(reference), box, window, recipe.crop["size"])
-        classes = segment_slices(model, recipe, crops, box.shape[:2], dev)
-        tumour = paste_box(classes.transpose(1, 2, 0) == 1, box, liver.shape) & liver
+    tumour = tumour_stage(model, recipe, reference, liver, window, dev)
     nifti.save_label_like(liver.astype(np.uint8) + tumour.astype(np.uint8), reference, out)
     return int(tumour.sum())

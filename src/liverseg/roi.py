@@ -47,11 +47,11 @@ def liver_box(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: 
     return Box(tuple(int(v) for v in start), tuple(int(v) for v in stop))
 
 
-def cut_box(volume: np.ndarray, box: Box, fill=0) -> np.ndarray:
-    """The box's voxels of a (X, Y, Z) volume; parts outside the volume are `fill`."""
+def cut_box(volume: np.ndarray, box: Box, fill=0, dtype=None) -> np.ndarray:
+    """The box's voxels of a (X, Y, Z) volume, as `dtype` if given; parts outside the volume are `fill`."""
     inside = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(box.start, box.stop, volume.shape))
     pad = [(max(-a, 0), max(b - n, 0)) for a, b, n in zip(box.start, box.stop, volume.shape)]
-    return np.pad(volume[inside], pad, constant_values=fill)
+    return np.pad(volume[inside].astype(dtype or volume.dtype, copy=False), pad, constant_values=fill)
 
 
 def paste_box(crop: np.ndarray, box: Box, shape: tuple[int, int, int], fill=0) -> np.ndarray:

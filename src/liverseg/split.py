@@ -5,12 +5,30 @@ from __future__ import annotations
 import numpy as np
 
 
+def tumour_strata(tumour_ml: dict[str, float]) -> dict[str, str]:
+    """Per patient: no tumour, or the smaller or larger half of tumour volume among the patients with tumour."""
+    median = np.median([v for v in tumour_ml.values() if v > 0] or [0.0])
+    return {p: "none" if v <= 0 else "smaller" if v < median else "larger" for p, v in tumour_ml.items()}
+
+
+def stratified_order(order: list[str], strata: dict[str, str]) -> list[str]:
+    """The patients interleaved so that every leading part holds each stratum in proportion to its size: the i-th of
+    n patients of a stratum (in the drawn order) goes to (i + 0.5) / n."""
+    members = {}
+    for patient in order:
+        members.setdefault(strata[patient], []).append(patient)
+    place = {p: ((i + 0.5) / len(group), order.index(p)) for group in members.values() for i, p in enumerate(group)}
+    return sorted(order, key=place.__getitem__)
+
+
 def split_by_patient(
-    patient_of: dict[str, str], val_fraction: float, seed: int, test_fraction: float = 0.0
+    patient_of: dict[str, str], val_fraction: float, seed: int, test_fraction: float = 0.0,
+    strata: dict[str, str] | None = None,
 ) -> dict[str, list[str]]:
     """Hold out round(fraction * patients) patients (at least one) for validation and, with a test fraction, for
     testing, each with all their cases. Validation picks the epoch and drives the scheduler; test cases are only
-    scored. The validation draw does not depend on the test fraction."""
+    scored. The validation draw does not depend on the test fraction. With `strata` (patient -> stratum), each part
+    holds every stratum in proportion, e.g. patients without tumour, with small and with large tumours."""
     patients = sorted(set(patient_of.values()))
     parts = 3 if test_fraction > 0 else 2
     if len(patients) < parts:
@@ -18,12 +36,15 @@ def split_by_patient(
     n_val = min(max(1, round(val_fraction * len(patients))), len(patients) - parts + 1)
     n_test = min(max(1, round(test_fraction * len(patients))), len(patients) - n_val - 1) if test_fraction > 0 else 0
     order = np.random.default_rng(seed).permutation(patients).tolist()
+    if strata is not None:
+        order = stratified_order(order, strata)
     val, test = set(order[:n_val]), set(order[n_val : n_val + n_test])
     cases = sorted(patient_of)
     return {
         "seed": seed,
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,
+        "stratified": strata is not None,
         "train": [c for c in cases if patient_of[c] not in val | test],
         "val": [c for c in cases if patient_of[c] in val],
         "test": [c for c in cases if patient_of[c] in test],

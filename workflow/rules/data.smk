@@ -82,10 +82,11 @@ checkpoint split:
     params:
         val_fraction=config["split"]["val_fraction"],
         test_fraction=config["split"]["test_fraction"],
+        stratify="--stratify-tumour" if config["split"]["stratify_tumour"] else "",
         seed=config["split"]["seed"],
     shell:
         "liverseg split --cases {input} --val-fraction {params.val_fraction} "
-        "--test-fraction {params.test_fraction} --seed {params.seed} "
+        "--test-fraction {params.test_fraction} {params.stratify} --seed {params.seed} "
         "--out {output} > {log} 2>&1"
 
 
@@ -114,7 +115,11 @@ rule augment:
         split="data/split.json",
         slices=case_slices("train"),
     output:
-        preview="data/train/preview.png",
+        preview=report(
+            "data/train/preview.png",
+            caption="../report/augmentation.rst",
+            category="2. Training",
+        ),
     log:
         "logs/augment.log",
     conda:

@@ -39,7 +39,12 @@ rule overlay:
         label=raw_file("label"),
         predictions=expand("results/{entry}/post/{{case}}.nii.gz", entry=SCORED),
     output:
-        "results/figures/overlay_{case}.png",
+        report(
+            "results/figures/overlay_{case}.png",
+            caption="../report/overlay.rst",
+            category="3. Overlays",
+            labels={"case": "{case}"},
+        ),
     log:
         "logs/overlay/{case}.log",
     conda:
@@ -52,3 +57,68 @@ rule overlay:
     shell:
         "liverseg overlay --case {wildcards.case} --volume {input.volume} --label {input.label} --predictions {params.predictions} "
         "--window {params.window} --out {output} > {log} 2>&1"
+
+
+rule curves:
+    input:
+        expand("models/{model}/history.csv", model=MODELS),
+    output:
+        report(
+            "results/figures/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="2. Training",
+        ),
+    log:
+        "logs/curves.log",
+    conda:
+        LIVERSEG_ENV
+    shell:
+        "liverseg curves --histories {input} --out {output} > {log} 2>&1"
+
+
+rule case_dice:
+    input:
+        "results/cases.csv",
+    output:
+        report(
+            "results/figures/case_dice.png",
+            caption="../report/case_dice.rst",
+            category="1. Results",
+        ),
+    log:
+        "logs/case_dice.log",
+    conda:
+        LIVERSEG_ENV
+    shell:
+        "liverseg case-dice --cases {input} --out {output} > {log} 2>&1"
+
+
+rule report_pages:
+    input:
+        summary="results/summary.md",
+        cases="results/cases.csv",
+    output:
+        summary=report(
+            "results/report/summary.html",
+            caption="../report/summary.rst",
+            category="1. Results",
+        ),
+        cases=report(
+            "results/report/cases.html",
+            caption="../report/cases.rst",
+            category="1. Results",
+        ),
+        config=report(
+            "results/report/config.html",
+            caption="../report/config.rst",
+            category="4. Configuration",
+        ),
+    log:
+        "logs/report_pages.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        config=json.dumps(config),
+    shell:
+        "liverseg report-pages --summary-md {input.summary} --cases {input.cases} --config {params.config:q} "
+        "--summary-html {output.summary} --cases-html {output.cases} --config-html {output.config} > {log} 2>&1"

@@ -24,3 +24,23 @@ rule train:
         "--augment {params.augment:q} --train-slices {input.train} --val-slices {input.val} "
         "--out-dir models/{wildcards.model} --tracking-uri {params.tracking_uri:q} "
         "--experiment {params.experiment:q} --threads {threads} > {log} 2>&1"
+
+
+rule segmenter:
+    input:
+        lambda wildcards: [f"{d}/best.pt" for d in stage_dirs(wildcards.entry)],
+    output:
+        "models/{entry}/segmenter.json",
+    log:
+        "logs/segmenter/{entry}.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        stages=lambda wildcards, input: [
+            f"{role}={path}" for role, path in zip(("liver", "tumour"), input)
+        ],
+        window=config["preprocess"]["window"],
+        postprocess=json.dumps(config["postprocess"]),
+    shell:
+        "liverseg segmenter --name {wildcards.entry} --stage {params.stages} --window {params.window} "
+        "--postprocess {params.postprocess:q} --out {output} > {log} 2>&1"

@@ -91,25 +91,41 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def check_image(path: Path) -> tuple:
-    """The checks a CT volume must pass; returns (image, min HU, max HU)."""
-    image = nifti.load(path)
+def check_ct(image: nib.Nifti1Image, name) -> tuple[float, float]:
+    """The checks a CT volume must pass, read a few slices at a time; returns its lowest and highest HU."""
     if any(z <= 0 for z in image.header.get_zooms()[:3]) or abs(np.linalg.det(image.affine[:3, :3])) < 1e-9:
-        raise nifti.VolumeError(f"{path}: voxel spacing {image.header.get_zooms()[:3]} is not positive")
-    hu = nifti.voxels(image)
-    if not np.isfinite(hu).all():
-        raise nifti.VolumeError(f"{path}: {np.count_nonzero(~np.isfinite(hu))} voxels are NaN or infinite")
-    low, high = float(hu.min()), float(hu.max())
-    if low >= AIR_BELOW_HU or np.count_nonzero(hu > BONE_ABOVE_HU) > 0.01 * hu.size:
+        raise nifti.VolumeError(f"{name}: voxel spacing {image.header.get_zooms()[:3]} is not positive")
+    stored, slope, inter = nifti.stored_voxels(image)
+    low, high, not_finite, above_bone, integral = np.inf, -np.inf, 0, 0, True
+    for start in range(0, stored.shape[2], 32):
+        hu = stored[:, :, start : start + 32].astype(np.float32) * slope + inter
+        finite = np.isfinite(hu)
+        not_finite += int(np.count_nonzero(~finite))
+        if finite.any():
+            low, high = min(low, float(hu[finite].min())), max(high, float(hu[finite].max()))
+        above_bone += int(np.count_nonzero(hu > BONE_ABOVE_HU))
+        integral = integral and bool(np.all(hu[finite] == np.round(hu[finite])))
+    if not_finite:
+        raise nifti.VolumeError(f"{name}: {not_finite} voxels are NaN or infinite")
+    if integral and 0 <= low and 1 <= high <= 255 and len(np.unique(stored[:, :, :: max(1, stored.shape[2] // 8)])) <= 16:
+        raise nifti.VolumeError(f"{name}: holds a few whole values from {low:g} to {high:g}: a label map, not a CT scan")
+    if low >= AIR_BELOW_HU or above_bone > 0.01 * stored.size:
         raise nifti.VolumeError(
-            f"{path}: intensities {low:g} to {high:g} do not look like CT in Hounsfield units (air is about -1000; "
+            f"{name}: intensities {low:g} to {high:g} do not look like CT in Hounsfield units (air is about -1000; "
             "a raw scanner value needs its scl_slope/scl_inter in the header)"
         )
+    return low, high
+
+
+def check_image(path: Path) -> tuple:
+    """The checks a CT volume file must pass; returns (image, min HU, max HU)."""
+    image = nifti.load(path)
+    low, high = check_ct(image, path)
     return image, low, high
 
 
-def check_label(path: Path, image: nib.Nifti1Image, volume: Path) -> nib.Nifti1Image:
-    """The checks a label map must pass against its volume."""
+def check_label(path: Path, image: nib.Nifti1Image, volume: Path) -> np.ndarray:
+    """The checks a label map must pass against its volume; returns its labels."""
     seg = nifti.load(path)
     if seg.shape != image.shape:
         raise nifti.VolumeError(f"{path}: shape {seg.shape} differs from its volume {volume} {image.shape}")
@@ -120,13 +136,14 @@ def check_label(path: Path, image: nib.Nifti1Image, volume: Path) -> nib.Nifti1I
     if not set(values.tolist()) <= VALID_LABELS:
         unexpected = [v for v in values.tolist() if v not in VALID_LABELS]
         raise nifti.VolumeError(f"{path}: unexpected label values {unexpected[:5]} (allowed 0, 1, 2)")
-    return seg
+    return labels
 
 
 def describe_case(case: str, volume: Path, label: Path) -> dict:
     """One row of the case table, after every check; raises VolumeError naming the file and the problem."""
     image, low, high = check_image(volume)
-    check_label(label, image, volume)
+    labels = check_label(label, image, volume)
+    voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000
     nifti.log_obliquity(image)
     return {
         "case": case,
@@ -138,6 +155,8 @@ def describe_case(case: str, volume: Path, label: Path) -> dict:
         "orientation": nifti.orientation_codes(image),
         "dtype": str(image.get_data_dtype()),
         "hu_range": f"{low:g}..{high:g}",
+        "liver_ml": round(np.count_nonzero(labels >= 1) * voxel_ml, 3),  # tumour included
+        "tumour_ml": round(np.count_nonzero(labels == 2) * voxel_ml, 3),
         "volume_sha256": sha256(volume),
         "label_sha256": sha256(label),
     }

@@ -18,10 +18,17 @@ from liverseg.roi import Box, cut_box, liver_box
 AIR_HU = -1024.0
 
 
-def crop_images(hu: np.ndarray, box: Box, window: tuple[float, float], size: int) -> np.ndarray:
-    """(z, size, size) normalised slices of the box cut from a canonical (X, Y, Z) HU volume."""
-    crop = normalise_hu(cut_box(hu, box, fill=AIR_HU), window).transpose(2, 0, 1)
-    return resize_images(crop, (size, size)).numpy()
+def box_hu(image, box: Box) -> np.ndarray:
+    """The box's voxels of a scan in canonical order, in HU, with air beyond the scan's edges; only the box is scaled
+    from the stored voxels, so the scan is never held as float32 in full."""
+    stored, slope, inter = nifti.stored_voxels(image)
+    fill = (AIR_HU - inter) / slope
+    return cut_box(nifti.canonical(stored, image), box, fill=fill, dtype=np.float32) * np.float32(slope) + np.float32(inter)
+
+
+def crop_images(hu_box: np.ndarray, window: tuple[float, float], size: int) -> np.ndarray:
+    """(z, size, size) normalised slices of a box's (X, Y, Z) HU voxels."""
+    return resize_images(normalise_hu(hu_box, window).transpose(2, 0, 1), (size, size)).numpy()
 
 
 def crop_case(volume: Path, label: Path, window, size: int, margin_mm: float, jitter_mm: float) -> dict[str, np.ndarray]:
@@ -36,7 +43,7 @@ def crop_case(volume: Path, label: Path, window, size: int, margin_mm: float, ji
         raise nifti.VolumeError(f"{label}: no liver (label 1 or 2) to crop around")
     outer_mm = box.shape[0] * spacing[0]  # in-plane sides are equal in mm
     return {
-        "image": crop_images(nifti.to_canonical(image), box, window, size).astype(np.float16),
+        "image": crop_images(box_hu(image, box), window, size).astype(np.float16),
         "label": resize_labels(cut_box(labels, box).transpose(2, 0, 1), (size, size)),
         # normalised crop coordinates run from -1 to 1 across outer_mm
         "box_half": np.float32(max(outer_mm - 2 * jitter_mm, 1e-3) / outer_mm),

@@ -47,6 +47,8 @@ def voxels(image: nib.Nifti1Image, dtype=np.float32) -> np.ndarray:
 
 def stored_voxels(image: nib.Nifti1Image) -> tuple[np.ndarray, float, float]:
     """The voxels as stored (int16 takes half the memory of float32) with the slope and intercept that make them HU."""
+    if isinstance(image.dataobj, np.ndarray):  # an image made in memory (a DICOM series, a scan read once): its values
+        return image.dataobj, 1.0, 0.0
     with _reading(image):
         return np.asanyarray(image.dataobj.get_unscaled()), float(image.dataobj.slope), float(image.dataobj.inter)
 

@@ -45,23 +45,28 @@ def axial_slices(volume: np.ndarray, size: int, transform, dtype, chunk: int = 3
     return out
 
 
+def normalised_slices(image, window: tuple[float, float], size: int) -> np.ndarray:
+    """(z, size, size) float16 axial slices of a scan in canonical order, HU-windowed to [0, 1]; the stored voxels are
+    scaled to HU a few slices at a time, so an int16 scan is never held as float32 in full."""
+    stored, slope, inter = nifti.stored_voxels(image)
+
+    def to_slices(block):
+        return resize_images(normalise_hu(block.astype(np.float32) * slope + inter, window), (size, size)).numpy()
+
+    return axial_slices(nifti.canonical(stored, image), size, to_slices, np.float16)
+
+
 def slice_case(volume: Path, label: Path, window: tuple[float, float], size: int) -> dict[str, np.ndarray]:
     """Axial slices (z, size, size) of the canonical volume, normalised, with their labels; one volume in memory."""
     image, seg = nifti.load(volume), nifti.load(label)
     if image.shape != seg.shape:
         raise nifti.VolumeError(f"{label}: shape {seg.shape} differs from its volume {volume} {image.shape}")
     nifti.log_obliquity(image)
-    stored, slope, inter = nifti.stored_voxels(image)  # scaled to HU a few slices at a time: int16 stays int16
-    stored = nifti.canonical(stored, image)
     labels = nifti.canonical_view(seg, dtype=np.uint8)
-
-    def to_slices(block):
-        return resize_images(normalise_hu(block.astype(np.float32) * slope + inter, window), (size, size)).numpy()
-
     return {
-        "image": axial_slices(stored, size, to_slices, np.float16),
+        "image": normalised_slices(image, window, size),
         "label": axial_slices(labels, size, lambda b: resize_labels(b, (size, size)), np.uint8),
-        "shape": np.array(stored.shape[:2]),  # canonical in-plane size, to resize predictions back
+        "shape": np.array(labels.shape[:2]),  # canonical in-plane size, to resize predictions back
         "spacing": np.array(nifti.canonical_spacing(image)),
     }
 

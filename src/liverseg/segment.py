@@ -1,0 +1,190 @@
+"""Apply a trained model or cascade to new scans: `liverseg segment MODEL INPUT... --out DIR`.
+
+A model folder holds `segmenter.json`, written by the workflow beside the weights: which trained stages to apply (a
+stage-1 model, or a cascade's stage-1 model and tumour stage), the HU window the stages were trained with, and the
+post-processing of the run. Each scan gives a label map in its own geometry (`<name>.nii.gz`) and a volume report
+(`<name>.json`); `volumes.csv` in the output folder holds one row per scan segmented there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from liverseg.atomic import atomic_path, write_json
+from liverseg.data import nifti
+from liverseg.data.cases import check_ct
+from liverseg.data.dicom import read_series
+from liverseg.lesions import lesion_sizes
+from liverseg.postprocess import PostSettings, postprocessed
+from liverseg.predict import load_model, stage1_labels, tumour_stage
+from liverseg.train import select_device
+
+SEGMENTER_FILE = "segmenter.json"
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def write_segmenter(name: str, out: Path, stages: dict[str, Path], window, postprocess: dict) -> dict:
+    """Write `segmenter.json`; the stages' weights are named relative to its folder, so the models folder can move."""
+    description = {
+        "name": name,
+        "stages": {role: Path(os.path.relpath(path, out.parent)).as_posix() for role, path in stages.items()},
+        "window": [float(v) for v in window],
+        "postprocess": postprocess,
+    }
+    write_json(description, out)
+    return description
+
+
+@dataclass
+class Segmenter:
+    """The loaded stages of a model folder and how to apply them."""
+
+    name: str
+    stages: dict  # role -> (model, recipe, image size)
+    window: tuple[float, float]
+    post: PostSettings
+
+    @classmethod
+    def load(cls, folder: Path, device) -> "Segmenter":
+        path = Path(folder) / SEGMENTER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{folder}: no {SEGMENTER_FILE}; give a model or cascade folder of a finished run "
+                "(experiments/<experiment>/models/<name>/, written by the workflow's `segmenter` rule)"
+            )
+        description = json.loads(path.read_text())
+        stages = {}
+        for role, weights in description["stages"].items():
+            if not (Path(folder) / weights).is_file():
+                raise FileNotFoundError(f"{path}: its {role} stage's weights {Path(folder) / weights} are missing")
+            stages[role] = load_model(Path(folder) / weights, device)
+        return cls(description["name"], stages, tuple(description["window"]), PostSettings(**description["postprocess"]))
+
+    def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False) -> np.ndarray:
+        """Canonical (X, Y, Z) labels of a scan: stage 1, post-processed; then, for a cascade, the tumour stage inside
+        that liver, post-processed again (the workflow's prediction, post-processing and cascade rules in one)."""
+        spacing = nifti.canonical_spacing(scan)
+        model, recipe, size = self.stages["liver"]
+        labels = postprocessed(stage1_labels(model, recipe, size, scan, self.window, device, flip_tta), spacing, self.post)
+        if "tumour" in self.stages:
+            model, recipe, _ = self.stages["tumour"]
+            liver = labels >= 1
+            tumour = tumour_stage(model, recipe, scan, liver, self.window, device, flip_tta)
+            labels = postprocessed(liver.astype(np.uint8) + tumour.astype(np.uint8), spacing, self.post)
+        return labels
+
+
+def scan_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:
+    """(name, path) of every scan: NIfTI files as given, the NIfTI files of a folder, or a folder of one DICOM series."""
+    scans = []
+    for path in inputs:
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.name.endswith(NIFTI_SUFFIXES) and not p.name.startswith("."))
+            if files:
+                scans.extend((scan_name(p), p) for p in files)
+            else:  # a DICOM series, named after its folder
+                scans.append((path.name, path))
+        elif path.is_file():
+            scans.append((scan_name(path), path))
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    names = [name for name, _ in scans]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"several inputs would be written as {', '.join(repeated)}; segment them into separate folders")
+    return scans
+
+
+def scan_name(path: Path) -> str:
+    return path.name.removesuffix(".gz").removesuffix(".nii")
+
+
+def in_memory(image: nib.Nifti1Image, voxels: np.ndarray) -> nib.Nifti1Image:
+    """The image with its voxels in memory, so that they are read once; its header keeps the file's qform and sform
+    codes (nibabel would set codes of its own from the affine)."""
+    loaded = nib.Nifti1Image(voxels, image.affine, image.header)
+    loaded.header.set_qform(*image.header.get_qform(coded=True))
+    loaded.header.set_sform(*image.header.get_sform(coded=True))
+    return loaded
+
+
+def read_scan(path: Path) -> nib.Nifti1Image:
+    """A NIfTI file or a DICOM series folder, checked to be a 3D CT volume in HU, with its voxels read once."""
+    if path.is_dir():
+        scan = read_series(path)
+    else:
+        scan = nifti.load(path)
+        stored, slope, inter = nifti.stored_voxels(scan)
+        if (slope, inter) == (1.0, 0.0):  # held in memory as stored (int16 stays int16), with the file's header
+            scan = in_memory(scan, stored)
+    check_ct(scan, path)
+    return scan
+
+
+def volume_report(name: str, source: Path, labels: np.ndarray, scan: nib.Nifti1Image) -> dict:
+    """Liver volume, and each tumour's volume and largest diameter, of canonical labels."""
+    spacing = nifti.canonical_spacing(scan)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    tumours = lesion_sizes(labels == 2, spacing)
+    return {
+        "scan": name,
+        "input": str(source),
+        "shape": list(scan.shape),
+        "spacing_mm": [float(s) for s in scan.header.get_zooms()[:3]],
+        "liver_ml": float(np.count_nonzero(labels >= 1)) * voxel_ml,  # liver with its tumours, as LiTS counts it
+        "tumour_count": len(tumours),
+        "tumour_ml": float(sum(t["volume_ml"] for t in tumours)),
+        "tumours": tumours,
+    }
+
+
+def write_volume_table(out_dir: Path) -> pd.DataFrame:
+    """`volumes.csv`: one row per report in the folder, so scans segmented by earlier calls keep their rows."""
+    rows = []
+    for report_file in sorted(out_dir.glob("*.json")):
+        report = json.loads(report_file.read_text())
+        if not isinstance(report, dict) or "liver_ml" not in report:
+            continue  # not a volume report
+        largest = max((t["largest_diameter_mm"] for t in report["tumours"]), default=0.0)
+        rows.append({k: report[k] for k in ("scan", "liver_ml", "tumour_count", "tumour_ml")} | {
+            "largest_tumour_diameter_mm": largest, "input": report["input"]
+        })
+    table = pd.DataFrame(rows, columns=["scan", "liver_ml", "tumour_count", "tumour_ml", "largest_tumour_diameter_mm", "input"])
+    with atomic_path(out_dir / "volumes.csv") as partial:
+        table.to_csv(partial, index=False, float_format="%.2f")
+    return table
+
+
+def segment_scans(model_dir: Path, inputs: list[Path], out_dir: Path, device: str = "auto", flip_tta: bool = False) -> int:
+    """Segment every scan; a scan that fails is named with its problem and the others go on. Returns the failures."""
+    scans = scan_inputs(inputs)
+    dev = select_device(device)
+    segmenter = Segmenter.load(model_dir, dev)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for name, path in scans:
+        label_file = out_dir / f"{name}.nii.gz"
+        if label_file.resolve() == path.resolve():
+            raise ValueError(f"{path}: the output folder holds this input; write to another folder")
+        try:
+            scan = read_scan(path)
+            print(f"{name}: {path}, {'x'.join(map(str, scan.shape))} voxels, {nifti.orientation_codes(scan)}", flush=True)
+            labels = segmenter.labels(scan, dev, flip_tta)
+        except (ValueError, FileNotFoundError) as error:  # VolumeError included: name the scan, keep going
+            print(f"liverseg segment: error: {error}", file=sys.stderr, flush=True)
+            failures += 1
+            continue
+        nifti.save_label_like(labels, scan, label_file)
+        report = volume_report(name, path, labels, scan)
+        write_json(report, out_dir / f"{name}.json")
+        print(f"{name}: liver {report['liver_ml']:.0f} ml, {report['tumour_count']} tumours "
+              f"({report['tumour_ml']:.1f} ml) -> {label_file}", flush=True)
+    write_volume_table(out_dir)
+    return failures

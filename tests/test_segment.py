@@ -1,0 +1,203 @@
+"""`liverseg segment` on scans the workflow never saw: other orientation, a DICOM series, bad inputs beside good ones;
+and the same labels as the workflow's own prediction, post-processing and cascade."""
+
+import dataclasses
+import json
+import locale
+import subprocess
+import uuid
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+import torch
+
+from liverseg.data.dicom import keeping_locale, read_series
+from liverseg.data.synthetic import make_case, write_case
+from liverseg.lesions import largest_diameter_mm, lesion_sizes
+from liverseg.models import Recipe
+from liverseg.predict import segment_slices
+from liverseg.segment import scan_name
+from tests.conftest import ROOT, snakemake, tool_environment, write_nifti
+
+pytestmark = pytest.mark.workflow
+CONFIG = ROOT / "tests" / "configs" / "segment.yaml"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The small segment experiment run through the workflow: its models folder and results."""
+    root = tmp_path_factory.mktemp("segment-run")
+    result = snakemake(root, "--cores", "2", "--resources", "gpu=1", "--configfile", str(CONFIG), env=tool_environment())
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return root / "experiments" / "segment"
+
+
+@pytest.fixture(scope="module")
+def new_scan(tmp_path_factory):
+    """A phantom no model saw, stored (P, L, I): an orientation none of the training files has."""
+    folder = tmp_path_factory.mktemp("new-scan")
+    case = dataclasses.replace(make_case(seed=777_001), orientation=("P", "L", "I"))
+    volume, label = folder / "patient-x.nii.gz", folder / "patient-x-reference.nii.gz"
+    write_case(case, volume, label)
+    return volume, label
+
+
+def segment(*args, timeout=600):
+    command = ["liverseg", "segment", *map(str, args)]
+    return subprocess.run(command, env=tool_environment(), capture_output=True, encoding="utf-8", timeout=timeout)
+
+
+def write_dicom_series(volume, folder, seed=0):
+    """One file per axial slice with random names and a shuffled instance number: only the positions give the order."""
+    image = sitk.ReadImage(str(volume))
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    direction = image.GetDirection()
+    series, study = f"1.2.826.0.1.3680043.8.498.{rng.integers(1e12)}", f"1.2.826.0.1.3680043.8.498.{rng.integers(1e12)}"
+    numbers = rng.permutation(image.GetDepth()) + 1
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetDepth()):
+        plane = image[:, :, k]
+        tags = {
+            "0008|0060": "CT",
+            "0008|0008": "ORIGINAL\\PRIMARY\\AXIAL",
+            "0020|000d": study,
+            "0020|000e": series,
+            "0008|0018": f"{series}.{k + 1}",
+            "0020|0013": str(numbers[k]),
+            "0020|0037": "\\".join(f"{v:.6f}" for v in (*direction[0::3], *direction[1::3])),
+            "0020|0032": "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0018|0050": f"{image.GetSpacing()[2]:.4f}",
+            "0028|1052": "0",
+            "0028|1053": "1",
+        }
+        for tag, value in tags.items():
+            plane.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{uuid.UUID(int=int(rng.integers(2**62)))}.dcm"))
+        with keeping_locale():
+            writer.Execute(plane)
+    return folder
+
+
+def test_a_new_scan_in_another_orientation_keeps_its_geometry_and_its_liver_volume(trained, new_scan, tmp_path):
+    volume, reference = new_scan
+    result = segment(trained / "models" / "unet_cascade", volume, "--out", tmp_path / "out", "--threads", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "slices" in result.stderr  # the progress bar
+    labels, scan = nib.load(tmp_path / "out" / "patient-x.nii.gz"), nib.load(volume)
+    assert labels.shape == scan.shape and np.array_equal(labels.affine, scan.affine)
+    assert nib.aff2axcodes(labels.affine) == ("P", "L", "I")
+    assert labels.header.get_qform(coded=True)[1] == scan.header.get_qform(coded=True)[1]
+    ref = np.asanyarray(nib.load(reference).dataobj)
+    pred = np.asanyarray(labels.dataobj)
+    dice = 2 * np.sum((pred >= 1) & (ref >= 1)) / (np.sum(pred >= 1) + np.sum(ref >= 1))
+    assert dice > 0.9, dice  # the label map lies on the liver, in this file's own voxel order
+    report = json.loads((tmp_path / "out" / "patient-x.json").read_text())
+    reference_ml = np.count_nonzero(ref >= 1) * np.prod(scan.header.get_zooms()) / 1000
+    assert report["liver_ml"] == pytest.approx(reference_ml, rel=0.05)
+    assert report["tumour_count"] == len(report["tumours"])
+    assert report["tumour_ml"] == pytest.approx(np.count_nonzero(pred == 2) * np.prod(scan.header.get_zooms()) / 1000)
+    table = pd.read_csv(tmp_path / "out" / "volumes.csv")
+    assert list(table["scan"]) == ["patient-x"]
+    assert table.loc[0, "liver_ml"] == pytest.approx(report["liver_ml"], abs=0.01)
+
+
+def test_the_same_scan_as_a_dicom_series_gives_the_same_label_map(trained, new_scan, tmp_path):
+    volume, _ = new_scan
+    series = write_dicom_series(volume, tmp_path / "series-x")
+    before = locale.setlocale(locale.LC_CTYPE)
+    read = read_series(series)
+    assert locale.setlocale(locale.LC_CTYPE) == before, "GDCM's C locale is undone"
+    assert np.array_equal(read.get_fdata(), nib.load(volume).get_fdata()), "slices in the order of their positions"
+    assert np.allclose(read.affine, nib.load(volume).affine, atol=1e-3)
+    model = trained / "models" / "unet_cascade"
+    assert segment(model, volume, "--out", tmp_path / "from-nifti", "--threads", "2").returncode == 0
+    result = segment(model, series, "--out", tmp_path / "from-dicom", "--threads", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    from_nifti, from_dicom = nib.load(tmp_path / "from-nifti" / "patient-x.nii.gz"), nib.load(tmp_path / "from-dicom" / "series-x.nii.gz")
+    assert np.allclose(from_dicom.affine, from_nifti.affine, atol=1e-3)
+    assert np.array_equal(np.asanyarray(from_dicom.dataobj), np.asanyarray(from_nifti.dataobj))
+    reports = [json.loads(p.read_text()) for p in (tmp_path / "from-nifti" / "patient-x.json", tmp_path / "from-dicom" / "series-x.json")]
+    assert reports[0]["liver_ml"] == pytest.approx(reports[1]["liver_ml"], rel=1e-6)
+
+
+@pytest.mark.parametrize("entry", ["unet", "unet_cascade"])
+def test_segment_gives_the_workflows_own_labels(trained, entry, tmp_path):
+    """Prediction, post-processing and, for a cascade, its tumour stage: the same labels as the workflow's rules."""
+    cases = pd.read_csv(trained / "data" / "cases.tsv", sep="\t").set_index("case")
+    case = json.loads((trained / "data" / "split.json").read_text())["val"][0]
+    volume = trained / cases.loc[case, "volume"]  # relative to the experiment's folder
+    result = segment(trained / "models" / entry, volume, "--out", tmp_path, "--threads", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours = nib.load(tmp_path / f"{scan_name(volume)}.nii.gz")
+    workflow = nib.load(trained / "results" / entry / "post" / f"{case}.nii.gz")
+    assert np.array_equal(np.asanyarray(ours.dataobj), np.asanyarray(workflow.dataobj))
+    assert np.array_equal(ours.affine, workflow.affine)
+
+
+def test_bad_inputs_are_named_and_the_good_ones_segmented(trained, new_scan, tmp_path):
+    volume, reference = new_scan
+    scan = nib.load(volume)
+    four_d = write_nifti(tmp_path / "four-d.nii.gz", np.zeros((8, 8, 4, 2), np.int16), scan.affine)
+    mri = write_nifti(tmp_path / "mri-like.nii.gz", np.asanyarray(scan.dataobj).astype(np.float32) + 1024, scan.affine)
+    result = segment(trained / "models" / "unet", reference, four_d, mri, volume, "--out", tmp_path / "out")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert any(f"{reference}: " in line and "label map" in line for line in errors), errors
+    assert any(f"{four_d}: " in line and "3D volume" in line for line in errors), errors
+    assert any(f"{mri}: " in line and "do not look like CT" in line for line in errors), errors
+    assert "3 of the inputs could not be segmented" in errors[-1]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["patient-x.json", "patient-x.nii.gz", "volumes.csv"]
+
+
+def test_a_folder_without_segmenter_file_is_refused_clearly(tmp_path):
+    result = segment(tmp_path, tmp_path, "--out", tmp_path / "out")
+    assert result.returncode == 1
+    assert f"{tmp_path}: no segmenter.json" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+class Roll(torch.nn.Module):
+    """A model that is not mirror-symmetric: its output is its input shifted by one row."""
+
+    def forward(self, x):
+        return torch.roll(x, 1, dims=-2).repeat(1, 2, 1, 1) * 8 - 4
+
+
+def test_flip_tta_averages_the_slices_and_their_mirrors():
+    images = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    plain = segment_slices(Roll(), Recipe(), images, (8, 8), torch.device("cpu"))
+    mirrored = segment_slices(Roll(), Recipe(), images, (8, 8), torch.device("cpu"), flip_tta=True)
+    shifted = torch.sigmoid(torch.from_numpy(images) * 8 - 4)
+    mean = (torch.roll(shifted, 1, dims=-2) + torch.roll(shifted, -1, dims=-2)) / 2
+    assert np.array_equal(plain, 2 * (torch.roll(shifted, 1, dims=-2) > 0.5).numpy())
+    assert np.array_equal(mirrored, 2 * (mean > 0.5).numpy())
+
+
+def test_lesion_sizes_against_all_pairs_of_voxels():
+    from scipy import ndimage
+    from scipy.spatial.distance import pdist
+
+    spacing = (0.7, 1.3, 2.5)
+    mask = np.zeros((30, 30, 12), bool)
+    rng = np.random.default_rng(3)
+    mask[3:12, 4:9, 2:5] = rng.random((9, 5, 3)) > 0.3  # an irregular lesion, perhaps in pieces
+    mask[20, 20, 8] = True  # one voxel
+    sizes = lesion_sizes(mask, spacing)
+    components, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+    assert len(sizes) == n
+    expected = sorted(
+        ((components == k).sum() * np.prod(spacing) / 1000, pdist(np.argwhere(components == k) * spacing).max(initial=0))
+        for k in range(1, n + 1)
+    )[::-1]
+    for lesion, (ml, diameter) in zip(sizes, expected):
+        assert lesion["volume_ml"] == pytest.approx(ml)
+        assert lesion["largest_diameter_mm"] == pytest.approx(diameter)
+    flat = np.zeros((6, 6, 3), bool)
+    flat[1:5, 2, 1] = True  # a straight line: no hull, still measured
+    assert largest_diameter_mm(flat, spacing) == pytest.approx(3 * 0.7)
