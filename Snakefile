@@ -11,7 +11,8 @@ min_version("9.0")
 # experiment holds only the settings it names.
 if not workflow.config_settings.configfiles:
 
-    configfile: "config.yaml"
+    # absolute: `workdir:` below changes the folder, and `--report` reads the config file again from there
+    configfile: str(Path("config.yaml").resolve())
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

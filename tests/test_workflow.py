@@ -194,9 +194,14 @@ def test_the_html_report_holds_the_tables_figures_and_config(finished_run, tmp_p
     import shutil
 
     workdir, env, _ = finished_run
-    report = tmp_path / "report.html"
-    result = snakemake(workdir.parents[1], "--report", str(report), "--configfile", str(TINY), env=env)
+    project = workdir.parents[1]
+    (project / "config.yaml").write_text(TINY.read_text())  # the README's command, with the project's config.yaml
+    try:
+        result = snakemake(project, "--report", "report.html", env=env)
+    finally:
+        (project / "config.yaml").unlink()
     assert result.returncode == 0, result.stderr[-3000:]
+    report = workdir / "report.html"  # in the experiment's folder, as the README says
     page = report.read_text()
     split = json.loads((workdir / "data/split.json").read_text())
     for name in ["summary.html", "cases.html", "config.html", "case_dice.png", "learning_curves.png", "preview.png",
