@@ -6,7 +6,7 @@ import pytest
 
 from liverseg.data import nifti
 from liverseg.data.crops import crop_case
-from liverseg.roi import Box, cut_box, largest_component, liver_box, paste_box
+from liverseg.roi import Box, bounding_slices, cut_box, largest_component, liver_box, paste_box
 from tests.test_nifti import ORIENTATIONS, _affine
 
 
@@ -92,3 +92,20 @@ def test_crop_case_without_liver_names_the_file(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 4), np.uint8), np.eye(4)), label)
     with pytest.raises(nifti.VolumeError, match="segmentation-0.nii.gz: no liver"):
         crop_case(volume, label, (-150, 250), 32, 10.0, 5.0)
+
+
+def test_components_labelled_in_the_masks_box_match_the_whole_volume():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        mask = np.zeros((30, 25, 20), bool)
+        mask[3:20, 5:22, 2:15] = rng.random((17, 17, 13)) > 0.6
+        components, _ = ndimage.label(mask, structure=np.ones((3, 3, 3)))
+        sizes = np.bincount(components.ravel())[1:]
+        assert np.array_equal(largest_component(mask), components == 1 + np.argmax(sizes))
+    assert bounding_slices(np.zeros((4, 4, 4), bool)) is None
+    one = np.zeros((6, 6, 6), bool)
+    one[0, 3, 5] = True
+    assert bounding_slices(one, pad=1) == (slice(0, 2), slice(2, 5), slice(4, 6))
+    assert not largest_component(np.zeros((4, 4, 4), bool)).any()

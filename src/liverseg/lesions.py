@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from liverseg.roi import bounding_slices
+
 SIZE_BINS = {"lt10mm": (0.0, 10.0), "10to20mm": (10.0, 20.0), "gt20mm": (20.0, np.inf)}
 CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-neighbourhood
 
@@ -25,6 +27,8 @@ def size_bin(diameter_mm: float) -> str:
 
 def match_lesions(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
     """Per-case lesion detection: each reference lesion's diameter and whether it was found, and the counts."""
+    if (box := bounding_slices(pred | ref)) is not None:  # components are labelled in the lesions' box only
+        pred, ref = pred[box], ref[box]
     ref_cc, n_ref = ndimage.label(ref, structure=CONNECTIVITY)
     pred_cc, n_pred = ndimage.label(pred, structure=CONNECTIVITY)
     ref_sizes = np.bincount(ref_cc.ravel(), minlength=n_ref + 1)[1:]
@@ -88,7 +92,10 @@ def largest_diameter_mm(mask: np.ndarray, spacing) -> float:
 
 def lesion_sizes(tumour: np.ndarray, spacing) -> list[dict]:
     """Each lesion (26-connected component) of a tumour mask: volume in ml and largest diameter in mm, largest first."""
-    components, n = ndimage.label(tumour, structure=CONNECTIVITY)
+    box = bounding_slices(tumour)
+    if box is None:
+        return []
+    components, n = ndimage.label(tumour[box], structure=CONNECTIVITY)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     lesions = [
         {"volume_ml": float(box.sum()) * voxel_ml, "largest_diameter_mm": largest_diameter_mm(box, spacing)}

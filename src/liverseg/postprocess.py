@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from liverseg.data import nifti
-from liverseg.roi import largest_component
+from liverseg.roi import bounding_slices, largest_component
 
 NEIGHBOURS_3D = np.ones((3, 3, 3), dtype=bool)
 
@@ -64,12 +64,18 @@ def keep_largest_liver(labels: np.ndarray) -> np.ndarray:
 def drop_tumour_outside_liver(labels: np.ndarray) -> np.ndarray:
     """Tumour components (26-connected) without a liver voxel (label 1) beside them become background, unless they lie
     in the largest component of label >= 1 (the liver, all of it tumour in this prediction)."""
-    components, n = ndimage.label(labels == 2, structure=NEIGHBOURS_3D)
+    out = labels.astype(np.uint8, copy=True)
+    box = bounding_slices(labels >= 1, pad=1)  # tumour is label >= 1 too; one voxel more for the dilation
+    if box is None:
+        return out
+    crop = labels[box]
+    components, n = ndimage.label(crop == 2, structure=NEIGHBOURS_3D)
     if n == 0:
-        return labels.copy()
-    near_liver = ndimage.binary_dilation(labels == 1, structure=NEIGHBOURS_3D) | largest_component(labels >= 1)
+        return out
+    near_liver = ndimage.binary_dilation(crop == 1, structure=NEIGHBOURS_3D) | largest_component(crop >= 1)
     touching = np.unique(components[near_liver & (components > 0)])
-    return np.where((components > 0) & ~np.isin(components, touching), 0, labels).astype(np.uint8)
+    out[box] = np.where((components > 0) & ~np.isin(components, touching), 0, crop)
+    return out
 
 
 def apply_steps(labels: np.ndarray, spacing, settings: PostSettings) -> list[tuple[str, np.ndarray]]:

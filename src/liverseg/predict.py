@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from liverseg.data import nifti
-from liverseg.data.crops import box_hu, crop_images
+from liverseg.data.crops import crop_images, scaled_box
 from liverseg.data.slices import load_slices, normalised_slices, resize_images
 from liverseg.models import Recipe, build_model
 from liverseg.neighbours import neighbour_index
@@ -93,7 +93,11 @@ def tumour_stage(model, recipe: Recipe, scan, liver: np.ndarray, window, device,
     box = liver_box(largest_component(liver), nifti.canonical_spacing(scan), recipe.crop["margin_mm"])
     if box is None:
         return np.zeros_like(liver)
-    crops = crop_images(box_hu(scan, box), window, recipe.crop["size"])
+    stored, slope, inter = nifti.stored_voxels(scan)
+    stored = nifti.canonical(stored, scan)
+    # a few slices of the box at a time: a box as large as the scan never becomes float32 in full
+    crops = np.concatenate([crop_images(scaled_box(stored, slope, inter, slab), window, recipe.crop["size"])
+                            for slab in box.slabs(32)])
     classes = segment_slices(model, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
     return paste_box(classes.transpose(1, 2, 0) == 1, box, liver.shape) & liver
 

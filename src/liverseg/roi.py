@@ -22,14 +22,37 @@ class Box:
     def shape(self) -> tuple[int, int, int]:
         return tuple(b - a for a, b in zip(self.start, self.stop))
 
+    def slabs(self, depth: int) -> list["Box"]:
+        """The box cut along its slices into boxes of at most `depth` slices."""
+        return [Box((*self.start[:2], z), (*self.stop[:2], min(z + depth, self.stop[2])))
+                for z in range(self.start[2], self.stop[2], depth)]
+
+
+def bounding_slices(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...] | None:
+    """The bounding box of a mask's voxels, `pad` voxels wider on every side within the volume; None when empty.
+    Labelling components in it rather than in the whole volume keeps int32 label maps small."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hits.size == 0:
+            return None
+        box.append(slice(max(int(hits[0]) - pad, 0), min(int(hits[-1]) + 1 + pad, mask.shape[axis])))
+    return tuple(box)
+
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 3D connected component (26-connectivity) of a binary mask."""
-    components, n = ndimage.label(mask, structure=np.ones((3, 3, 3), dtype=bool))
+    out = np.zeros(mask.shape, dtype=bool)
+    box = bounding_slices(mask)
+    if box is None:
+        return out
+    components, n = ndimage.label(mask[box], structure=np.ones((3, 3, 3), dtype=bool))
     if n <= 1:
-        return mask.astype(bool)
+        out[box] = components > 0
+        return out
     sizes = np.bincount(components.ravel())[1:]
-    return components == 1 + int(np.argmax(sizes))
+    out[box] = components == 1 + int(np.argmax(sizes))
+    return out
 
 
 def liver_box(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: float) -> Box | None:

@@ -18,12 +18,17 @@ from liverseg.roi import Box, cut_box, liver_box
 AIR_HU = -1024.0
 
 
-def box_hu(image, box: Box) -> np.ndarray:
-    """The box's voxels of a scan in canonical order, in HU, with air beyond the scan's edges; only the box is scaled
-    from the stored voxels, so the scan is never held as float32 in full."""
-    stored, slope, inter = nifti.stored_voxels(image)
+def scaled_box(stored: np.ndarray, slope: float, inter: float, box: Box) -> np.ndarray:
+    """The box's voxels of canonical stored voxels, in HU, with air beyond the scan's edges; only the box is scaled,
+    so the scan is never held as float32 in full."""
     fill = (AIR_HU - inter) / slope
-    return cut_box(nifti.canonical(stored, image), box, fill=fill, dtype=np.float32) * np.float32(slope) + np.float32(inter)
+    return cut_box(stored, box, fill=fill, dtype=np.float32) * np.float32(slope) + np.float32(inter)
+
+
+def box_hu(image, box: Box) -> np.ndarray:
+    """`scaled_box` of a scan."""
+    stored, slope, inter = nifti.stored_voxels(image)
+    return scaled_box(nifti.canonical(stored, image), slope, inter, box)
 
 
 def crop_images(hu_box: np.ndarray, window: tuple[float, float], size: int) -> np.ndarray:
