@@ -84,7 +84,7 @@ def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, d
 def stage1_labels(model, recipe: Recipe, image_size: int, scan, window, device, flip_tta: bool = False) -> np.ndarray:
     """Canonical (X, Y, Z) class map of a whole scan by a stage-1 model, from the scan itself."""
     slices = normalised_slices(scan, window, image_size)
-    in_plane = nifti.canonical(np.empty(scan.shape, dtype=bool), scan).shape[:2]
+    in_plane = nifti.canonical(np.broadcast_to(np.False_, scan.shape), scan).shape[:2]  # a shape, no memory
     return segment_slices(model, recipe, slices, in_plane, device, flip_tta=flip_tta).transpose(1, 2, 0)
 
 

@@ -167,12 +167,13 @@ def segment_scans(model_dir: Path, inputs: list[Path], out_dir: Path, device: st
     scans = scan_inputs(inputs)
     dev = select_device(device)
     segmenter = Segmenter.load(model_dir, dev)
+    for name, path in scans:
+        if (out_dir / f"{name}.nii.gz").resolve() == path.resolve():
+            raise ValueError(f"{path}: the output folder holds this input; write to another folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     failures = 0
     for name, path in scans:
         label_file = out_dir / f"{name}.nii.gz"
-        if label_file.resolve() == path.resolve():
-            raise ValueError(f"{path}: the output folder holds this input; write to another folder")
         try:
             scan = read_scan(path)
             print(f"{name}: {path}, {'x'.join(map(str, scan.shape))} voxels, {nifti.orientation_codes(scan)}", flush=True)
