@@ -31,7 +31,7 @@ SEGMENTER_FILE = "segmenter.json"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
-def write_segmenter(name: str, out: Path, stages: dict[str, Path], window, postprocess: dict) -> dict:
+def write_segmenter(name: str, out: Path, stages: dict[str, Path], window, postprocess: dict) -> None:
     """Write `segmenter.json`; the stages' weights are named relative to its folder, so the models folder can move."""
     description = {
         "name": name,
@@ -40,7 +40,6 @@ def write_segmenter(name: str, out: Path, stages: dict[str, Path], window, postp
         "postprocess": postprocess,
     }
     write_json(description, out)
-    return description
 
 
 @dataclass

@@ -17,7 +17,8 @@ def stratified_order(order: list[str], strata: dict[str, str]) -> list[str]:
     members = {}
     for patient in order:
         members.setdefault(strata[patient], []).append(patient)
-    place = {p: ((i + 0.5) / len(group), order.index(p)) for group in members.values() for i, p in enumerate(group)}
+    drawn = {p: i for i, p in enumerate(order)}
+    place = {p: ((i + 0.5) / len(group), drawn[p]) for group in members.values() for i, p in enumerate(group)}
     return sorted(order, key=place.__getitem__)
 
 
