@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from liverseg.augment import AugmentSettings, augment_batch, draw_preview, jitter_intensity, warp
+from liverseg.augment import AugmentSettings, augment_batch, draw_preview, jitter_intensity, paste_lesions, warp
 from liverseg.data.slices import save_slices
 from liverseg.training_set import box_view
 
@@ -52,6 +52,35 @@ def test_seeded():
     b = augment_batch(images, labels, settings, torch.Generator().manual_seed(5))
     c = augment_batch(images, labels, settings, torch.Generator().manual_seed(6))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+
+
+def _livers(n=16, liver=0.5, lesion=0.2):
+    """Samples with a large liver (grey `liver`) and one lesion (grey `lesion`) in the first half of the samples."""
+    images = torch.zeros(n, 3, 48, 48)
+    labels = torch.zeros(n, 48, 48, dtype=torch.uint8)
+    images[:, :, 4:44, 4:44], labels[:, 4:44, 4:44] = liver, 1
+    half = n // 2
+    images[:half, :, 20:26, 20:26], labels[:half, 20:26, 20:26] = lesion, 2
+    return images, labels
+
+
+def test_pasted_lesions_keep_their_contrast_and_stay_in_the_liver():
+    images, labels = _livers()
+    images[8:] += 0.3  # the receiving livers are brighter: the pasted lesion follows its new liver
+    out_images, out_labels = paste_lesions(images, labels, 1.0, torch.Generator().manual_seed(1))
+    gained = (out_labels == 2) & (labels != 2)
+    receivers = [k for k in range(8, 16) if gained[k].any()]
+    assert len(receivers) >= 2, "lesion-free samples receive lesions"
+    for k in receivers:
+        assert not (gained[k] & (labels[k] == 0)).any(), "lesions stay inside the liver"
+        inside = out_images[k][:, gained[k]]
+        assert torch.allclose(inside, torch.full_like(inside, 0.2 + 0.3)), "donor contrast, receiver's liver level, all channels"
+        changed = (out_images[k] != images[k]).any(0)
+        rim = torch.nn.functional.max_pool2d(gained[k][None, None].float(), 3, stride=1, padding=1)[0, 0].bool()
+        assert changed.any() and not (changed & ~rim).any(), "only the lesion and one ring around it change"
+    assert torch.equal(out_labels[labels == 2], labels[labels == 2]), "a sample's own lesions stay"
+    nothing = paste_lesions(images, labels, 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(nothing[0], images) and torch.equal(nothing[1], labels)
 
 
 def test_intensity_and_texture_changes():

@@ -29,6 +29,7 @@ def default_config():
         ("models", "tumour_unet", {"kind": "unet", "input_slices": 2}, "input_slices"),
         ("models", "tumour_unet", {"kind": "unet", "crop": {"size": 96}}, "margin_mm"),
         ("preprocess", "image_size", 100, "image_size"),
+        ("models", "tumour_unet", {"kind": "unet", "augment": {"lesion_pastes": 0.5}}, "lesion_pastes"),
     ],
 )
 def test_bad_settings_stop_with_the_key_named(tmp_path, tool_env, section, key, value, message):

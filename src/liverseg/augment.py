@@ -3,7 +3,9 @@
 One affine grid per sample moves image and labels together (labels by nearest neighbour, so no new label values
 appear): the study's rotations and flips, optional zoom, and for crop sets the jittered box. Intensity changes follow
 on the image alone: the study's scaling, then an optional shift, gamma, Gaussian blur and noise, so that models learn
-shapes and contrasts rather than one scanner's exact grey values and texture.
+shapes and contrasts rather than one scanner's exact grey values and texture. A tumour stage can also paste lesions
+from one sample into another's liver (TumorCP, Yang et al., MICCAI 2021), so that few patients still show it lesions in
+many places, sizes of liver and surroundings.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class AugmentSettings:
     gamma: tuple[float, float] = (1.0, 1.0)
     blur_sigma: tuple[float, float] = (0.0, 0.0)  # pixels
     noise_std: float = 0.0  # each sample's noise level is uniform in [0, noise_std]
+    lesion_paste: float = 0.0  # probability that a sample receives the lesions of another sample of the batch
 
 
 def _uniform(generator: torch.Generator, n: int, bounds) -> torch.Tensor:
@@ -60,6 +63,50 @@ def warp(images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor):
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     labels = F.grid_sample(labels[:, None].to(images.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return images, labels[:, 0].round().to(torch.uint8)
+
+
+def _liver_mean(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's mean grey value per channel over its liver without tumour, and whether it has such liver."""
+    liver = (labels == 1)[:, None].to(images.dtype)
+    count = liver.sum((2, 3))
+    return (images * liver).sum((2, 3)) / count.clamp(min=1), count[:, 0] > 0
+
+
+def paste_lesions(images: torch.Tensor, labels: torch.Tensor, probability: float, generator: torch.Generator):
+    """Each chosen sample receives the lesions of a sample of the batch that has some, centred on a random pixel of its
+    own liver and cut to that liver.
+
+    The pasted pixels (the lesions and one ring of the donor's liver around them, so that their blurred rim comes along) keep the donor's
+    contrast to its own liver: they are shifted by the difference of the two livers' mean grey values. With 2.5D input
+    every channel is pasted over the same pixels, so the lesions' neighbouring slices come along too.
+    """
+    n, h, w = labels.shape
+    donor_lesions = (labels == 2).flatten(1).to(images.dtype)
+    has_lesion = donor_lesions.sum(1) > 0
+    if not has_lesion.any():
+        return images, labels
+    donor = torch.multinomial(has_lesion.float().cpu(), n, replacement=True, generator=generator).to(images.device)
+    chosen = (torch.rand(n, generator=generator) < probability).to(images.device)
+    liver = labels >= 1
+    own_mean, own_has = _liver_mean(images, labels)
+    donor_mean, donor_has = _liver_mean(images[donor], labels[donor])
+    chosen &= own_has & donor_has
+    # whole-pixel moves, from the donor's lesion centroid to a random liver pixel: pixels are copied, not resampled
+    rows, cols = torch.arange(h, device=images.device), torch.arange(w, device=images.device)
+    weights = donor_lesions[donor].reshape(n, h, w)
+    centroid = torch.stack([(weights.sum(2) * rows).sum(1), (weights.sum(1) * cols).sum(1)], 1) / weights.sum((1, 2))[:, None]
+    target = torch.multinomial((liver.flatten(1) | ~own_has[:, None]).float().cpu(), 1, generator=generator)[:, 0]
+    target = torch.stack([target // w, target % w], 1).to(centroid)
+    move = torch.round(target - centroid)
+    theta = torch.zeros(n, 2, 3, device=images.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 2], theta[:, 1, 2] = -2 * move[:, 1] / w, -2 * move[:, 0] / h  # grid x runs along the last axis
+    moved_images, moved_labels = warp(images[donor], labels[donor], theta)
+    lesion = (moved_labels == 2) & liver & chosen[:, None, None]
+    # the rim only where both livers are: a lesion at its liver's edge brings no fat or gas along
+    rim = F.max_pool2d(lesion[:, None].to(images.dtype), 3, stride=1, padding=1).bool() & (liver & (moved_labels >= 1))[:, None]
+    pasted = moved_images + (own_mean - donor_mean)[:, :, None, None]
+    return torch.where(rim, pasted, images), torch.where(lesion, torch.full_like(labels, 2), labels)
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -103,6 +150,8 @@ def augment_batch(
     if view is not None:
         theta = compose(view, theta)
     images, labels = warp(images, labels, theta)
+    if settings.lesion_paste > 0:
+        images, labels = paste_lesions(images, labels, settings.lesion_paste, generator)
     return jitter_intensity(images, settings, generator), labels
 
 

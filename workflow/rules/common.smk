@@ -71,6 +71,11 @@ def training_inputs(part):
     return files
 
 
+def augment_settings(model):
+    """The config's augment section with the model's own overrides."""
+    return {**config["augment"], **config["models"][model].get("augment", {})}
+
+
 def train_settings(model):
     """The config's train section with the model's own overrides."""
     settings = {k: v for k, v in config["train"].items() if k != "threads"}

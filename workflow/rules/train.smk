@@ -16,7 +16,7 @@ rule train:
     params:
         model=lambda wildcards: json.dumps(config["models"][wildcards.model]),
         settings=lambda wildcards: json.dumps(train_settings(wildcards.model)),
-        augment=json.dumps(config["augment"]),
+        augment=lambda wildcards: json.dumps(augment_settings(wildcards.model)),
         tracking_uri=config["mlflow"]["tracking_uri"],
         experiment=MLFLOW_EXPERIMENT,
     shell:
