@@ -21,6 +21,10 @@ STARTED = time.time()
 # the user's data folder, relative to where snakemake was started
 if "path" in config["data"]:
     config["data"]["path"] = str(Path(config["data"]["path"]).expanduser().resolve())
+# pretrained encoder weights, shared by every experiment of the project
+config["pretrained_weights"]["cache"] = str(
+    Path(config["pretrained_weights"]["cache"]).expanduser().resolve()
+)
 
 
 # every output of an experiment (data products, models, results, logs, MLflow store) lives in its own folder

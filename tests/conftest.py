@@ -1,6 +1,8 @@
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -65,3 +67,29 @@ def write_case(folder: Path, number: int, hu=None, labels=None, affine=None) -> 
     folder.mkdir(parents=True, exist_ok=True)
     volume = write_nifti(folder / f"volume-{number}.nii.gz", hu.astype(np.int16) if np.isfinite(hu).all() else hu, affine)
     return volume, write_nifti(folder / f"segmentation-{number}.nii.gz", labels, affine)
+
+
+SERVER = Path(__file__).with_name("range_server.py")
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start the loopback server on a folder; yields (url of a file, request log); stops its process group."""
+    started = []
+
+    def start(root: Path, name: str, cut_first: int | None = None):
+        log, port_file = tmp_path / "requests.log", tmp_path / "port"
+        command = [sys.executable, str(SERVER), "--root", str(root), "--log", str(log), "--port-file", str(port_file)]
+        if cut_first is not None:
+            command += ["--cut-first", str(cut_first)]
+        started.append(subprocess.Popen(command, start_new_session=True))
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert time.monotonic() < deadline, "the loopback server did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port_file.read_text()}/{name}", log
+
+    yield start
+    for process in started:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)

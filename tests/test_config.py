@@ -72,8 +72,16 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
     if first == "download":  # nothing of config.yaml's synthetic experiment is merged into the study
         assert "synthe" not in result.stdout
         assert '"size": 256' in result.stdout and '"size": 96' not in result.stdout  # the study's tumour stage alone
+        # the ImageNet encoder is fetched by a local job before training, which reads the cached file only
+        weights = tmp_path / "pretrained" / "resnet50.imagenet.safetensors"
+        assert "rule fetch_weights:" in result.stdout and f"--out {weights}" in result.stdout
+        assert f"--weights-file {weights}" in result.stdout
     else:
         assert "download" not in result.stdout
+        # the tumour stage's own augment setting reaches its training job only
+        train_jobs = [line for line in result.stdout.splitlines() if line.startswith("Shell command: liverseg train")]
+        pastes = {line.split("--name ")[1].split()[0]: '"lesion_paste": 0.5' in line for line in train_jobs}
+        assert pastes == {"unet": False, "resnet50_unet": False, "tumour_unet": True}
 
 
 def test_a_config_names_only_what_its_source_uses(tmp_path, tool_env):
@@ -91,6 +99,8 @@ def test_study_config_is_the_published_setup():
     study = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())
     assert study["data"]["source"] == "msd" and study["preprocess"]["image_size"] == 128
     assert study["train"]["epochs"] == 20 and study["train"]["batch_size"] == 16 and study["train"]["lr"] == 1e-4
+    assert study["train"]["optimizer"] == "adam" and study["train"]["weight_decay"] == 0.0
+    assert study["train"]["grad_clip_norm"] is None and study["train"]["early_stopping"] is None
     for model in ("unet", "resnet50_unet"):
         assert study["models"][model]["loss"] == {"tversky": {"weight": 1.0, "alpha": 0.7, "beta": 0.3}}
         assert "sampling" not in study["models"][model] and "input_slices" not in study["models"][model]

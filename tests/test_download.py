@@ -2,21 +2,13 @@
 
 import hashlib
 import io
-import os
-import signal
-import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from liverseg.data.download import DownloadError, download_msd, extract_archive
-
-SERVER = Path(__file__).with_name("range_server.py")
-
 
 def msd_tar(path: Path) -> Path:
     """A small archive in the MSD layout, with the macOS resource forks the real one carries."""
@@ -36,29 +28,6 @@ def msd_tar(path: Path) -> Path:
 
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def serve(tmp_path):
-    """Start the loopback server on a folder; yields (url of a file, request log); stops its process group."""
-    started = []
-
-    def start(root: Path, name: str, cut_first: int | None = None):
-        log, port_file = tmp_path / "requests.log", tmp_path / "port"
-        command = [sys.executable, str(SERVER), "--root", str(root), "--log", str(log), "--port-file", str(port_file)]
-        if cut_first is not None:
-            command += ["--cut-first", str(cut_first)]
-        started.append(subprocess.Popen(command, start_new_session=True))
-        deadline = time.monotonic() + 30
-        while not port_file.exists():
-            assert time.monotonic() < deadline, "the loopback server did not start"
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{port_file.read_text()}/{name}", log
-
-    yield start
-    for process in started:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
 
 
 def test_a_whole_download_is_checked_and_extracted_without_resource_forks(tmp_path, serve):

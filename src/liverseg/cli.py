@@ -83,13 +83,17 @@ def _train(a):
     from liverseg.train import TrainSettings, train_model
 
     _set_threads(a.threads)
-    settings = json.loads(a.settings)
-    plateau = settings.pop("plateau")
-    settings = TrainSettings(**settings, plateau_factor=plateau["factor"], plateau_patience=plateau["patience"])
+    settings = TrainSettings.from_config(json.loads(a.settings))
     train_model(
         a.name, json.loads(a.model), settings, _augment_settings(a.augment), a.train_slices, a.val_slices, a.out_dir,
-        a.tracking_uri, a.experiment,
+        a.tracking_uri, a.experiment, a.weights_file,
     )
+
+
+def _fetch_weights(a):
+    from liverseg.weights import fetch_weights
+
+    fetch_weights(a.encoder, a.weights, a.out, a.endpoint)
 
 
 def _predict(a):
@@ -284,7 +288,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out-dir", type=Path, required=True)
     s.add_argument("--tracking-uri", required=True)
     s.add_argument("--experiment", required=True)
+    s.add_argument("--weights-file", type=Path, help="cached pretrained encoder weights (see fetch-weights)")
     s.add_argument("--threads", type=int, default=1)
+
+    s = step("fetch-weights", _fetch_weights, "fetch an smp encoder's pretrained weights into the cache, once")
+    s.add_argument("--encoder", required=True)
+    s.add_argument("--weights", required=True, help="e.g. imagenet")
+    s.add_argument("--endpoint", default="https://huggingface.co", help="the Hugging Face hub or a mirror of it")
+    s.add_argument("--out", type=Path, required=True)
 
     s = step("predict", _predict, "segment one case into a NIfTI label map")
     s.add_argument("--checkpoint", type=Path, required=True)

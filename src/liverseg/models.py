@@ -8,11 +8,13 @@ An entry with `crop` is a tumour stage: it sees crops of the liver's box and seg
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from liverseg.losses import STUDY_LOSS, output_channels
+from liverseg.weights import WeightsUnavailable, load_pretrained
 
 
 @dataclass(frozen=True)
@@ -41,10 +43,6 @@ class Recipe:
     @property
     def regions(self) -> tuple[str, ...]:
         return ("tumour",) if self.crop is not None else ("liver", "tumour")
-
-
-class PretrainedWeightsUnavailable(RuntimeError):
-    """Pretrained encoder weights were asked for but could not be fetched."""
 
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
@@ -82,11 +80,12 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def build_model(spec: dict, pretrained: bool = True) -> nn.Module:
-    """A model from its config entry; `pretrained=False` skips weight downloads (weights come from a checkpoint).
+def build_model(spec: dict, pretrained: bool = True, weights_path: Path | None = None) -> nn.Module:
+    """A model from its config entry; `pretrained=False` ignores encoder_weights (weights come from a checkpoint).
 
-    With pretrained smp encoders and several input slices, smp adapts the first convolution's RGB weights to the
-    new channel count instead of initialising it afresh.
+    Pretrained smp encoders are read from `weights_path`, the cached file the workflow fetched before training
+    (`liverseg.weights`); nothing is downloaded here. With several input slices the first convolution's RGB weights
+    are adapted to the channel count, as smp does.
     """
     recipe = Recipe.from_spec(spec)
     in_channels, classes = recipe.input_slices, output_channels(recipe.head, len(recipe.regions))
@@ -96,18 +95,17 @@ def build_model(spec: dict, pretrained: bool = True) -> nn.Module:
         import segmentation_models_pytorch as smp
 
         weights = spec.get("encoder_weights") if pretrained else None
-        try:
-            return smp.create_model(
-                spec.get("arch", "Unet"), encoder_name=spec["encoder"], encoder_weights=weights, in_channels=in_channels, classes=classes
+        if weights is None:
+            return smp.create_model(spec.get("arch", "Unet"), encoder_name=spec["encoder"], encoder_weights=None, in_channels=in_channels, classes=classes)
+        if weights_path is None or not Path(weights_path).exists():
+            raise WeightsUnavailable(
+                f"encoder '{spec['encoder']}' asks for {weights} weights, but they are not in the cache "
+                f"({weights_path or 'no file given'}): run the workflow's fetch_weights rule where the internet is "
+                "reachable (snakemake runs it before training), or set encoder_weights: null to train from scratch"
             )
-        except Exception as error:
-            if weights is None:
-                raise
-            raise PretrainedWeightsUnavailable(
-                f"could not load '{weights}' weights for encoder '{spec['encoder']}' ({type(error).__name__}: {error}). "
-                "They are downloaded from the Hugging Face hub on first use: run once where the internet is reachable "
-                "(they are then cached under ~/.cache/huggingface), or set encoder_weights: null to train from scratch."
-            ) from error
+        model = smp.create_model(spec.get("arch", "Unet"), encoder_name=spec["encoder"], encoder_weights=None, in_channels=3, classes=classes)
+        load_pretrained(model, spec["encoder"], Path(weights_path), in_channels)
+        return model
     raise ValueError(f"unknown model kind {spec['kind']!r} (expected 'unet' or 'smp')")
 
 

@@ -18,7 +18,7 @@ from liverseg.data.slices import load_slices, normalised_slices, resize_images
 from liverseg.models import Recipe, build_model
 from liverseg.neighbours import neighbour_index
 from liverseg.roi import largest_component, liver_box, paste_box
-from liverseg.train import select_device
+from liverseg.devices import autocast, select_device
 
 
 def load_model(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, Recipe, int]:
@@ -50,7 +50,7 @@ def segment_slices(model, recipe: Recipe, images: np.ndarray, size: tuple[int, i
     stacks = neighbour_index([len(images)], recipe.input_slices)
     images = torch.from_numpy(images.astype(np.float32))
     out = np.zeros((len(images), *size), dtype=np.uint8)
-    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+    with torch.no_grad(), autocast(device):
         for start in tqdm(range(0, len(images), batch_size), desc="slices", unit="batch", mininterval=10):
             x = images[stacks[start : start + batch_size]].to(device)
             probabilities = output_probabilities(model(x), recipe.head)

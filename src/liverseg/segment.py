@@ -25,7 +25,7 @@ from liverseg.data.dicom import read_series
 from liverseg.lesions import lesion_sizes
 from liverseg.postprocess import PostSettings, postprocessed
 from liverseg.predict import load_model, stage1_labels, tumour_stage
-from liverseg.train import select_device
+from liverseg.devices import select_device
 
 SEGMENTER_FILE = "segmenter.json"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from liverseg import tracking
 from liverseg.atomic import atomic_path, write_json
 from liverseg.augment import AugmentSettings
+from liverseg.devices import autocast, grad_scaler, select_device
 from liverseg.losses import CombinedLoss, region_probabilities
 from liverseg.models import Recipe, build_model, input_divisor
 from liverseg.sampling import epoch_indices
@@ -23,23 +24,31 @@ from liverseg.training_set import Batches, load_slice_set
 
 @dataclass(frozen=True)
 class TrainSettings:
+    """The config's train section; the defaults are the study's (Adam at 1e-4, no decay, no clipping, no early stop)."""
+
     epochs: int = 20
     batch_size: int = 16
     lr: float = 1e-4
+    optimizer: str = "adam"  # adam: weight decay as an L2 term (the study's); adamw: decoupled weight decay
+    weight_decay: float = 0.0
+    grad_clip_norm: float | None = None  # largest global gradient norm; None: no clipping
+    early_stopping: int | None = None  # stop after this many epochs without a better validation Dice; None: never
     plateau_factor: float = 0.5
     plateau_patience: int = 2
+    plateau_threshold: float = 1e-4  # relative improvement of the validation loss that counts
+    plateau_cooldown: int = 0
+    plateau_min_lr: float = 0.0
     seed: int = 0
     device: str = "auto"
 
+    @classmethod
+    def from_config(cls, section: dict) -> "TrainSettings":
+        """From the config's train section (plateau settings nested), without `threads`."""
+        plateau = {f"plateau_{key}": value for key, value in section.get("plateau", {}).items()}
+        return cls(**{k: v for k, v in section.items() if k not in ("plateau", "threads")}, **plateau)
 
-def select_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 def _validate(model, batches: Batches, n: int, loss_fn: CombinedLoss) -> tuple[float, list[float]]:
@@ -47,7 +56,7 @@ def _validate(model, batches: Batches, n: int, loss_fn: CombinedLoss) -> tuple[f
     model.eval()
     regions = len(batches.regions)
     losses, inter, total = [], torch.zeros(regions), torch.zeros(regions)
-    with torch.no_grad(), torch.autocast(batches.device.type, enabled=batches.device.type == "cuda"):
+    with torch.no_grad(), autocast(batches.device):
         for x, y in batches(torch.arange(n)):
             logits = model(x).float()
             losses.append(loss_fn(logits, y).item())
@@ -68,14 +77,18 @@ def train_model(
     out_dir: Path,
     tracking_uri: str,
     experiment: str,
+    weights_path: Path | None = None,
 ) -> pd.DataFrame:
-    """Train one model; writes best.pt, history.csv and run.json (the MLflow run) into `out_dir`."""
+    """Train one model; writes best.pt, history.csv and run.json (the MLflow run) into `out_dir`.
+
+    `weights_path`: the cached pretrained encoder weights, for an smp model with encoder_weights.
+    """
     torch.manual_seed(settings.seed)
     device = select_device(settings.device)
     recipe = Recipe.from_spec(spec)
     train_set = load_slice_set(train_files, recipe.input_slices)
     val_set = load_slice_set(val_files, recipe.input_slices)
-    model = build_model(spec).to(device)
+    model = build_model(spec, weights_path=weights_path).to(device)
     side = train_set.images.shape[-1]
     if side % input_divisor(model):
         raise ValueError(f"image size {side} is not a multiple of {input_divisor(model)}, which model {name} needs")
@@ -111,15 +124,21 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
     """The epoch loop: sample, train, validate, step the scheduler, log, keep the best epoch by validation Dice."""
     device = train_batches.device
     loss_fn = CombinedLoss(recipe.loss, recipe.head)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    optimizer = OPTIMIZERS[settings.optimizer](model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=settings.plateau_factor, patience=settings.plateau_patience
+        optimizer,
+        mode="min",
+        factor=settings.plateau_factor,
+        patience=settings.plateau_patience,
+        threshold=settings.plateau_threshold,
+        cooldown=settings.plateau_cooldown,
+        min_lr=settings.plateau_min_lr,
     )
-    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    scaler = grad_scaler(device)
     generator = torch.Generator().manual_seed(settings.seed)  # sampling, order and augmentation, all seeded
     train_set = train_batches.data
     has_tumour, has_liver = train_set.has_tumour, train_set.has_liver  # fixed for the run: scanned once
-    history, best = [], -np.inf
+    history, best, best_epoch = [], -np.inf, 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
         started, losses = time.perf_counter(), []
@@ -131,9 +150,12 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
         batches = train_batches(order, generator)
         for x, y in tqdm(batches, total=train_batches.steps(len(order)), desc=f"{name} epoch {epoch}", mininterval=10):
             optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, enabled=device.type == "cuda"):
+            with autocast(device):
                 loss = loss_fn(model(x), y)
             scaler.scale(loss).backward()
+            if settings.grad_clip_norm is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
             scaler.step(optimizer)
             scaler.update()
             losses.append(loss.item())
@@ -155,7 +177,7 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
         tracking.log_metrics(client, run_id, {k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), flush=True)
         if np.nan_to_num(row["val_dice"], nan=-1.0) > best:
-            best = np.nan_to_num(row["val_dice"], nan=-1.0)
+            best, best_epoch = np.nan_to_num(row["val_dice"], nan=-1.0), epoch
             checkpoint = {
                 "name": name,
                 "spec": spec,
@@ -167,6 +189,9 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
             }
             with atomic_path(out_dir / "best.pt") as partial:
                 torch.save(checkpoint, partial)
+        if settings.early_stopping is not None and epoch - best_epoch >= settings.early_stopping:
+            print(f"early stop after epoch {epoch}: no better validation Dice since epoch {best_epoch}", flush=True)
+            break
     table = pd.DataFrame(history)
     with atomic_path(out_dir / "history.csv") as partial:
         table.to_csv(partial, index=False)

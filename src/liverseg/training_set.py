@@ -13,7 +13,6 @@ import numpy as np
 import torch
 
 from liverseg.augment import AugmentSettings, augment_batch, warp
-from liverseg.data.slices import load_slices
 from liverseg.metrics import TARGETS
 from liverseg.neighbours import neighbour_index
 
@@ -44,19 +43,29 @@ class SliceSet:
 
 
 def load_slice_set(paths, input_slices: int) -> SliceSet:
-    """The cases' slices in one set; while loading, memory peaks at twice the set (the cases and their concatenation)."""
-    cases = [load_slices(path) for path in paths]
-    lengths = [len(c["image"]) for c in cases]
+    """The cases' slices in one set, filled case by case: memory peaks at the set plus one case's images."""
+    labels, boxes = [], []
+    for path in paths:  # labels (one byte a pixel) and box sizes first, to size the images
+        with np.load(path) as case:
+            labels.append(case["label"])
+            boxes.append({key: float(case[key]) for key in ("box_half", "box_jitter") if key in case.files})
+    lengths = [len(case_labels) for case_labels in labels]
+    images = torch.empty((sum(lengths), *labels[0].shape[1:]), dtype=torch.float16)
+    all_labels = torch.empty(images.shape, dtype=torch.uint8)
+    for k, (path, start, length) in enumerate(zip(paths, np.cumsum([0, *lengths[:-1]]), lengths)):
+        all_labels[start : start + length], labels[k] = torch.from_numpy(labels[k]), None
+        with np.load(path) as case:
+            images[start : start + length] = torch.from_numpy(case["image"])
 
     def per_slice(key: str) -> torch.Tensor | None:
         """A per-case number of crop sets, repeated for each of the case's slices."""
-        if key not in cases[0]:
+        if key not in boxes[0]:
             return None
-        return torch.tensor(np.repeat([float(c[key]) for c in cases], lengths), dtype=torch.float32)
+        return torch.tensor(np.repeat([box[key] for box in boxes], lengths), dtype=torch.float32)
 
     return SliceSet(
-        images=torch.from_numpy(np.concatenate([c["image"] for c in cases]).astype(np.float16, copy=False)),
-        labels=torch.from_numpy(np.concatenate([c["label"] for c in cases])),
+        images=images,
+        labels=all_labels,
         stacks=torch.from_numpy(neighbour_index(lengths, input_slices)),
         box_half=per_slice("box_half"),
         box_jitter=per_slice("box_jitter"),

@@ -23,10 +23,15 @@ MLFLOW_EXPERIMENT = config["mlflow"].get(
     "experiment", f"liverseg-{config['experiment']}"
 )
 LIVERSEG_ENV = "../../envs/liverseg.yaml"  # relative to this folder
+WEIGHTS_CACHE = config["pretrained_weights"][
+    "cache"
+]  # absolute: resolved in the Snakefile
 
 
 wildcard_constraints:
     case=r"case_\d+",
+    encoder=r"[^./]+",
+    weights=r"[^./]+",
     model="|".join(MODELS),
     entry="|".join(SCORED),
 
@@ -69,6 +74,14 @@ def training_inputs(part):
         return expand(pattern, case=split_cases(part))
 
     return files
+
+
+def encoder_weights_file(model):
+    """The cached pretrained weights a model's encoder asks for (none for a U-Net or encoder_weights: null)."""
+    spec = config["models"][model]
+    if spec["kind"] != "smp" or spec.get("encoder_weights") is None:
+        return []
+    return [f"{WEIGHTS_CACHE}/{spec['encoder']}.{spec['encoder_weights']}.safetensors"]
 
 
 def augment_settings(model):

@@ -1,7 +1,23 @@
+rule fetch_weights:
+    output:
+        f"{WEIGHTS_CACHE}/{{encoder}}.{{weights}}.safetensors",
+    log:
+        "logs/fetch_weights/{encoder}.{weights}.log",
+    localrule: True
+    conda:
+        LIVERSEG_ENV
+    params:
+        endpoint=config["pretrained_weights"]["endpoint"],
+    shell:
+        "liverseg fetch-weights --encoder {wildcards.encoder} --weights {wildcards.weights} "
+        "--endpoint {params.endpoint:q} --out {output} > {log} 2>&1"
+
+
 rule train:
     input:
         train=training_inputs("train"),
         val=training_inputs("val"),
+        weights=lambda wildcards: encoder_weights_file(wildcards.model),
     output:
         model="models/{model}/best.pt",
         history="models/{model}/history.csv",
@@ -19,11 +35,14 @@ rule train:
         augment=lambda wildcards: json.dumps(augment_settings(wildcards.model)),
         tracking_uri=config["mlflow"]["tracking_uri"],
         experiment=MLFLOW_EXPERIMENT,
+        weights=lambda wildcards, input: (
+            f"--weights-file {shlex.quote(input.weights[0])}" if input.weights else ""
+        ),
     shell:
         "liverseg train --name {wildcards.model} --model {params.model:q} --settings {params.settings:q} "
         "--augment {params.augment:q} --train-slices {input.train} --val-slices {input.val} "
         "--out-dir models/{wildcards.model} --tracking-uri {params.tracking_uri:q} "
-        "--experiment {params.experiment:q} --threads {threads} > {log} 2>&1"
+        "--experiment {params.experiment:q} {params.weights} --threads {threads} > {log} 2>&1"
 
 
 rule segmenter:

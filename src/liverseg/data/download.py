@@ -82,6 +82,30 @@ def _append_from(url: str, part: Path, timeout: float) -> None:
             raise http.client.IncompleteRead(b"", expected - received)
 
 
+def download_part(url: str, target: Path, attempts: int = 5, timeout: float = 60.0) -> Path:
+    """`<target>.part` filled from `url`, resumed with HTTP Range requests as long as each attempt brings new bytes.
+
+    The caller checks the part and renames it to `target`; a failure names `target`, where a file fetched by other
+    means can be placed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    for attempt in range(1, attempts + 1):
+        before = part.stat().st_size if part.exists() else 0
+        try:
+            _append_from(url, part, timeout)
+            return part
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            after = part.stat().st_size if part.exists() else 0
+            if after == before or attempt == attempts:
+                raise DownloadError(
+                    f"{url}: download failed ({error}); fetch the file by other means and place it at "
+                    f"{target.resolve()}, then run again"
+                ) from error
+            print(f"download: interrupted at {after:,} bytes ({error}); resuming", flush=True)
+    return part
+
+
 def fetch_archive(url: str, md5: str, archive: Path, attempts: int = 5, timeout: float = 60.0) -> Path:
     """`archive`, downloaded unless it is already there, and only once its md5 matches.
 
@@ -90,21 +114,7 @@ def fetch_archive(url: str, md5: str, archive: Path, attempts: int = 5, timeout:
     """
     archive = Path(archive)
     if not archive.exists():
-        archive.parent.mkdir(parents=True, exist_ok=True)
-        part = archive.with_name(archive.name + ".part")
-        for attempt in range(1, attempts + 1):
-            before = part.stat().st_size if part.exists() else 0
-            try:
-                _append_from(url, part, timeout)
-                break
-            except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-                after = part.stat().st_size if part.exists() else 0
-                if after == before or attempt == attempts:
-                    raise DownloadError(
-                        f"{url}: download failed ({error}); fetch the file by other means and place it at "
-                        f"{archive.resolve()}, then run again"
-                    ) from error
-                print(f"download: interrupted at {after:,} bytes ({error}); resuming", flush=True)
+        part = download_part(url, archive, attempts, timeout)
         print(f"download: checking the md5 of {part}", flush=True)
         digest = md5sum(part)
         if digest != md5:

@@ -1,0 +1,37 @@
+"""The compute device and its mixed precision, shared by training, prediction and `segment`.
+
+Mixed precision runs on CUDA only: bfloat16 where the GPU supports it (no loss scaling needed), else float16 with a
+gradient scaler. CPU and MPS compute in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast type on this device, or None where computing stays in float32."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device):
+    dtype = amp_dtype(device)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """Loss scaling, needed by float16 only."""
+    return torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)

@@ -1,0 +1,93 @@
+"""The schedule knobs change training as they say: early stopping, gradient clipping, weight decay, plateau settings."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from liverseg.augment import AugmentSettings
+from liverseg.data.slices import save_slices
+from liverseg.models import build_model
+from liverseg.train import TrainSettings, train_model
+
+MODEL = {"kind": "unet", "base_channels": 4, "depth": 2}
+STILL = AugmentSettings(rotation_degrees=0, flip_lr=0.0, intensity_scale=(1.0, 1.0))
+
+
+@pytest.fixture(scope="module")
+def slice_files(tmp_path_factory):
+    """Two small cases: a bright square of liver holding a darker tumour, on a dark background with noise."""
+    folder, rng, files = tmp_path_factory.mktemp("slices"), np.random.default_rng(0), []
+    for name in ("train", "val"):
+        labels = np.zeros((8, 32, 32), np.uint8)
+        labels[:, 8:24, 8:24] = 1
+        labels[::2, 12:18, 12:18] = 2
+        image = np.where(labels == 1, 0.7, np.where(labels == 2, 0.4, 0.1)) + rng.normal(0, 0.05, labels.shape)
+        save_slices({"image": image.astype(np.float16), "label": labels}, folder / f"{name}.npz")
+        files.append(folder / f"{name}.npz")
+    return files
+
+
+def _train(tmp_path, slice_files, name="unet", **settings):
+    out = tmp_path / name
+    history = train_model(
+        name, MODEL, TrainSettings(batch_size=4, device="cpu", **settings), STILL, [slice_files[0]], [slice_files[1]], out,
+        f"sqlite:///{tmp_path / 'mlflow.db'}", "knobs",
+    )
+    return history, torch.load(out / "best.pt", weights_only=False)["state_dict"]
+
+
+def _distance(a: dict, b: dict) -> float:
+    return float(sum((a[k].float() - b[k].float()).norm() ** 2 for k in a if k.endswith("weight")) ** 0.5)
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path, slice_files):
+    history, _ = _train(tmp_path, slice_files, epochs=6, lr=0.0, early_stopping=2)
+    assert history["epoch"].tolist() == [1, 2, 3], "a learning rate of 0 never improves on epoch 1"
+    history, _ = _train(tmp_path, slice_files, name="full", epochs=4, lr=0.0)
+    assert len(history) == 4, "without early stopping every epoch runs"
+    assert pd.read_csv(tmp_path / "full" / "history.csv")["epoch"].tolist() == [1, 2, 3, 4]
+
+
+def test_gradient_clipping_and_weight_decay_change_the_weights(tmp_path, slice_files):
+    torch.manual_seed(0)
+    start = build_model(MODEL).state_dict()  # train_model seeds torch with the same seed before building its model
+    _, plain = _train(tmp_path, slice_files, name="plain", epochs=1, lr=1e-2)
+    _, clipped = _train(tmp_path, slice_files, name="clipped", epochs=1, lr=1e-2, grad_clip_norm=1e-12)
+    # Adam divides by the gradients' scale; clipped to 1e-12 they fall below its epsilon, so the steps nearly vanish
+    assert _distance(clipped, start) < 0.01 * _distance(plain, start)
+    _, decayed = _train(tmp_path, slice_files, name="decayed", epochs=1, lr=1e-2, optimizer="adamw", weight_decay=10.0)
+    norm = lambda state: sum(float(v.float().norm() ** 2) for k, v in state.items() if k.endswith("weight"))  # noqa: E731
+    assert norm(decayed) < 0.9 * norm(plain)
+
+
+def test_plateau_settings_reach_the_scheduler(tmp_path, slice_files):
+    # no loss can improve by a relative 10x, so with patience 0 every epoch halves the rate, down to min_lr
+    history, _ = _train(tmp_path, slice_files, epochs=4, lr=1e-3, plateau_patience=0, plateau_threshold=10.0, plateau_min_lr=4e-4)
+    assert history["lr"].tolist() == pytest.approx([1e-3, 5e-4, 4e-4, 4e-4])
+
+
+def test_settings_from_the_config_section():
+    section = {"epochs": 3, "plateau": {"factor": 0.1, "patience": 4, "cooldown": 1}, "threads": 8, "early_stopping": 5}
+    settings = TrainSettings.from_config(section)
+    assert (settings.epochs, settings.plateau_factor, settings.plateau_patience, settings.plateau_cooldown) == (3, 0.1, 4, 1)
+    assert settings.early_stopping == 5 and settings.grad_clip_norm is None and settings.optimizer == "adam"
+
+
+def test_same_config_and_seed_train_identically(tmp_path, slice_files):
+    """On the CPU, with the same thread count: identical histories and weights (times aside)."""
+    augment = AugmentSettings(zoom=(0.9, 1.1), noise_std=0.05, lesion_paste=0.5)
+    runs = []
+    for name in ("first", "second"):
+        history = train_model(
+            name, MODEL, TrainSettings(epochs=2, batch_size=4, lr=1e-2, device="cpu"), augment, [slice_files[0]],
+            [slice_files[1]], tmp_path / name, f"sqlite:///{tmp_path / 'mlflow.db'}", "determinism",
+        )
+        runs.append((history.drop(columns=["epoch_seconds", "val_seconds"]), torch.load(tmp_path / name / "best.pt", weights_only=False)))
+    pd.testing.assert_frame_equal(runs[0][0], runs[1][0], check_exact=True)
+    assert all(torch.equal(runs[0][1]["state_dict"][k], runs[1][1]["state_dict"][k]) for k in runs[0][1]["state_dict"])
+    other = train_model(
+        "other", MODEL, TrainSettings(epochs=2, batch_size=4, lr=1e-2, device="cpu", seed=1), augment, [slice_files[0]],
+        [slice_files[1]], tmp_path / "other", f"sqlite:///{tmp_path / 'mlflow.db'}", "determinism",
+    )
+    assert not np.allclose(other["train_loss"], runs[0][0]["train_loss"]), "another seed, another run"
