@@ -186,11 +186,13 @@ def _ablation(a):
 def _shifted(a):
     import yaml
 
+    from liverseg.data.synthetic import DEFAULT_STYLE, SHIFTED
     from liverseg.report import write_summary
     from liverseg.shifted import check_shifted
 
     _set_threads(a.threads)
-    summary = check_shifted(yaml.safe_load(a.config.read_text()), a.models_dir, a.cases, a.seed, a.out_dir)
+    style = {"shifted": SHIFTED, "default": DEFAULT_STYLE}[a.design]
+    summary = check_shifted(yaml.safe_load(a.config.read_text()), a.models_dir, a.cases, a.seed, a.out_dir, style)
     write_summary(summary, a.out_dir / "summary.csv", a.out_dir / "summary.md", a.out_dir / "metrics.json")
     print((a.out_dir / "summary.md").read_text())
 
@@ -384,11 +386,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--statistics-csv", type=Path, required=True, help="per entry and target: spread and 95%% interval")
     s.add_argument("--comparisons-csv", type=Path, required=True, help="paired differences of every pair of entries")
 
-    s = step("shifted", _shifted, "score the trained models on phantoms of another design than the training set's")
+    s = step("shifted", _shifted, "score the trained models on new phantoms, by default of another design than the training set's")
     s.add_argument("--config", type=Path, required=True, help="the config the models were trained with")
     s.add_argument("--models-dir", type=Path, default=Path("models"))
     s.add_argument("--cases", type=int, default=4)
     s.add_argument("--seed", type=int, default=99)
+    s.add_argument("--design", choices=("shifted", "default"), default="shifted", help="default: the training set's design, new patients")
     s.add_argument("--out-dir", type=Path, required=True)
     s.add_argument("--threads", type=int, default=2)
 

@@ -1,5 +1,6 @@
-"""Trained models checked on phantoms of another design than the training set's (`synthetic.SHIFTED`): other liver and
-lesion contrasts, lumpier outlines, coarser texture and more noise. Every case is new to every model."""
+"""Trained models checked on new phantoms: of another design than the training set's (`synthetic.SHIFTED`: other
+liver and lesion contrasts, lumpier outlines, coarser texture and more noise), or of the same design, drawn from
+another seed, for a larger sample than a run's test split. Every case is new to every model."""
 
 from __future__ import annotations
 
@@ -8,21 +9,23 @@ from pathlib import Path
 import pandas as pd
 
 from liverseg.data.slices import save_slices, slice_case
-from liverseg.data.synthetic import SHIFTED, generate_dataset
+from liverseg.data.synthetic import SHIFTED, PhantomStyle, generate_dataset
 from liverseg.evaluate import evaluate_case
 from liverseg.postprocess import PostSettings, postprocess_case
 from liverseg.predict import predict_cascade, predict_case
 from liverseg.report import read_case_scores, summarise
 
 
-def check_shifted(config: dict, models_dir: Path, cases: int, seed: int, out_dir: Path) -> pd.DataFrame:
-    """Predict, close and score `cases` shifted phantoms with every stage-1 model and cascade of `config`."""
+def check_shifted(
+    config: dict, models_dir: Path, cases: int, seed: int, out_dir: Path, style: PhantomStyle = SHIFTED
+) -> pd.DataFrame:
+    """Predict, close and score `cases` new phantoms of `style` with every stage-1 model and cascade of `config`."""
     window, size = tuple(config["preprocess"]["window"]), config["preprocess"]["image_size"]
     post_settings = PostSettings(**config["postprocess"])
     stage1 = [name for name, spec in config["models"].items() if "crop" not in spec]
     cascades = config.get("cascades", {})
     raw = out_dir / "raw"
-    generate_dataset(raw, cases, seed, SHIFTED)
+    generate_dataset(raw, cases, seed, style)
     score_files = []
     for n in range(cases):
         case = f"case_{n:03d}"
