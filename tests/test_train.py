@@ -46,6 +46,8 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
     assert history["epoch"].tolist() == [1, 2, 3], "a learning rate of 0 never improves on epoch 1"
     history, _ = _train(tmp_path, slice_files, name="full", epochs=4, lr=0.0)
     assert len(history) == 4, "without early stopping every epoch runs"
+    assert (history["data_seconds"] > 0).all() and (history["compute_seconds"] > history["data_seconds"]).all()
+    assert np.allclose(history["data_seconds"] + history["compute_seconds"], history["epoch_seconds"])
     assert pd.read_csv(tmp_path / "full" / "history.csv")["epoch"].tolist() == [1, 2, 3, 4]
 
 
@@ -83,7 +85,7 @@ def test_same_config_and_seed_train_identically(tmp_path, slice_files):
             name, MODEL, TrainSettings(epochs=2, batch_size=4, lr=1e-2, device="cpu"), augment, [slice_files[0]],
             [slice_files[1]], tmp_path / name, f"sqlite:///{tmp_path / 'mlflow.db'}", "determinism",
         )
-        runs.append((history.drop(columns=["epoch_seconds", "val_seconds"]), torch.load(tmp_path / name / "best.pt", weights_only=False)))
+        runs.append((history.drop(columns=["epoch_seconds", "data_seconds", "compute_seconds", "val_seconds"]), torch.load(tmp_path / name / "best.pt", weights_only=False)))
     pd.testing.assert_frame_equal(runs[0][0], runs[1][0], check_exact=True)
     assert all(torch.equal(runs[0][1]["state_dict"][k], runs[1][1]["state_dict"][k]) for k in runs[0][1]["state_dict"])
     other = train_model(

@@ -148,7 +148,9 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
         if len(order) % settings.batch_size == 1:
             order = order[:-1]  # a last batch of one sample breaks batch normalisation
         batches = train_batches(order, generator)
+        data_seconds, fetched = 0.0, time.perf_counter()  # waiting for batches (assembly, augmentation) apart
         for x, y in tqdm(batches, total=train_batches.steps(len(order)), desc=f"{name} epoch {epoch}", mininterval=10):
+            data_seconds += time.perf_counter() - fetched
             optimizer.zero_grad(set_to_none=True)
             with autocast(device):
                 loss = loss_fn(model(x), y)
@@ -158,7 +160,8 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
             scaler.step(optimizer)
             scaler.update()
-            losses.append(loss.item())
+            losses.append(loss.item())  # also waits for the device, so compute time is whole
+            fetched = time.perf_counter()
         epoch_seconds = time.perf_counter() - started
         val_loss, val_dice = _validate(model, val_batches, len(val_batches.data), loss_fn)
         row = {
@@ -170,6 +173,8 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
             "lr": optimizer.param_groups[0]["lr"],
             "train_samples": len(order),
             "epoch_seconds": epoch_seconds,
+            "data_seconds": data_seconds,
+            "compute_seconds": epoch_seconds - data_seconds,
             "val_seconds": time.perf_counter() - started - epoch_seconds,
         }
         scheduler.step(val_loss)
