@@ -54,6 +54,19 @@ def test_seeded():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
 
 
+def test_elastic_deformation_moves_labels_with_the_image():
+    images, labels = _batch(8)
+    images = labels[:, None].float() * 0.4  # grey 0.4 liver, 0.8 tumour: the image says which label a pixel holds
+    settings = AugmentSettings(**{**STILL, "elastic_px": 2.0})
+    out_images, out_labels = augment_batch(images, labels, settings, torch.Generator().manual_seed(2))
+    assert set(torch.unique(out_labels).tolist()) <= {0, 1, 2}
+    assert sum(not torch.equal(label, labels[0]) for label in out_labels) == 8, "every sample deformed its own way"
+    inner = torch.nn.functional.avg_pool2d((out_labels == 1)[:, None].float(), 3, stride=1, padding=1)[:, 0] == 1
+    assert torch.allclose(out_images[:, 0][inner], torch.tensor(0.4)), "inside the moved liver, the moved image is liver"
+    again = augment_batch(images, labels, settings, torch.Generator().manual_seed(2))
+    assert torch.equal(again[1], out_labels), "seeded"
+
+
 def _livers(n=16, liver=0.5, lesion=0.2):
     """Samples with a large liver (grey `liver`) and one lesion (grey `lesion`) in the first half of the samples."""
     images = torch.zeros(n, 3, 48, 48)

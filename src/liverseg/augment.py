@@ -1,11 +1,11 @@
 """Batched augmentation on the training device, drawn afresh every time a slice is seen.
 
-One affine grid per sample moves image and labels together (labels by nearest neighbour, so no new label values
-appear): the study's rotations and flips, optional zoom, and for crop sets the jittered box. Intensity changes follow
-on the image alone: the study's scaling, then an optional shift, gamma, Gaussian blur and noise, so that models learn
-shapes and contrasts rather than one scanner's exact grey values and texture. A tumour stage can also paste lesions
-from one sample into another's liver (TumorCP, Yang et al., MICCAI 2021), so that few patients still show it lesions in
-many places, sizes of liver and surroundings.
+One sampling grid per sample moves image and labels together (labels by nearest neighbour, so no new label values
+appear): the study's rotations and flips, optional zoom and elastic deformation, and for crop sets the jittered box.
+Intensity changes follow on the image alone: the study's scaling, then an optional shift, gamma, Gaussian blur and
+noise, so that models learn shapes and contrasts rather than one scanner's exact grey values and texture. A tumour
+stage can also paste lesions from one sample into another's liver (TumorCP, Yang et al., MICCAI 2021), so that few
+patients still show it lesions in many places, sizes of liver and surroundings.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class AugmentSettings:
     blur_sigma: tuple[float, float] = (0.0, 0.0)  # pixels
     noise_std: float = 0.0  # each sample's noise level is uniform in [0, noise_std]
     lesion_paste: float = 0.0  # probability that a sample receives the lesions of another sample of the batch
+    elastic_px: float = 0.0  # elastic deformation: sd of the displacement, in pixels, at a 5x5 grid of control points
 
 
 def _uniform(generator: torch.Generator, n: int, bounds) -> torch.Tensor:
@@ -57,9 +58,21 @@ def compose(outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
     return (square(outer) @ square(inner))[:, :2]
 
 
-def warp(images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor):
-    """Resample (N, C, H, W) images bilinearly and (N, H, W) labels by nearest neighbour on the same grids."""
+def elastic_field(n: int, shape: tuple[int, int], displacement_px: float, generator: torch.Generator) -> torch.Tensor:
+    """(n, H, W, 2) smooth random displacements in grid units: normal at 5x5 control points, bicubic in between."""
+    h, w = shape
+    coarse = torch.randn(n, 2, 5, 5, generator=generator) * displacement_px
+    coarse[:, 0] *= 2 / w  # grid x runs along the last axis; one pixel is 2 / side in grid units
+    coarse[:, 1] *= 2 / h
+    return F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+
+
+def warp(images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor, field: torch.Tensor | None = None):
+    """Resample (N, C, H, W) images bilinearly and (N, H, W) labels by nearest neighbour on the same grids: the affine
+    `theta`, plus a displacement `field` (N, H, W, 2) if given."""
     grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    if field is not None:
+        grid = grid + field.to(grid)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     labels = F.grid_sample(labels[:, None].to(images.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return images, labels[:, 0].round().to(torch.uint8)
@@ -149,7 +162,10 @@ def augment_batch(
     theta = random_affine(len(images), settings, generator)
     if view is not None:
         theta = compose(view, theta)
-    images, labels = warp(images, labels, theta)
+    field = None
+    if settings.elastic_px > 0:
+        field = elastic_field(len(images), tuple(images.shape[-2:]), settings.elastic_px, generator)
+    images, labels = warp(images, labels, theta, field)
     if settings.lesion_paste > 0:
         images, labels = paste_lesions(images, labels, settings.lesion_paste, generator)
     return jitter_intensity(images, settings, generator), labels
