@@ -3,8 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import mlflow
 import torch
+from mlflow.tracking import MlflowClient
 
+from liverseg import tracking
 from liverseg.augment import AugmentSettings
 from liverseg.data.slices import save_slices
 from liverseg.models import build_model
@@ -93,3 +96,62 @@ def test_same_config_and_seed_train_identically(tmp_path, slice_files):
         [slice_files[1]], tmp_path / "other", f"sqlite:///{tmp_path / 'mlflow.db'}", "determinism",
     )
     assert not np.allclose(other["train_loss"], runs[0][0]["train_loss"]), "another seed, another run"
+
+
+def _interrupted(tmp_path, slice_files, name, monkeypatch, at_epoch, **settings):
+    """Train until the metrics of `at_epoch` are logged, then stop as a kill would (the state of the epoch before stays)."""
+    original = tracking.log_metrics
+
+    def log_or_stop(client, run_id, metrics, step=None):
+        if step == at_epoch:
+            raise KeyboardInterrupt
+        original(client, run_id, metrics, step)
+
+    monkeypatch.setattr(tracking, "log_metrics", log_or_stop)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, slice_files, name=name, **settings)
+    monkeypatch.setattr(tracking, "log_metrics", original)
+
+
+def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_if_never_stopped(tmp_path, slice_files, monkeypatch, capsys):
+    settings = dict(epochs=4, lr=1e-2)
+    plain, plain_weights = _train(tmp_path, slice_files, name="plain", **settings)
+    _interrupted(tmp_path, slice_files, "resumed", monkeypatch, at_epoch=3, **settings)
+    assert torch.load(tmp_path / "resumed" / "resume.pt", weights_only=False)["epoch"] == 2
+    (tmp_path / "resumed" / "best.pt").unlink()  # Snakemake deletes the declared outputs before running again
+    resumed, resumed_weights = _train(tmp_path, slice_files, name="resumed", **settings)
+    assert "resuming after epoch 2" in capsys.readouterr().out
+    times = ["epoch_seconds", "data_seconds", "compute_seconds", "val_seconds"]
+    pd.testing.assert_frame_equal(plain.drop(columns=times), resumed.drop(columns=times), check_exact=True)
+    assert all(torch.equal(plain_weights[k], resumed_weights[k]) for k in plain_weights)
+    assert not (tmp_path / "resumed" / "resume.pt").exists(), "a finished run leaves no state behind"
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("knobs").experiment_id], "tags.model = 'resumed'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED", "the same MLflow run went on"
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "val_loss")] == [1, 2, 3, 4]
+
+
+def test_a_changed_config_starts_afresh(tmp_path, slice_files, monkeypatch, capsys):
+    _interrupted(tmp_path, slice_files, "stale", monkeypatch, at_epoch=2, epochs=3, lr=1e-2)
+    history, _ = _train(tmp_path, slice_files, name="stale", epochs=3, lr=5e-3)
+    assert "written for another config or data set; starting afresh" in capsys.readouterr().out
+    assert history["epoch"].tolist() == [1, 2, 3] and history["lr"].iloc[0] == 5e-3
+
+
+def test_the_best_model_is_registered_and_loads_through_its_alias(tmp_path, slice_files):
+    _, weights = _train(tmp_path, slice_files, name="unet", epochs=2, lr=1e-2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    version = MlflowClient(uri).get_model_version_by_alias("unet", "champion")
+    model = mlflow.pyfunc.load_model("models:/unet@champion")
+    batch = np.random.default_rng(0).random((3, 1, 160, 160), dtype=np.float32)  # trained at 32 px
+    probabilities = model.predict(batch)
+    assert probabilities.shape == (3, 2, 160, 160) and ((probabilities >= 0) & (probabilities <= 1)).all()
+    reference = build_model(MODEL)
+    reference.load_state_dict(weights)
+    with torch.no_grad():
+        expected = torch.sigmoid(reference.eval()(torch.from_numpy(batch))).numpy()
+    assert np.allclose(probabilities, expected, atol=1e-6), "the registered model is the best epoch's"
+    signature = model.metadata.signature.inputs.to_dict()[0]["tensor-spec"]
+    assert signature["dtype"] == "float32" and list(signature["shape"]) == [-1, 1, -1, -1]
+    assert version.run_id == MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("knobs").experiment_id])[0].info.run_id

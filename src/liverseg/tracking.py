@@ -11,8 +11,8 @@ from mlflow.tracking import MlflowClient
 
 
 @contextmanager
-def _store_lock(uri: str):
-    """Serialise creation of a SQLite store and its experiments: a cold start with concurrent writers fails."""
+def store_lock(uri: str):
+    """Serialise creating a SQLite store, its experiments and registered models: concurrent writers fail there."""
     if not uri.startswith("sqlite:///"):
         yield
         return
@@ -44,7 +44,7 @@ def _git_commit() -> str | None:
 def start_run(uri: str, experiment: str, run_name: str, params: dict, artifact_root: Path) -> tuple[MlflowClient, str]:
     """A new run with its parameters and tags; the experiment is created on first use."""
     client = MlflowClient(tracking_uri=uri)
-    with _store_lock(uri):
+    with store_lock(uri):
         found = client.get_experiment_by_name(experiment)
         experiment_id = (
             found.experiment_id

@@ -10,14 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 
-from liverseg import tracking
+from liverseg import resume, tracking
 from liverseg.atomic import atomic_path, write_json
 from liverseg.augment import AugmentSettings
 from liverseg.devices import autocast, grad_scaler, select_device
 from liverseg.losses import CombinedLoss, region_probabilities
 from liverseg.models import Recipe, build_model, input_divisor
+from liverseg.registry import register_best
 from liverseg.sampling import epoch_indices
 from liverseg.training_set import Batches, load_slice_set
 
@@ -103,12 +105,18 @@ def train_model(
         "image_size": side,
     }
     params = {"model": spec, "recipe": asdict(recipe), "train": asdict(settings), "augment": asdict(augment), "data": data}
-    client, run_id = tracking.start_run(tracking_uri, experiment, name, params, Path("mlartifacts"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    key = resume.fingerprint({"name": name, **params}, [*train_files, *val_files])
+    state = resume.load_state(out_dir, key)
+    if state is None:
+        client, run_id = tracking.start_run(tracking_uri, experiment, name, params, Path("mlartifacts"))
+    else:  # the same MLflow run goes on
+        client, run_id = MlflowClient(tracking_uri=tracking_uri), state["run_id"]
+        client.update_run(run_id, status="RUNNING")
     write_json({"run_id": run_id, "model": name, "tracking_uri": tracking_uri, "experiment": experiment}, out_dir / "run.json")
 
     try:
-        table = _fit(name, spec, recipe, settings, model, train_batches, val_batches, out_dir, client, run_id)
+        table = _fit(name, spec, recipe, settings, model, train_batches, val_batches, out_dir, client, run_id, key, state)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -116,12 +124,15 @@ def train_model(
     tracking.log_metrics(client, run_id, {"best_epoch": best_row["epoch"], "best_val_dice": best_row["val_dice"]})
     client.log_artifact(run_id, str(out_dir / "best.pt"), artifact_path="checkpoint")
     client.log_artifact(run_id, str(out_dir / "history.csv"))
+    register_best(tracking_uri, run_id, name, out_dir / "best.pt", recipe.input_slices, len(recipe.regions))
     client.set_terminated(run_id, "FINISHED")
+    resume.discard(out_dir)
     return table
 
 
-def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, val_batches: Batches, out_dir, client, run_id):
-    """The epoch loop: sample, train, validate, step the scheduler, log, keep the best epoch by validation Dice."""
+def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, val_batches: Batches, out_dir, client, run_id, key, state):
+    """The epoch loop: sample, train, validate, step the scheduler, log, keep the best epoch by validation Dice, and save
+    the whole state (`liverseg.resume`); from `state`, it goes on after the epoch it was saved at."""
     device = train_batches.device
     loss_fn = CombinedLoss(recipe.loss, recipe.head)
     optimizer = OPTIMIZERS[settings.optimizer](model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -138,8 +149,19 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
     generator = torch.Generator().manual_seed(settings.seed)  # sampling, order and augmentation, all seeded
     train_set = train_batches.data
     has_tumour, has_liver = train_set.has_tumour, train_set.has_liver  # fixed for the run: scanned once
-    history, best, best_epoch = [], -np.inf, 0
-    for epoch in range(1, settings.epochs + 1):
+    history, best, best_epoch, best_checkpoint, first = [], -np.inf, 0, None, 1
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best, best_epoch, best_checkpoint = state["history"], state["best"], state["best_epoch"], state["best_checkpoint"]
+        first = state["epoch"] + 1
+        with atomic_path(out_dir / "best.pt") as partial:  # Snakemake deleted it before running the job again
+            torch.save(best_checkpoint, partial)
+    for epoch in range(first, settings.epochs + 1):
         model.train()
         started, losses = time.perf_counter(), []
         order = epoch_indices(
@@ -194,6 +216,13 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
             }
             with atomic_path(out_dir / "best.pt") as partial:
                 torch.save(checkpoint, partial)
+            best_checkpoint = checkpoint
+        resume.save_state(out_dir, {
+            "fingerprint": key, "run_id": run_id, "epoch": epoch, "history": history, "best": best,
+            "best_epoch": best_epoch, "best_checkpoint": best_checkpoint, "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+        })
         if settings.early_stopping is not None and epoch - best_epoch >= settings.early_stopping:
             print(f"early stop after epoch {epoch}: no better validation Dice since epoch {best_epoch}", flush=True)
             break
