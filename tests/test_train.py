@@ -1,4 +1,7 @@
-"""The schedule knobs change training as they say: early stopping, gradient clipping, weight decay, plateau settings."""
+"""Training as the config says: schedule knobs, determinism, resuming, and what the MLflow run records."""
+
+import json
+import socket
 
 import numpy as np
 import pandas as pd
@@ -7,7 +10,7 @@ import mlflow
 import torch
 from mlflow.tracking import MlflowClient
 
-from liverseg import tracking
+from liverseg import resume, tracking
 from liverseg.augment import AugmentSettings
 from liverseg.data.slices import save_slices
 from liverseg.models import build_model
@@ -155,3 +158,20 @@ def test_the_best_model_is_registered_and_loads_through_its_alias(tmp_path, slic
     signature = model.metadata.signature.inputs.to_dict()[0]["tensor-spec"]
     assert signature["dtype"] == "float32" and list(signature["shape"]) == [-1, 1, -1, -1]
     assert version.run_id == MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("knobs").experiment_id])[0].info.run_id
+
+
+def test_the_run_records_where_it_ran_its_data_and_its_curves(tmp_path, slice_files):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    train_model(
+        "unet", MODEL, TrainSettings(epochs=1, batch_size=4, device="cpu"), STILL, [slice_files[0]], [slice_files[1]],
+        tmp_path / "unet", uri, "record", config={"experiment": "record", "split": {"val_fraction": 0.2, "seed": 3}},
+    )
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("record").experiment_id])[0]
+    assert run.data.tags["host"] == socket.gethostname() and run.data.tags["device"] == "cpu"
+    assert run.data.tags["dataset_digest"] == resume.data_digest([slice_files[0]])
+    assert run.data.params["config.split.seed"] == "3" and run.data.params["train.batch_size"] == "4"
+    inputs = {d.tags[0].value: json.loads(d.dataset.profile) for d in run.inputs.dataset_inputs}
+    assert inputs == {"training": {"cases": 1, "slices": 8}, "validation": {"cases": 1, "slices": 8}}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"learning_curves.png", "history.csv", "checkpoint"} <= artifacts

@@ -86,7 +86,7 @@ def _train(a):
     settings = TrainSettings.from_config(json.loads(a.settings))
     train_model(
         a.name, json.loads(a.model), settings, _augment_settings(a.augment), a.train_slices, a.val_slices, a.out_dir,
-        a.tracking_uri, a.experiment, a.weights_file,
+        a.tracking_uri, a.experiment, a.weights_file, json.loads(a.config) if a.config else None,
     )
 
 
@@ -291,6 +291,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tracking-uri", required=True)
     s.add_argument("--experiment", required=True)
     s.add_argument("--weights-file", type=Path, help="cached pretrained encoder weights (see fetch-weights)")
+    s.add_argument("--config", help="JSON: the config sections the data come from (experiment, data, preprocess, split), recorded with the MLflow run")
     s.add_argument("--threads", type=int, default=1)
 
     s = step("fetch-weights", _fetch_weights, "fetch an smp encoder's pretrained weights into the cache, once")

@@ -35,3 +35,8 @@ def autocast(device: torch.device):
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     """Loss scaling, needed by float16 only."""
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
+
+
+def device_name(device: torch.device) -> str:
+    """What a run ran on, for its record: the GPU's name, or the device type."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type

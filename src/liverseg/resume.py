@@ -20,13 +20,18 @@ from liverseg.atomic import atomic_path
 FILE = "resume.pt"
 
 
-def fingerprint(params: dict, files: list[Path]) -> str:
-    """What a run's epochs depend on: its parameters and the contents of its data files."""
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
+def data_digest(files: list[Path]) -> str:
+    """sha256 over the contents of the data files, in order."""
+    digest = hashlib.sha256()
     for path in files:
         with open(path, "rb") as stream:
             digest.update(hashlib.file_digest(stream, "sha256").digest())
     return digest.hexdigest()
+
+
+def fingerprint(params: dict, data: str) -> str:
+    """What a run's epochs depend on: its parameters and the digest of its data files."""
+    return hashlib.sha256(json.dumps({"params": params, "data": data}, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def load_state(out_dir: Path, key: str) -> dict | None:

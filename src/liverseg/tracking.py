@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,7 +42,9 @@ def _git_commit() -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def start_run(uri: str, experiment: str, run_name: str, params: dict, artifact_root: Path) -> tuple[MlflowClient, str]:
+def start_run(
+    uri: str, experiment: str, run_name: str, params: dict, artifact_root: Path, tags: dict | None = None
+) -> tuple[MlflowClient, str]:
     """A new run with its parameters and tags; the experiment is created on first use."""
     client = MlflowClient(tracking_uri=uri)
     with store_lock(uri):
@@ -51,7 +54,7 @@ def start_run(uri: str, experiment: str, run_name: str, params: dict, artifact_r
             if found
             else client.create_experiment(experiment, artifact_location=Path(artifact_root).absolute().as_uri())
         )
-    tags = {"mlflow.runName": run_name, "model": run_name}
+    tags = {"mlflow.runName": run_name, "model": run_name, **(tags or {})}
     # MLflow derives the commit from sys.argv[0], which under Snakemake is not the project's code
     if commit := _git_commit():
         tags["mlflow.source.git.commit"] = commit
@@ -65,3 +68,17 @@ def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], st
     for key, value in metrics.items():
         if value == value:  # MLflow rejects NaN in some stores: leave undefined values out
             client.log_metric(run_id, key, float(value), step=step or 0)
+
+
+def log_data(client: MlflowClient, run_id: str, files: list[Path], slices: int, context: str, digest: str) -> None:
+    """The run's data set as an MLflow input (the Inputs of the run page): its files, their digest and size."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    dataset = Dataset(
+        name=f"{context} slices",
+        digest=digest[:32],
+        source_type="local",
+        source=json.dumps({"uri": str(Path(files[0]).parent.absolute()), "files": [Path(f).name for f in files]}),
+        profile=json.dumps({"cases": len(files), "slices": slices}),
+    )
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])])

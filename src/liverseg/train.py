@@ -3,6 +3,9 @@ the best epoch kept by validation Dice."""
 
 from __future__ import annotations
 
+import json
+import socket
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +19,8 @@ from tqdm import tqdm
 from liverseg import resume, tracking
 from liverseg.atomic import atomic_path, write_json
 from liverseg.augment import AugmentSettings
-from liverseg.devices import autocast, grad_scaler, select_device
+from liverseg.devices import autocast, device_name, grad_scaler, select_device
+from liverseg.figures import learning_curves
 from liverseg.losses import CombinedLoss, region_probabilities
 from liverseg.models import Recipe, build_model, input_divisor
 from liverseg.registry import register_best
@@ -80,10 +84,14 @@ def train_model(
     tracking_uri: str,
     experiment: str,
     weights_path: Path | None = None,
+    config: dict | None = None,
 ) -> pd.DataFrame:
     """Train one model; writes best.pt, history.csv and run.json (the MLflow run) into `out_dir`.
 
-    `weights_path`: the cached pretrained encoder weights, for an smp model with encoder_weights.
+    `weights_path`: the cached pretrained encoder weights, for an smp model with encoder_weights; `config`: the
+    config sections the data come from (experiment, data, preprocess, split), recorded with the run beside the model's
+    own resolved settings. Sections that do not change this model's training (post-processing, other models) are
+    left out, so that changing them does not make Snakemake train it again.
     """
     torch.manual_seed(settings.seed)
     device = select_device(settings.device)
@@ -106,10 +114,14 @@ def train_model(
     }
     params = {"model": spec, "recipe": asdict(recipe), "train": asdict(settings), "augment": asdict(augment), "data": data}
     out_dir.mkdir(parents=True, exist_ok=True)
-    key = resume.fingerprint({"name": name, **params}, [*train_files, *val_files])
+    digests = {"training": resume.data_digest(train_files), "validation": resume.data_digest(val_files)}
+    key = resume.fingerprint({"name": name, **params}, json.dumps(digests))
     state = resume.load_state(out_dir, key)
     if state is None:
-        client, run_id = tracking.start_run(tracking_uri, experiment, name, params, Path("mlartifacts"))
+        tags = {"host": socket.gethostname(), "device": device_name(device), "dataset_digest": digests["training"]}
+        client, run_id = tracking.start_run(tracking_uri, experiment, name, {**params, "config": config or {}}, Path("mlartifacts"), tags)
+        tracking.log_data(client, run_id, train_files, len(train_set), "training", digests["training"])
+        tracking.log_data(client, run_id, val_files, len(val_set), "validation", digests["validation"])
     else:  # the same MLflow run goes on
         client, run_id = MlflowClient(tracking_uri=tracking_uri), state["run_id"]
         client.update_run(run_id, status="RUNNING")
@@ -124,6 +136,9 @@ def train_model(
     tracking.log_metrics(client, run_id, {"best_epoch": best_row["epoch"], "best_val_dice": best_row["val_dice"]})
     client.log_artifact(run_id, str(out_dir / "best.pt"), artifact_path="checkpoint")
     client.log_artifact(run_id, str(out_dir / "history.csv"))
+    with tempfile.TemporaryDirectory() as folder:
+        learning_curves({name: out_dir / "history.csv"}, Path(folder) / "learning_curves.png")
+        client.log_artifact(run_id, str(Path(folder) / "learning_curves.png"))
     register_best(tracking_uri, run_id, name, out_dir / "best.pt", recipe.input_slices, len(recipe.regions))
     client.set_terminated(run_id, "FINISHED")
     resume.discard(out_dir)

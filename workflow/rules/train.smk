@@ -35,6 +35,9 @@ rule train:
         augment=lambda wildcards: json.dumps(augment_settings(wildcards.model)),
         tracking_uri=config["mlflow"]["tracking_uri"],
         experiment=MLFLOW_EXPERIMENT,
+        config=json.dumps(
+            {key: config[key] for key in ("experiment", "data", "preprocess", "split")}
+        ),
         weights=lambda wildcards, input: (
             f"--weights-file {shlex.quote(input.weights[0])}" if input.weights else ""
         ),
@@ -42,7 +45,7 @@ rule train:
         "liverseg train --name {wildcards.model} --model {params.model:q} --settings {params.settings:q} "
         "--augment {params.augment:q} --train-slices {input.train} --val-slices {input.val} "
         "--out-dir models/{wildcards.model} --tracking-uri {params.tracking_uri:q} "
-        "--experiment {params.experiment:q} {params.weights} --threads {threads} > {log} 2>&1"
+        "--experiment {params.experiment:q} {params.weights} --config {params.config:q} --threads {threads} > {log} 2>&1"
 
 
 rule segmenter:
