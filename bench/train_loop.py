@@ -79,6 +79,7 @@ def main() -> None:
     settings = TrainSettings(epochs=EPOCHS, batch_size=config["train"]["batch_size"], lr=config["train"]["lr"], device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        os.chdir(tmp)  # the run's MLflow artifacts land under the working folder
         files = write_cases(tmp, args.slices)
         history = train_model(args.model, spec, settings, augment, files[:3], files[3:], tmp / "model", f"sqlite:///{tmp / 'mlflow.db'}", "bench")
         ours = (history["train_samples"] / history["epoch_seconds"]).iloc[1:].max()

@@ -20,6 +20,12 @@ MODEL = {"kind": "unet", "base_channels": 4, "depth": 2}
 STILL = AugmentSettings(rotation_degrees=0, flip_lr=0.0, intensity_scale=(1.0, 1.0))
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """Runs write their artifacts under the working folder (`mlartifacts/`), as workflow jobs do in the experiment's."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def slice_files(tmp_path_factory):
     """Two small cases: a bright square of liver holding a darker tumour, on a dark background with noise."""
