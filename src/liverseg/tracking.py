@@ -46,8 +46,8 @@ def start_run(
     uri: str, experiment: str, run_name: str, params: dict, artifact_root: Path, tags: dict | None = None
 ) -> tuple[MlflowClient, str]:
     """A new run with its parameters and tags; the experiment is created on first use."""
-    client = MlflowClient(tracking_uri=uri)
-    with store_lock(uri):
+    with store_lock(uri):  # opening a client creates (migrates) the store: one process at a time
+        client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
         experiment_id = (
             found.experiment_id
