@@ -13,10 +13,10 @@ the baseline, and at least 3,000 slices per second on 2 cores. Writes bench/resu
 import argparse
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from measure import write_result
 from scipy import ndimage
 from torch.utils.data import DataLoader, Dataset
 
@@ -149,10 +149,7 @@ def main() -> None:
         f"{ours:,.0f} slices per second: {'meets' if ours >= 3000 else 'MISSES'} the 3,000 target.",
         "",
     ])
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / "augment_speed.md").write_text(table)
-    print(table)
+    write_result("augment_speed", table)
 
 
 if __name__ == "__main__":

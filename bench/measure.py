@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 # RUSAGE_CHILDREN is the largest peak among the children waited for, so each command gets a fresh probe process
 PROBE = "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
@@ -19,11 +20,18 @@ def python(code: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def write_result(name: str, table: str) -> None:
+    """A benchmark's table, written to bench/results/<name>.md and printed."""
+    results = Path(__file__).resolve().parent / "results"
+    results.mkdir(exist_ok=True)
+    (results / f"{name}.md").write_text(table)
+    print(table)
+
+
 def write_peak_table(name: str, title: str, what: str, volume_mib: float, baseline: tuple, peak: tuple,
                      target: float, notes: tuple[str, ...] = ()) -> bool:
     """The peak memory table against the volume's float32 size and the imports-only baseline, written to
     bench/results/<name>.md and printed; True when the peak stays under `target` times the volume."""
-    from pathlib import Path
 
     (base_mib, base_s), (peak_mib, peak_s) = baseline, peak
     rows = [
@@ -38,8 +46,5 @@ def write_peak_table(name: str, title: str, what: str, volume_mib: float, baseli
          *[f"| {w} | {mib} | {s} |" for w, mib, s in rows], "", *notes,
          f"Peak / float32 volume: {ratio:.2f} ({'under' if ratio < target else 'OVER'} the target of {target:g}).", ""]
     )
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"{name}.md").write_text(table)
-    print(table)
+    write_result(name, table)
     return ratio < target

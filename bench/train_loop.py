@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from measure import write_result
 
 from liverseg.augment import AugmentSettings
 from liverseg.data.slices import save_slices
@@ -99,10 +100,7 @@ def main() -> None:
         f"liverseg / bare: {ratio:.3f} ({'meets' if ratio >= 0.95 else 'MISSES'} the target of 0.95).",
         "",
     ])
-    results = Path(__file__).resolve().parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / "train_loop.md").write_text(table)
-    print(table)
+    write_result("train_loop", table)
 
 
 if __name__ == "__main__":
