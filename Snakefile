@@ -60,6 +60,7 @@ rule all:
         "results/report/cases.html",
         "results/report/config.html",
         expand("models/{entry}/segmenter.json", entry=SCORED),
+        expand("models/{entry}/registered.json", entry=SCORED),
 
 
 onsuccess:

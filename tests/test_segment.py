@@ -11,8 +11,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import mlflow
 import SimpleITK as sitk
 import torch
+from mlflow.tracking import MlflowClient
 
 from liverseg.data.dicom import keeping_locale, read_series
 from liverseg.data.synthetic import make_case, write_case
@@ -125,18 +127,55 @@ def test_the_same_scan_as_a_dicom_series_gives_the_same_label_map(trained, new_s
     assert reports[0]["liver_ml"] == pytest.approx(reports[1]["liver_ml"], rel=1e-6)
 
 
-@pytest.mark.parametrize("entry", ["unet", "unet_cascade"])
-def test_segment_gives_the_workflows_own_labels(trained, entry, tmp_path):
-    """Prediction, post-processing and, for a cascade, its tumour stage: the same labels as the workflow's rules."""
+def first_validation_case(trained):
     cases = pd.read_csv(trained / "data" / "cases.tsv", sep="\t").set_index("case")
     case = json.loads((trained / "data" / "split.json").read_text())["val"][0]
-    volume = trained / cases.loc[case, "volume"]  # relative to the experiment's folder
-    result = segment(trained / "models" / entry, volume, "--out", tmp_path, "--threads", "2")
+    return case, trained / cases.loc[case, "volume"]  # relative to the experiment's folder
+
+
+@pytest.mark.parametrize("entry", ["unet", "unet_cascade"])
+@pytest.mark.parametrize("source", ["folder", "registry"])
+def test_segment_gives_the_workflows_own_labels(trained, entry, source, tmp_path):
+    """Prediction, post-processing and, for a cascade, its tumour stage: the same labels as the workflow's rules, from
+    the model's folder or from the segmenter the workflow registered in MLflow."""
+    case, volume = first_validation_case(trained)
+    if source == "folder":
+        model = [trained / "models" / entry]
+    else:
+        model = [f"models:/{entry}-segmenter@champion", "--tracking-uri", f"sqlite:///{trained}/mlflow.db"]
+    result = segment(*model, volume, "--out", tmp_path, "--threads", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     ours = nib.load(tmp_path / f"{scan_name(volume)}.nii.gz")
     workflow = nib.load(trained / "results" / entry / "post" / f"{case}.nii.gz")
     assert np.array_equal(np.asanyarray(ours.dataobj), np.asanyarray(workflow.dataobj))
     assert np.array_equal(ours.affine, workflow.affine)
+
+
+def test_the_registered_segmenter_is_a_pyfunc_of_a_volume_and_its_spacing(trained):
+    case, volume = first_validation_case(trained)
+    mlflow.set_tracking_uri(f"sqlite:///{trained}/mlflow.db")
+    model = mlflow.pyfunc.load_model("models:/unet_cascade-segmenter@champion")
+    scan = nib.as_closest_canonical(nib.load(volume))
+    labels = model.predict(scan.get_fdata(dtype=np.float32), params={"spacing": list(scan.header.get_zooms())})
+    workflow = nib.as_closest_canonical(nib.load(trained / "results" / "unet_cascade" / "post" / f"{case}.nii.gz"))
+    assert labels.dtype == np.uint8 and np.array_equal(labels, np.asanyarray(workflow.dataobj))
+    run = MlflowClient(f"sqlite:///{trained}/mlflow.db").get_run(json.loads((trained / "models" / "unet_cascade" / "registered.json").read_text())["run_id"])
+    stage_runs = {role: json.loads((trained / "models" / model / "run.json").read_text())["run_id"] for role, model in (("liver", "unet"), ("tumour", "tumour_unet"))}
+    assert run.data.tags["liver_run"] == stage_runs["liver"] and run.data.tags["tumour_run"] == stage_runs["tumour"]
+
+
+def test_a_registered_model_of_slices_or_no_store_is_refused_clearly(trained, tmp_path):
+    _, volume = first_validation_case(trained)
+    store = f"sqlite:///{trained}/mlflow.db"
+    slices = segment("models:/unet@champion", volume, "--out", tmp_path / "a", "--tracking-uri", store)
+    assert slices.returncode == 1 and "models:/unet@champion is a model of single slices" in slices.stderr
+    absent = segment("models:/nothing-segmenter@champion", volume, "--out", tmp_path / "b", "--tracking-uri", store)
+    assert absent.returncode == 1 and "models:/nothing-segmenter@champion: not found in" in absent.stderr
+    env = {k: v for k, v in tool_environment().items() if k != "MLFLOW_TRACKING_URI"}
+    no_store = subprocess.run(["liverseg", "segment", "models:/unet-segmenter@champion", str(volume), "--out", str(tmp_path / "c")],
+                              env=env, capture_output=True, encoding="utf-8", timeout=300)
+    assert no_store.returncode == 1 and "--tracking-uri" in no_store.stderr
+    assert not any((tmp_path / part).exists() for part in "abc")
 
 
 def test_bad_inputs_are_named_and_the_good_ones_segmented(trained, new_scan, tmp_path):

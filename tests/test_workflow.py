@@ -20,7 +20,7 @@ SCORED = ["unet", "resnet50_unet", "unet_cascade"]
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    env = tool_environment()
+    env = {**tool_environment(), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"}  # the tiny trainings last seconds
     root = tmp_path_factory.mktemp("workflow")
     result = snakemake(root, "--cores", "2", "--resources", "gpu=1", "--configfile", str(TINY), env=env)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
@@ -136,8 +136,14 @@ def test_mlflow_holds_one_finished_run_per_model(finished_run):
     workdir, _, _ = finished_run
     client = MlflowClient(tracking_uri=f"sqlite:///{workdir}/mlflow.db")
     experiment = client.get_experiment_by_name("liverseg-tiny")
-    runs = client.search_runs([experiment.experiment_id])
+    every_run = client.search_runs([experiment.experiment_id])
+    runs = [r for r in every_run if r.data.tags.get("kind") != "segmenter"]
     assert sorted(r.info.run_name for r in runs) == sorted(MODELS)
+    segmenters = [r for r in every_run if r.data.tags.get("kind") == "segmenter"]
+    assert sorted(r.info.run_name for r in segmenters) == sorted(f"{entry}-segmenter" for entry in SCORED)
+    for run in segmenters:
+        version = client.get_model_version_by_alias(run.info.run_name, "champion")
+        assert run.info.status == "FINISHED" and version.run_id == run.info.run_id
     summary = pd.read_csv(workdir / "results/summary.csv").set_index("model")
     stage = next(r for r in runs if r.info.run_name == "tumour_unet")
     assert stage.data.metrics["eval_unet_cascade_tumour_dice_cases_with_tumour"] == pytest.approx(
@@ -153,6 +159,11 @@ def test_mlflow_holds_one_finished_run_per_model(finished_run):
         assert run.data.metrics["eval_liver_dice"] == pytest.approx(summary.loc[run.info.run_name, "liver_dice"], abs=1e-6)
         artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
         assert artifacts == ["checkpoint/best.pt"]
+        figures = {a.path: a.file_size for a in client.list_artifacts(run.info.run_id) if a.path.endswith(".png")}
+        assert sorted(figures) == ["augmentation_preview.png", "learning_curves.png"] and min(figures.values()) > 10_000
+        system = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+        assert system and all(0 <= m.value <= 100 for m in system)
+        assert "system/system_memory_usage_megabytes" in run.data.metrics
 
 
 def test_a_second_run_has_nothing_to_do(finished_run):

@@ -118,11 +118,20 @@ def _segmenter(a):
     write_segmenter(a.name, a.out, {role: Path(path) for role, path in stages.items()}, a.window, json.loads(a.postprocess))
 
 
+def _register(a):
+    from liverseg.atomic import write_json
+    from liverseg.registry import register_segmenter
+
+    registered = register_segmenter(a.tracking_uri, a.experiment, a.name, a.folder)
+    write_json(registered, a.out)
+    print(f"registered models:/{registered['name']}@{registered['alias']} (version {registered['version']})")
+
+
 def _segment(a):
     from liverseg.segment import segment_scans
 
     _set_threads(a.threads)
-    failures = segment_scans(a.model, a.inputs, a.out, a.device, a.flip_tta)
+    failures = segment_scans(a.model, a.inputs, a.out, a.device, a.flip_tta, a.tracking_uri)
     if failures:
         raise ValueError(f"{failures} of the inputs could not be segmented (named above); the others are in {a.out}")
 
@@ -324,12 +333,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--postprocess", required=True, help="JSON: the config's postprocess section")
     s.add_argument("--out", type=Path, required=True)
 
+    s = step("register", _register, "register a model or cascade folder's segmenter in MLflow as <name>-segmenter")
+    s.add_argument("--name", required=True)
+    s.add_argument("--folder", type=Path, required=True, help="the model or cascade folder, holding segmenter.json")
+    s.add_argument("--tracking-uri", required=True)
+    s.add_argument("--experiment", required=True)
+    s.add_argument("--out", type=Path, required=True, help="JSON: the registered name, version and run")
+
     s = step("segment", _segment, "segment new CT scans with a trained model or cascade folder")
-    s.add_argument("model", type=Path, help="a model or cascade folder of a finished run (holding segmenter.json)")
+    s.add_argument("model", help="a model or cascade folder of a finished run (holding segmenter.json), or a "
+                   "registered segmenter: models:/<entry>-segmenter@champion")
     s.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
                    help="a NIfTI file, a folder of NIfTI files, or a folder holding one DICOM CT series")
     s.add_argument("--out", type=Path, required=True, help="folder for the label maps and volume reports")
     s.add_argument("--flip-tta", action="store_true", help="average each slice's prediction with its mirror's")
+    s.add_argument("--tracking-uri", help="the MLflow store of a models:/ MODEL (default: $MLFLOW_TRACKING_URI)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=os.cpu_count() or 1)
 

@@ -43,7 +43,8 @@ def save_figure(fig, path: Path) -> None:
 
 def augmentation_preview(originals, augmented, path: Path, count: int = 4) -> None:
     """Pairs of (image, labels): the original slice above its augmented copy."""
-    fig, axes = plt.subplots(2, count, figsize=(2.6 * count, 5.6))
+    count = min(count, len(originals))
+    fig, axes = plt.subplots(2, count, figsize=(2.6 * count, 5.6), squeeze=False)
     for col, ((oi, ol), (ai, al)) in enumerate(zip(originals[:count], augmented[:count])):
         draw_slice(axes[0, col], oi, ol, "original")
         draw_slice(axes[1, col], ai, al, "augmented")

@@ -9,22 +9,33 @@ segmentation_models_pytorch but not this checkout:
     mlflow.set_tracking_uri("sqlite:///experiments/synthetic/mlflow.db")
     model = mlflow.pyfunc.load_model("models:/unet@champion")
     probabilities = model.predict(slices)
+
+Each model and cascade of a finished run is also registered whole, as `<entry>-segmenter` (alias `champion`): its
+stages' weights with their HU window and post-processing, what `liverseg segment models:/<entry>-segmenter@champion`
+applies to a scan. As a pyfunc it takes a CT volume in HU on canonical (RAS+) axes, with its voxel spacing in mm as
+the parameter `spacing`, and returns the label map (0 background, 1 liver, 2 tumour).
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
+from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 import liverseg
+from liverseg import tracking
 from liverseg.tracking import store_lock
 
 ALIAS = "champion"
+SEGMENTER_SUFFIX = "-segmenter"
 
 
 class SliceSegmenter(mlflow.pyfunc.PythonModel):
@@ -41,23 +52,95 @@ class SliceSegmenter(mlflow.pyfunc.PythonModel):
         return region_probabilities(logits, self.recipe.head).numpy()
 
 
+class ScanSegmenter(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        from liverseg.segment import Segmenter
+
+        self.segmenter = Segmenter.load(Path(context.artifacts["segmenter"]), torch.device("cpu"))
+
+    def predict(self, context, model_input, params=None):
+        import nibabel as nib
+
+        spacing = [float(v) for v in (params or {}).get("spacing", [1.0, 1.0, 1.0])]
+        scan = nib.Nifti1Image(np.asarray(model_input, dtype=np.float32), np.diag([*spacing, 1.0]))
+        return self.segmenter.labels(scan, torch.device("cpu"))
+
+
+def _log_and_register(tracking_uri: str, run_id: str, name: str, python_model, artifacts: dict, signature) -> int:
+    """Log a pyfunc model (with this package's code) in the run, register it as `name` and point the alias at it."""
+    mlflow.set_tracking_uri(tracking_uri)
+    with store_lock(tracking_uri), mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            artifacts=artifacts,
+            code_paths=[str(Path(liverseg.__file__).parent)],
+            signature=signature,
+            pip_requirements=[
+                f"torch=={torch.__version__.split('+')[0]}", "segmentation-models-pytorch", "numpy", "nibabel", "scipy"
+            ],
+            registered_model_name=name,
+        )
+        version = int(info.registered_model_version)
+        mlflow.MlflowClient(tracking_uri).set_registered_model_alias(name, ALIAS, version)
+    return version
+
+
 def register_best(tracking_uri: str, run_id: str, name: str, checkpoint: Path, input_slices: int, regions: int) -> int:
     """Log `checkpoint` as the run's pyfunc model, register it as `name` and point the alias at it; its version."""
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, input_slices, -1, -1))]),
         outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, regions, -1, -1))]),
     )
-    mlflow.set_tracking_uri(tracking_uri)
-    with store_lock(tracking_uri), mlflow.start_run(run_id=run_id):
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=SliceSegmenter(),
-            artifacts={"checkpoint": str(checkpoint)},
-            code_paths=[str(Path(liverseg.__file__).parent)],
-            signature=signature,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "segmentation-models-pytorch", "numpy"],
-            registered_model_name=name,
+    return _log_and_register(tracking_uri, run_id, name, SliceSegmenter(), {"checkpoint": str(checkpoint)}, signature)
+
+
+def register_segmenter(tracking_uri: str, experiment: str, entry: str, folder: Path) -> dict:
+    """Register a model or cascade folder's segmenter as `<entry>-segmenter`, in a run of its own whose tags name the
+    training runs of its stages; the registered name, version and run."""
+    from liverseg.segment import SEGMENTER_FILE, package_segmenter
+
+    description = json.loads((folder / SEGMENTER_FILE).read_text())
+    tags = {"kind": "segmenter"}
+    for role, weights in description["stages"].items():
+        run_file = (folder / weights).parent / "run.json"
+        if run_file.is_file():
+            tags[f"{role}_run"] = json.loads(run_file.read_text())["run_id"]
+    name = f"{entry}{SEGMENTER_SUFFIX}"
+    client, run_id = tracking.start_run(tracking_uri, experiment, name, {"segmenter": description}, Path("mlartifacts"), tags)
+    signature = ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1))]),
+        outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1))]),
+        params=ParamSchema([ParamSpec("spacing", "double", [1.0, 1.0, 1.0], shape=(-1,))]),
+    )
+    try:
+        with tempfile.TemporaryDirectory() as temporary:
+            packed = package_segmenter(folder, Path(temporary) / "segmenter")
+            version = _log_and_register(tracking_uri, run_id, name, ScanSegmenter(), {"segmenter": str(packed)}, signature)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return {"name": name, "version": version, "alias": ALIAS, "run_id": run_id, "tracking_uri": tracking_uri}
+
+
+def download_segmenter(uri: str, tracking_uri: str | None, dest: Path) -> Path:
+    """The segmenter folder of a registered `<entry>-segmenter` model, downloaded into `dest`."""
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        raise ValueError(
+            f"{uri}: say which MLflow store holds it, with --tracking-uri (for example "
+            "sqlite:///experiments/synthetic/mlflow.db) or MLFLOW_TRACKING_URI"
         )
-        version = int(info.registered_model_version)
-        mlflow.MlflowClient(tracking_uri).set_registered_model_alias(name, ALIAS, version)
-    return version
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
+    except MlflowException as error:
+        raise ValueError(f"{uri}: not found in {tracking_uri}: {error.message}") from None
+    folder = local / "artifacts" / "segmenter"
+    if not (folder / "segmenter.json").is_file():
+        raise ValueError(
+            f"{uri} is a model of single slices, not a whole segmenter; segmenters are registered as "
+            f"<entry>{SEGMENTER_SUFFIX} (for example models:/unet_cascade{SEGMENTER_SUFFIX}@{ALIAS})"
+        )
+    return folder

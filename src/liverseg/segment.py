@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,18 @@ def write_segmenter(name: str, out: Path, stages: dict[str, Path], window, postp
         "postprocess": postprocess,
     }
     write_json(description, out)
+
+
+def package_segmenter(folder: Path, dest: Path) -> Path:
+    """A self-contained copy of a model folder's segmenter at `dest`: its description and each stage's weights as
+    `<role>.pt` (a cascade's stages live in other models' folders)."""
+    description = json.loads((folder / SEGMENTER_FILE).read_text())
+    dest.mkdir(parents=True)
+    for role, weights in description["stages"].items():
+        shutil.copyfile(folder / weights, dest / f"{role}.pt")
+        description["stages"][role] = f"{role}.pt"
+    write_json(description, dest / SEGMENTER_FILE)
+    return dest
 
 
 @dataclass
@@ -161,11 +175,23 @@ def write_volume_table(out_dir: Path) -> pd.DataFrame:
     return table
 
 
-def segment_scans(model_dir: Path, inputs: list[Path], out_dir: Path, device: str = "auto", flip_tta: bool = False) -> int:
+def load_segmenter(model: str, device, tracking_uri: str | None = None) -> Segmenter:
+    """A model or cascade folder, or a segmenter registered in MLflow (`models:/<entry>-segmenter@champion`)."""
+    if not model.startswith("models:/"):
+        return Segmenter.load(Path(model), device)
+    from liverseg.registry import download_segmenter
+
+    with tempfile.TemporaryDirectory() as folder:
+        return Segmenter.load(download_segmenter(model, tracking_uri, Path(folder)), device)
+
+
+def segment_scans(
+    model: str, inputs: list[Path], out_dir: Path, device: str = "auto", flip_tta: bool = False, tracking_uri: str | None = None
+) -> int:
     """Segment every scan; a scan that fails is named with its problem and the others go on. Returns the failures."""
     scans = scan_inputs(inputs)
     dev = select_device(device)
-    segmenter = Segmenter.load(model_dir, dev)
+    segmenter = load_segmenter(str(model), dev, tracking_uri)
     for name, path in scans:
         if (out_dir / f"{name}.nii.gz").resolve() == path.resolve():
             raise ValueError(f"{path}: the output folder holds this input; write to another folder")

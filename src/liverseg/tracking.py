@@ -82,3 +82,17 @@ def log_data(client: MlflowClient, run_id: str, files: list[Path], slices: int, 
         profile=json.dumps({"cases": len(files), "slices": slices}),
     )
     client.log_inputs(run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])])
+
+
+@contextmanager
+def system_metrics(uri: str, run_id: str, resumed: bool):
+    """MLflow's system metrics (CPU, memory, disk, network, GPU) logged under `system/` while the block runs, every
+    10 s (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL); a resumed run continues their steps."""
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(run_id, resume_logging=resumed, tracking_uri=uri)
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from liverseg import resume, tracking
 from liverseg.atomic import atomic_path, write_json
-from liverseg.augment import AugmentSettings
+from liverseg.augment import AugmentSettings, draw_preview
 from liverseg.devices import autocast, device_name, grad_scaler, select_device
 from liverseg.figures import learning_curves
 from liverseg.losses import CombinedLoss, region_probabilities
@@ -128,7 +128,8 @@ def train_model(
     write_json({"run_id": run_id, "model": name, "tracking_uri": tracking_uri, "experiment": experiment}, out_dir / "run.json")
 
     try:
-        table = _fit(name, spec, recipe, settings, model, train_batches, val_batches, out_dir, client, run_id, key, state)
+        with tracking.system_metrics(tracking_uri, run_id, resumed=state is not None):
+            table = _fit(name, spec, recipe, settings, model, train_batches, val_batches, out_dir, client, run_id, key, state)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -138,7 +139,9 @@ def train_model(
     client.log_artifact(run_id, str(out_dir / "history.csv"))
     with tempfile.TemporaryDirectory() as folder:
         learning_curves({name: out_dir / "history.csv"}, Path(folder) / "learning_curves.png")
-        client.log_artifact(run_id, str(Path(folder) / "learning_curves.png"))
+        draw_preview(train_files, Path(folder) / "augmentation_preview.png", augment, settings.seed)
+        for figure in ("learning_curves.png", "augmentation_preview.png"):
+            client.log_artifact(run_id, str(Path(folder) / figure))
     register_best(tracking_uri, run_id, name, out_dir / "best.pt", recipe.input_slices, len(recipe.regions))
     client.set_terminated(run_id, "FINISHED")
     resume.discard(out_dir)

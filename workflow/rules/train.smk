@@ -66,3 +66,21 @@ rule segmenter:
     shell:
         "liverseg segmenter --name {wildcards.entry} --stage {params.stages} --window {params.window} "
         "--postprocess {params.postprocess:q} --out {output} > {log} 2>&1"
+
+
+rule register:
+    input:
+        segmenter="models/{entry}/segmenter.json",
+        weights=lambda wildcards: [f"{d}/best.pt" for d in stage_dirs(wildcards.entry)],
+    output:
+        "models/{entry}/registered.json",
+    log:
+        "logs/register/{entry}.log",
+    conda:
+        LIVERSEG_ENV
+    params:
+        tracking_uri=config["mlflow"]["tracking_uri"],
+        experiment=MLFLOW_EXPERIMENT,
+    shell:
+        "liverseg register --name {wildcards.entry} --folder models/{wildcards.entry} "
+        "--tracking-uri {params.tracking_uri:q} --experiment {params.experiment:q} --out {output} > {log} 2>&1"
