@@ -1,4 +1,5 @@
 # liverseg: liver and liver-tumour segmentation of abdominal CT, U-Net vs ResNet50 U-Net (see README.md).
+import os
 import time
 from pathlib import Path
 
@@ -18,17 +19,28 @@ if not workflow.config_settings.configfiles:
 validate(config, "workflow/schemas/config.schema.yaml")
 
 STARTED = time.time()
-# the user's data folder, relative to where snakemake was started
+# Relative paths (the user's data folder, the weights cache, experiments/) are taken from where snakemake was started.
+# A cluster job starts snakemake again inside the experiment's folder: it finds the first folder in the environment.
+LAUNCH_DIR = Path(os.environ.setdefault("LIVERSEG_LAUNCH_DIR", os.getcwd()))
 if "path" in config["data"]:
-    config["data"]["path"] = str(Path(config["data"]["path"]).expanduser().resolve())
+    config["data"]["path"] = str(
+        (LAUNCH_DIR / Path(config["data"]["path"]).expanduser()).resolve()
+    )
+# rules run `python -m liverseg` from this checkout, in the active environment or in envs/liverseg.yaml's
+SOURCE_DIR = str(Path(workflow.basedir) / "src")
+PYTHON_PATHS = [
+    path for path in os.environ.setdefault("PYTHONPATH", "").split(os.pathsep) if path
+]
+if PYTHON_PATHS[:1] != [SOURCE_DIR]:
+    os.environ.update(PYTHONPATH=os.pathsep.join([SOURCE_DIR, *PYTHON_PATHS]))
 # pretrained encoder weights, shared by every experiment of the project
 config["pretrained_weights"]["cache"] = str(
-    Path(config["pretrained_weights"]["cache"]).expanduser().resolve()
+    (LAUNCH_DIR / Path(config["pretrained_weights"]["cache"]).expanduser()).resolve()
 )
 
 
 # every output of an experiment (data products, models, results, logs, MLflow store) lives in its own folder
-workdir: f"experiments/{config['experiment']}"
+workdir: str(LAUNCH_DIR / "experiments" / config["experiment"])
 
 
 if workflow.overwrite_workdir:

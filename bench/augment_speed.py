@@ -23,8 +23,14 @@ from torch.utils.data import DataLoader, Dataset
 from liverseg.augment import AugmentSettings, augment_batch
 
 SETTINGS = AugmentSettings(
-    rotation_degrees=15, flip_lr=0.5, intensity_scale=(0.9, 1.1), zoom=(0.9, 1.15), intensity_shift=0.05,
-    gamma=(0.8, 1.25), blur_sigma=(0.0, 1.0), noise_std=0.04,
+    rotation_degrees=15,
+    flip_lr=0.5,
+    intensity_scale=(0.9, 1.1),
+    zoom=(0.9, 1.15),
+    intensity_shift=0.05,
+    gamma=(0.8, 1.25),
+    blur_sigma=(0.0, 1.0),
+    noise_std=0.04,
 )
 BATCH = 16  # the default experiment's batch size
 
@@ -78,10 +84,12 @@ class TorchvisionPerSample(PerSample):
 
         super().__init__(images, labels, seed)
         s = SETTINGS
-        self.geometric = v2.Compose([
-            v2.RandomHorizontalFlip(s.flip_lr),
-            v2.RandomAffine(degrees=s.rotation_degrees, scale=s.zoom, interpolation=v2.InterpolationMode.BILINEAR),
-        ])
+        self.geometric = v2.Compose(
+            [
+                v2.RandomHorizontalFlip(s.flip_lr),
+                v2.RandomAffine(degrees=s.rotation_degrees, scale=s.zoom, interpolation=v2.InterpolationMode.BILINEAR),
+            ]
+        )
 
     def __getitem__(self, k):
         from torchvision import tv_tensors
@@ -129,26 +137,30 @@ def main() -> None:
     ours = batched_rate(images, labels)
     baselines = {
         f"per-sample scipy.ndimage in a DataLoader ({cores} workers)": per_sample_rate(PerSample(images, labels)),
-        f"per-sample torchvision v2 in a DataLoader ({cores} workers)": per_sample_rate(TorchvisionPerSample(images, labels)),
+        f"per-sample torchvision v2 in a DataLoader ({cores} workers)": per_sample_rate(
+            TorchvisionPerSample(images, labels)
+        ),
     }
     verdicts = [
         f"Against {name.split(' in ')[0]}: {ours / rate:.1f}x, {'meets' if ours / rate >= 10 else 'MISSES'} the 10x target."
         for name, rate in baselines.items()
     ]
-    table = "\n".join([
-        "# Augmentation speed: batched on the device against per-sample scipy in a DataLoader",
-        "",
-        f"{args.slices} slices of 128x128, batches of {BATCH}, {cores} CPU cores, torch {torch.__version__}, no GPU.",
-        "",
-        "| pipeline | slices per second |",
-        "|---|---|",
-        *[f"| {name} | {rate:,.0f} |" for name, rate in baselines.items()],
-        f"| liverseg.augment.augment_batch (one batch at a time, {cores} threads) | {ours:,.0f} |",
-        "",
-        *verdicts,
-        f"{ours:,.0f} slices per second: {'meets' if ours >= 3000 else 'MISSES'} the 3,000 target.",
-        "",
-    ])
+    table = "\n".join(
+        [
+            "# Augmentation speed: batched on the device against per-sample scipy in a DataLoader",
+            "",
+            f"{args.slices} slices of 128x128, batches of {BATCH}, {cores} CPU cores, torch {torch.__version__}, no GPU.",
+            "",
+            "| pipeline | slices per second |",
+            "|---|---|",
+            *[f"| {name} | {rate:,.0f} |" for name, rate in baselines.items()],
+            f"| liverseg.augment.augment_batch (one batch at a time, {cores} threads) | {ours:,.0f} |",
+            "",
+            *verdicts,
+            f"{ours:,.0f} slices per second: {'meets' if ours >= 3000 else 'MISSES'} the 3,000 target.",
+            "",
+        ]
+    )
     write_result("augment_speed", table)
 
 

@@ -28,8 +28,16 @@ def write_result(name: str, table: str) -> None:
     print(table)
 
 
-def write_peak_table(name: str, title: str, what: str, volume_mib: float, baseline: tuple, peak: tuple,
-                     target: float, notes: tuple[str, ...] = ()) -> bool:
+def write_peak_table(
+    name: str,
+    title: str,
+    what: str,
+    volume_mib: float,
+    baseline: tuple,
+    peak: tuple,
+    target: float,
+    notes: tuple[str, ...] = (),
+) -> bool:
     """The peak memory table against the volume's float32 size and the imports-only baseline, written to
     bench/results/<name>.md and printed; True when the peak stays under `target` times the volume."""
 
@@ -42,9 +50,17 @@ def write_peak_table(name: str, title: str, what: str, volume_mib: float, baseli
     ]
     ratio = peak_mib / volume_mib
     table = "\n".join(
-        [f"# {title}", "", "| what | peak RSS (MiB) | wall time (s) |", "|---|---|---|",
-         *[f"| {w} | {mib} | {s} |" for w, mib, s in rows], "", *notes,
-         f"Peak / float32 volume: {ratio:.2f} ({'under' if ratio < target else 'OVER'} the target of {target:g}).", ""]
+        [
+            f"# {title}",
+            "",
+            "| what | peak RSS (MiB) | wall time (s) |",
+            "|---|---|---|",
+            *[f"| {w} | {mib} | {s} |" for w, mib, s in rows],
+            "",
+            *notes,
+            f"Peak / float32 volume: {ratio:.2f} ({'under' if ratio < target else 'OVER'} the target of {target:g}).",
+            "",
+        ]
     )
     write_result(name, table)
     return ratio < target

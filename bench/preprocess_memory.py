@@ -41,11 +41,33 @@ def main():
         volume, label = write_case(Path(tmp), a.slices)
         float32_mib = 512 * 512 * a.slices * 4 / 2**20
         base_mib, base_s = peak_of(python(BASELINE))
-        run = [sys.executable, "-m", "liverseg", "preprocess", "--volume", str(volume), "--label", str(label),
-               "--window", "-150", "250", "--size", "128", "--out", str(Path(tmp) / "slices.npz")]
+        run = [
+            sys.executable,
+            "-m",
+            "liverseg",
+            "preprocess",
+            "--volume",
+            str(volume),
+            "--label",
+            str(label),
+            "--window",
+            "-150",
+            "250",
+            "--size",
+            "128",
+            "--out",
+            str(Path(tmp) / "slices.npz"),
+        ]
         peak_mib, peak_s = peak_of(run)
-    ok = write_peak_table("preprocess_memory", f"preprocess peak memory, 512x512x{a.slices} int16 .nii.gz",
-                          "preprocess", float32_mib, (base_mib, base_s), (peak_mib, peak_s), target=3)
+    ok = write_peak_table(
+        "preprocess_memory",
+        f"preprocess peak memory, 512x512x{a.slices} int16 .nii.gz",
+        "preprocess",
+        float32_mib,
+        (base_mib, base_s),
+        (peak_mib, peak_s),
+        target=3,
+    )
     sys.exit(0 if ok else 1)
 
 

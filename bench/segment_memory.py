@@ -28,8 +28,17 @@ from liverseg.models import build_model
 BASELINE = "import liverseg.cli, liverseg.segment, torch, nibabel, SimpleITK"
 STAGES = {  # role: (spec, image size, output biases: liver everywhere, tumour nowhere)
     "liver": ({"kind": "unet", "base_channels": 16, "depth": 4}, 128, [8.0, -8.0]),
-    "tumour": ({"kind": "unet", "base_channels": 16, "depth": 4, "input_slices": 3,
-                "crop": {"size": 96, "margin_mm": 10.0, "jitter_mm": 10.0}}, 96, [-8.0]),
+    "tumour": (
+        {
+            "kind": "unet",
+            "base_channels": 16,
+            "depth": 4,
+            "input_slices": 3,
+            "crop": {"size": 96, "margin_mm": 10.0, "jitter_mm": 10.0},
+        },
+        96,
+        [-8.0],
+    ),
 }
 
 
@@ -54,8 +63,12 @@ def write_cascade(folder: Path) -> None:
             model.head.bias.copy_(torch.tensor(biases))
         state = {"spec": spec, "image_size": size, "state_dict": model.state_dict()}
         torch.save(state, folder / f"{role}.pt")
-    description = {"name": "bench", "stages": {role: f"{role}.pt" for role in STAGES}, "window": [-150, 250],
-                   "postprocess": {"closing_radius_mm": 5.0}}
+    description = {
+        "name": "bench",
+        "stages": {role: f"{role}.pt" for role in STAGES},
+        "window": [-150, 250],
+        "postprocess": {"closing_radius_mm": 5.0},
+    }
     (folder / "segmenter.json").write_text(json.dumps(description))
 
 
@@ -69,14 +82,31 @@ def main():
         write_cascade(model)
         float32_mib = 512 * 512 * a.slices * 4 / 2**20
         base_mib, base_s = peak_of(python(BASELINE))
-        run = [sys.executable, "-m", "liverseg", "segment", str(model), str(scan), "--out", str(Path(tmp) / "out"),
-               "--device", "cpu"]
+        run = [
+            sys.executable,
+            "-m",
+            "liverseg",
+            "segment",
+            str(model),
+            str(scan),
+            "--out",
+            str(Path(tmp) / "out"),
+            "--device",
+            "cpu",
+        ]
         peak_mib, peak_s = peak_of(run)
         report = json.loads((Path(tmp) / "out" / "scan.json").read_text())
     note = f"Stage 1 marked {report['liver_ml']:,.0f} ml as liver: the whole scan, the tumour stage's box with it."
-    ok = write_peak_table("segment_memory", f"segment peak memory, 512x512x{a.slices} int16 .nii.gz, cascade, CPU",
-                          "segment with a cascade", float32_mib, (base_mib, base_s), (peak_mib, peak_s), target=6,
-                          notes=(note,))
+    ok = write_peak_table(
+        "segment_memory",
+        f"segment peak memory, 512x512x{a.slices} int16 .nii.gz, cascade, CPU",
+        "segment with a cascade",
+        float32_mib,
+        (base_mib, base_s),
+        (peak_mib, peak_s),
+        target=6,
+        notes=(note,),
+    )
     sys.exit(0 if ok else 1)
 
 

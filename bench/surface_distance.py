@@ -57,9 +57,14 @@ def main():
             mib, seconds = peak_of(python(setup + code.format(spacing=SPACING)))
             rows.append((name, mib, seconds))
     table = "\n".join(
-        [f"# surface distances, two liver-sized masks in 512x512x{a.slices} (spacing {SPACING} mm)", "",
-         "| computed on | peak RSS (MiB) | wall time (s) |", "|---|---|---|",
-         *[f"| {name} | {mib:,.0f} | {seconds:.1f} |" for name, mib, seconds in rows], ""]
+        [
+            f"# surface distances, two liver-sized masks in 512x512x{a.slices} (spacing {SPACING} mm)",
+            "",
+            "| computed on | peak RSS (MiB) | wall time (s) |",
+            "|---|---|---|",
+            *[f"| {name} | {mib:,.0f} | {seconds:.1f} |" for name, mib, seconds in rows],
+            "",
+        ]
     )
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "surface_distance.md").write_text(table)

@@ -51,13 +51,15 @@ def bare_rate(spec: dict, settings: TrainSettings, augment: AugmentSettings, fil
     recipe, device = Recipe.from_spec(spec), torch.device("cpu")
     data = load_slice_set(files, recipe.input_slices)
     generator = torch.Generator().manual_seed(settings.seed)
-    order = epoch_indices(data.has_tumour, data.has_liver, recipe.tumour_oversample, recipe.background_fraction, generator)
+    order = epoch_indices(
+        data.has_tumour, data.has_liver, recipe.tumour_oversample, recipe.background_fraction, generator
+    )
     batches = list(Batches(data, recipe.regions, settings.batch_size, device, augment)(order, generator))
     model, loss_fn = build_model(spec), CombinedLoss(recipe.loss, recipe.head)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     model.train()
     seconds = []
-    for epoch in range(EPOCHS):
+    for _ in range(EPOCHS):
         started = time.perf_counter()
         for x, y in batches:
             optimizer.zero_grad(set_to_none=True)
@@ -76,30 +78,46 @@ def main() -> None:
     torch.set_num_threads(cores)
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     spec = {k: v for k, v in config["models"][args.model].items() if k not in ("train", "augment")}
-    augment = AugmentSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["augment"].items() if k != "seed"})
-    settings = TrainSettings(epochs=EPOCHS, batch_size=config["train"]["batch_size"], lr=config["train"]["lr"], device="cpu")
+    augment = AugmentSettings(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in config["augment"].items() if k != "seed"}
+    )
+    settings = TrainSettings(
+        epochs=EPOCHS, batch_size=config["train"]["batch_size"], lr=config["train"]["lr"], device="cpu"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.chdir(tmp)  # the run's MLflow artifacts land under the working folder
         files = write_cases(tmp, args.slices)
-        history = train_model(args.model, spec, settings, augment, files[:3], files[3:], tmp / "model", f"sqlite:///{tmp / 'mlflow.db'}", "bench")
+        history = train_model(
+            args.model,
+            spec,
+            settings,
+            augment,
+            files[:3],
+            files[3:],
+            tmp / "model",
+            f"sqlite:///{tmp / 'mlflow.db'}",
+            "bench",
+        )
         ours = (history["train_samples"] / history["epoch_seconds"]).iloc[1:].max()
         bare = bare_rate(spec, settings, augment, files[:3])
     ratio = ours / bare
-    table = "\n".join([
-        "# Training loop speed: liverseg's loop against a bare loop over the same model and batches",
-        "",
-        f"Model `{args.model}` of config.yaml, {args.slices * 3 // 4} training slices of 128x128, batches of "
-        f"{settings.batch_size}, {cores} CPU cores, torch {torch.__version__}, no GPU; the faster of epochs 2 and 3.",
-        "",
-        "| loop | images per second |",
-        "|---|---|",
-        f"| bare: forward, loss, backward, Adam step over prepared batches | {bare:,.1f} |",
-        f"| liverseg: sampling, 2.5D batches, augmentation on the device, the same steps | {ours:,.1f} |",
-        "",
-        f"liverseg / bare: {ratio:.3f} ({'meets' if ratio >= 0.95 else 'MISSES'} the target of 0.95).",
-        "",
-    ])
+    table = "\n".join(
+        [
+            "# Training loop speed: liverseg's loop against a bare loop over the same model and batches",
+            "",
+            f"Model `{args.model}` of config.yaml, {args.slices * 3 // 4} training slices of 128x128, batches of "
+            f"{settings.batch_size}, {cores} CPU cores, torch {torch.__version__}, no GPU; the faster of epochs 2 and 3.",
+            "",
+            "| loop | images per second |",
+            "|---|---|",
+            f"| bare: forward, loss, backward, Adam step over prepared batches | {bare:,.1f} |",
+            f"| liverseg: sampling, 2.5D batches, augmentation on the device, the same steps | {ours:,.1f} |",
+            "",
+            f"liverseg / bare: {ratio:.3f} ({'meets' if ratio >= 0.95 else 'MISSES'} the target of 0.95).",
+            "",
+        ]
+    )
     write_result("train_loop", table)
 
 

@@ -65,7 +65,9 @@ def write_case(folder: Path, number: int, hu=None, labels=None, affine=None) -> 
     labels = default_labels if labels is None else labels
     affine = np.diag([0.8, 0.8, 2.5, 1.0]) if affine is None else affine
     folder.mkdir(parents=True, exist_ok=True)
-    volume = write_nifti(folder / f"volume-{number}.nii.gz", hu.astype(np.int16) if np.isfinite(hu).all() else hu, affine)
+    volume = write_nifti(
+        folder / f"volume-{number}.nii.gz", hu.astype(np.int16) if np.isfinite(hu).all() else hu, affine
+    )
     return volume, write_nifti(folder / f"segmentation-{number}.nii.gz", labels, affine)
 
 

@@ -47,7 +47,9 @@ def test_rotation_per_sample_moves_labels_with_the_image():
 
 def test_seeded():
     images, labels = _batch(4)
-    settings = AugmentSettings(zoom=(0.8, 1.2), gamma=(0.7, 1.4), blur_sigma=(0, 1), noise_std=0.05, intensity_shift=0.1)
+    settings = AugmentSettings(
+        zoom=(0.8, 1.2), gamma=(0.7, 1.4), blur_sigma=(0, 1), noise_std=0.05, intensity_shift=0.1
+    )
     a = augment_batch(images, labels, settings, torch.Generator().manual_seed(5))
     b = augment_batch(images, labels, settings, torch.Generator().manual_seed(5))
     c = augment_batch(images, labels, settings, torch.Generator().manual_seed(6))
@@ -62,7 +64,9 @@ def test_elastic_deformation_moves_labels_with_the_image():
     assert set(torch.unique(out_labels).tolist()) <= {0, 1, 2}
     assert sum(not torch.equal(label, labels[0]) for label in out_labels) == 8, "every sample deformed its own way"
     inner = torch.nn.functional.avg_pool2d((out_labels == 1)[:, None].float(), 3, stride=1, padding=1)[:, 0] == 1
-    assert torch.allclose(out_images[:, 0][inner], torch.tensor(0.4)), "inside the moved liver, the moved image is liver"
+    assert torch.allclose(out_images[:, 0][inner], torch.tensor(0.4)), (
+        "inside the moved liver, the moved image is liver"
+    )
     again = augment_batch(images, labels, settings, torch.Generator().manual_seed(2))
     assert torch.equal(again[1], out_labels), "seeded"
 
@@ -87,7 +91,9 @@ def test_pasted_lesions_keep_their_contrast_and_stay_in_the_liver():
     for k in receivers:
         assert not (gained[k] & (labels[k] == 0)).any(), "lesions stay inside the liver"
         inside = out_images[k][:, gained[k]]
-        assert torch.allclose(inside, torch.full_like(inside, 0.2 + 0.3)), "donor contrast, receiver's liver level, all channels"
+        assert torch.allclose(inside, torch.full_like(inside, 0.2 + 0.3)), (
+            "donor contrast, receiver's liver level, all channels"
+        )
         changed = (out_images[k] != images[k]).any(0)
         rim = torch.nn.functional.max_pool2d(gained[k][None, None].float(), 3, stride=1, padding=1)[0, 0].bool()
         assert changed.any() and not (changed & ~rim).any(), "only the lesion and one ring around it change"

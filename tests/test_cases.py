@@ -55,7 +55,12 @@ def corpus(raw):
     affine = np.diag([0.8, 0.8, 2.5, 1.0])
     yield "truncated volume", lambda: truncated(write_case(raw, 1)[0]), "volume-1.nii.gz", "cut short"
     yield "truncated label", lambda: truncated(write_case(raw, 1)[1]), "segmentation-1.nii.gz", "cut short"
-    yield "shape mismatch", lambda: write_case(raw, 1, labels=labels[:, :-2]), "segmentation-1.nii.gz", r"shape \(24, 18, 6\) differs"
+    yield (
+        "shape mismatch",
+        lambda: write_case(raw, 1, labels=labels[:, :-2]),
+        "segmentation-1.nii.gz",
+        r"shape \(24, 18, 6\) differs",
+    )
     moved = affine.copy()
     moved[0, 3] = 5.0
 
@@ -64,7 +69,12 @@ def corpus(raw):
         write_nifti(raw / "segmentation-1.nii.gz", labels, moved)
 
     yield "affine mismatch", other_affine, "segmentation-1.nii.gz", "affine differs from its volume"
-    yield "4D image", lambda: write_case(raw, 1, hu=np.stack([hu, hu], -1), labels=labels), "volume-1.nii.gz", "expected a 3D volume"
+    yield (
+        "4D image",
+        lambda: write_case(raw, 1, hu=np.stack([hu, hu], -1), labels=labels),
+        "volume-1.nii.gz",
+        "expected a 3D volume",
+    )
     nans = hu.copy()
     nans[0, 0, 0] = np.nan
     yield "NaN", lambda: write_case(raw, 1, hu=nans), "volume-1.nii.gz", "1 voxels are NaN or infinite"
@@ -78,8 +88,18 @@ def corpus(raw):
 
     yield "empty file", empty, "volume-1.nii.gz", "not a readable NIfTI file"
     yield "missing label", lambda: write_case(raw, 1)[1].unlink(), "volume-1.nii.gz", "no label file"
-    yield "label alone", lambda: write_case(raw, 1)[0].unlink(), "segmentation-1.nii.gz", "a label file without its volume"
-    yield "not HU", lambda: write_case(raw, 1, hu=(hu + 1000) / 2000), "volume-1.nii.gz", "do not look like CT in Hounsfield units"
+    yield (
+        "label alone",
+        lambda: write_case(raw, 1)[0].unlink(),
+        "segmentation-1.nii.gz",
+        "a label file without its volume",
+    )
+    yield (
+        "not HU",
+        lambda: write_case(raw, 1, hu=(hu + 1000) / 2000),
+        "volume-1.nii.gz",
+        "do not look like CT in Hounsfield units",
+    )
 
 
 CORPUS = list(corpus(None))
@@ -110,10 +130,22 @@ def test_the_command_line_error_is_one_line_without_traceback(tmp_path, tool_env
     raw = tmp_path / "raw"
     write_case(raw, 0)
     truncated(write_case(raw, 1)[0])
-    command = ["liverseg", "ingest", "--raw", str(raw), "--layout", "lits", "--out", str(tmp_path / "cases.tsv"),
-               "--rejected", str(tmp_path / "rejected.tsv")]
+    command = [
+        "liverseg",
+        "ingest",
+        "--raw",
+        str(raw),
+        "--layout",
+        "lits",
+        "--out",
+        str(tmp_path / "cases.tsv"),
+        "--rejected",
+        str(tmp_path / "rejected.tsv"),
+    ]
     result = subprocess.run(command, env=tool_env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"liverseg ingest: error: {raw / 'volume-1.nii.gz'}: cannot read its voxels")
+    assert len(lines) == 1 and lines[0].startswith(
+        f"liverseg ingest: error: {raw / 'volume-1.nii.gz'}: cannot read its voxels"
+    )
     assert "Traceback" not in result.stderr + result.stdout

@@ -11,7 +11,16 @@ from tests.conftest import ROOT
 def dry_run(tmp_path, config, env):
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    command = ["snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", str(path)]
+    command = [
+        "snakemake",
+        "-n",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--configfile",
+        str(path),
+    ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -79,7 +88,9 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
     else:
         assert "download" not in result.stdout
         # the tumour stage's own augment setting reaches its training job only
-        train_jobs = [line for line in result.stdout.splitlines() if line.startswith("Shell command: liverseg train")]
+        train_jobs = [
+            line for line in result.stdout.splitlines() if line.startswith("Shell command: python -m liverseg train")
+        ]
         pastes = {line.split("--name ")[1].split()[0]: '"lesion_paste": 0.5' in line for line in train_jobs}
         assert pastes == {"unet": False, "resnet50_unet": False, "tumour_unet": True}
 
@@ -113,5 +124,12 @@ def test_study_config_is_the_published_setup():
 def test_lint_and_format(tool_env):
     lint = subprocess.run(["snakemake", "--lint"], cwd=ROOT, env=tool_env, capture_output=True, text=True, timeout=300)
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    fmt = subprocess.run(["snakefmt", "--check", "Snakefile", "workflow"], cwd=ROOT, env=tool_env, capture_output=True, text=True, timeout=120)
+    fmt = subprocess.run(
+        ["snakefmt", "--check", "Snakefile", "workflow"],
+        cwd=ROOT,
+        env=tool_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert fmt.returncode == 0, fmt.stderr

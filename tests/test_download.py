@@ -10,6 +10,7 @@ import pytest
 
 from liverseg.data.download import DownloadError, download_msd, extract_archive
 
+
 def msd_tar(path: Path) -> Path:
     """A small archive in the MSD layout, with the macOS resource forks the real one carries."""
     payload = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
@@ -54,7 +55,10 @@ def test_an_interrupted_download_resumes_with_a_range_request(tmp_path, serve, c
     url, log = serve(archive.parent, archive.name, cut_first=half)
     download_msd(url, md5(archive), tmp_path / "raw" / "msd")
     assert (tmp_path / "raw" / "Task03_Liver.tar").read_bytes() == archive.read_bytes()
-    assert log.read_text().splitlines() == ["GET /Task03_Liver.tar range=None", f"GET /Task03_Liver.tar range=bytes={half}-"]
+    assert log.read_text().splitlines() == [
+        "GET /Task03_Liver.tar range=None",
+        f"GET /Task03_Liver.tar range=bytes={half}-",
+    ]
     assert "resuming" in capsys.readouterr().out
 
 

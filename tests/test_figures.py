@@ -31,7 +31,9 @@ def test_a_case_without_tumour_shows_its_largest_liver_and_no_false_row_when_non
     assert rows == {"largest reference liver (no tumour)": 5}
     painted = reference.copy()
     painted[4:16, 4:16, 5] = 2
-    assert chosen_slices(reference, {"model": painted}) == {"largest reference liver (no tumour),\nmost false tumour": 5}
+    assert chosen_slices(reference, {"model": painted}) == {
+        "largest reference liver (no tumour),\nmost false tumour": 5
+    }
 
 
 def test_the_view_holds_every_mask_with_a_margin():

@@ -59,7 +59,9 @@ def stored(path, hu, affine, dtype, slope=1.0, inter=0.0, qform_code=1, sform_co
 VARIANTS = {
     "LPS int16": dict(codes=("L", "P", "S"), dtype=np.int16),
     "flipped slice axis, float32 with slope": dict(codes=("R", "A", "I"), dtype=np.float32, slope=0.5),
-    "uint16 with intercept -1024, uncompressed": dict(codes=("R", "A", "S"), dtype=np.uint16, inter=-1024.0, suffix=".nii"),
+    "uint16 with intercept -1024, uncompressed": dict(
+        codes=("R", "A", "S"), dtype=np.uint16, inter=-1024.0, suffix=".nii"
+    ),
     "oblique by 10 degrees, sform code 0": dict(codes=("L", "P", "S"), dtype=np.int16, angle=10.0, sform_code=0),
 }
 
@@ -70,8 +72,15 @@ def test_a_label_map_comes_back_in_the_scans_exact_geometry(tmp_path, name, caps
     hu, labels = scan()
     affine = axes_affine(v["codes"], angle_degrees=v.get("angle", 0.0))
     suffix = v.get("suffix", ".nii.gz")
-    volume = stored(tmp_path / f"volume-0{suffix}", hu, affine, v["dtype"], v.get("slope", 1.0), v.get("inter", 0.0),
-                    sform_code=v.get("sform_code", 2))
+    volume = stored(
+        tmp_path / f"volume-0{suffix}",
+        hu,
+        affine,
+        v["dtype"],
+        v.get("slope", 1.0),
+        v.get("inter", 0.0),
+        sform_code=v.get("sform_code", 2),
+    )
     label = stored(tmp_path / f"segmentation-0{suffix}", labels, affine, np.uint8, sform_code=v.get("sform_code", 2))
 
     row = describe_case("case_000", volume, label)
@@ -93,7 +102,17 @@ def test_a_label_map_comes_back_in_the_scans_exact_geometry(tmp_path, name, caps
     source, written = nib.load(volume), nib.load(out)
     assert written.shape == source.shape and written.get_data_dtype() == np.uint8
     assert np.array_equal(written.affine, source.affine)
-    for key in ("qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d", "qoffset_x", "srow_x", "srow_z", "pixdim"):
+    for key in (
+        "qform_code",
+        "sform_code",
+        "quatern_b",
+        "quatern_c",
+        "quatern_d",
+        "qoffset_x",
+        "srow_x",
+        "srow_z",
+        "pixdim",
+    ):
         assert np.array_equal(written.header[key], source.header[key]), key
     itk_in, itk_out = sitk.ReadImage(str(volume)), sitk.ReadImage(str(out))
     assert itk_out.GetSize() == itk_in.GetSize()

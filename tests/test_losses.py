@@ -81,7 +81,7 @@ def test_bce_and_focal_by_hand():
     p_true = torch.where(t > 0, p, 1 - p)
     expected_bce = float(-torch.log(p_true).mean())
     assert bce_loss(logits, t, "sigmoid").item() == pytest.approx(expected_bce, rel=1e-6)
-    expected_focal = float((-(1 - p_true) ** 2 * torch.log(p_true)).mean())
+    expected_focal = float((-((1 - p_true) ** 2) * torch.log(p_true)).mean())
     assert focal_loss(logits, t, "sigmoid", gamma=2.0).item() == pytest.approx(expected_focal, rel=1e-5)
     # focal weighs well-classified pixels down: the confident correct pixel (logit 3, target 1) barely counts
     assert focal_loss(logits, t, "sigmoid").item() < bce_loss(logits, t, "sigmoid").item()

@@ -18,7 +18,9 @@ def test_three_models_trained_in_parallel_keep_complete_runs(tmp_path):
     path = tmp_path / "parallel.yaml"
     path.write_text(yaml.safe_dump(config))
     targets = [f"models/{name}/best.pt" for name in config["models"]]
-    result = snakemake(tmp_path, *targets, "--cores", "3", "--resources", "gpu=3", "--configfile", str(path), env=tool_environment())
+    result = snakemake(
+        tmp_path, *targets, "--cores", "3", "--resources", "gpu=3", "--configfile", str(path), env=tool_environment()
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert log.count("rule train:") == 3
@@ -30,5 +32,8 @@ def test_three_models_trained_in_parallel_keep_complete_runs(tmp_path):
     for run in runs:
         assert run.info.status == "FINISHED"
         for metric in ("train_loss", "val_loss", "val_dice", "lr", "data_seconds"):
-            assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2, 3], (run.info.run_name, metric)
+            assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2, 3], (
+                run.info.run_name,
+                metric,
+            )
         assert client.get_model_version_by_alias(run.info.run_name, "champion").run_id == run.info.run_id

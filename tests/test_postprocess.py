@@ -63,7 +63,9 @@ def test_closing_in_3d_fills_a_missing_slice():
     labels[5:15, 5:15, :] = 1
     labels[:, :, 2] = 0  # a slice the model missed
     assert not close_labels(labels, (1.0, 1.0, 1.0), 2.0)[:, :, 2].any()
-    assert (close_labels(labels, (1.0, 1.0, 1.0), 2.0, three_d=True)[6:14, 6:14, 2] == 1).all()  # the ball rounds the rim
+    assert (
+        close_labels(labels, (1.0, 1.0, 1.0), 2.0, three_d=True)[6:14, 6:14, 2] == 1
+    ).all()  # the ball rounds the rim
 
 
 def test_each_step_on_hand_made_masks():
@@ -79,7 +81,9 @@ def test_each_step_on_hand_made_masks():
     assert (largest[24:29, 2:5, 2:4] == 0).all(), "the stray tumour is its own component: not the largest"
     only_tumour = dict(apply_steps(labels, (1.0, 1.0, 2.0), PostSettings(0.0, largest_liver_component=False)))
     kept = only_tumour["tumour_in_liver"]
-    assert (kept[24:29, 2:5, 2:4] == 0).all() and (kept[5:8, 5:8, 2:4] == 2).all() and (kept[25:28, 25:28, 1:3] == 1).all()
+    assert (
+        (kept[24:29, 2:5, 2:4] == 0).all() and (kept[5:8, 5:8, 2:4] == 2).all() and (kept[25:28, 25:28, 1:3] == 1).all()
+    )
     assert apply_steps(labels, (1.0, 1.0, 2.0), PostSettings(0.0, False, False, False)) == []
 
 

@@ -27,7 +27,12 @@ def test_softmax_head_labels_are_the_most_likely_class():
 def test_prediction_has_the_input_geometry(phantom_files, tmp_path):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2}
     torch.manual_seed(0)
-    state = {"spec": spec, "targets": ["liver", "tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()}
+    state = {
+        "spec": spec,
+        "targets": ["liver", "tumour"],
+        "image_size": 32,
+        "state_dict": build_model(spec).state_dict(),
+    }
     torch.save(state, tmp_path / "best.pt")
     for n in range(3):  # the phantom cases come in several storage orientations
         volume = phantom_files / f"volume-{n}.nii.gz"
@@ -41,8 +46,14 @@ def test_prediction_has_the_input_geometry(phantom_files, tmp_path):
 
 def test_slices_of_another_case_are_refused(phantom_files, tmp_path):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2}
-    torch.save({"spec": spec, "targets": ["liver", "tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()}, tmp_path / "m.pt")
-    save_slices(slice_case(phantom_files / "volume-0.nii.gz", phantom_files / "segmentation-0.nii.gz", (-150, 250), 32), tmp_path / "s.npz")
+    torch.save(
+        {"spec": spec, "targets": ["liver", "tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()},
+        tmp_path / "m.pt",
+    )
+    save_slices(
+        slice_case(phantom_files / "volume-0.nii.gz", phantom_files / "segmentation-0.nii.gz", (-150, 250), 32),
+        tmp_path / "s.npz",
+    )
     other = tmp_path / "volume-9.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((40, 30, 5), np.int16), np.eye(4)), other)
     with pytest.raises(nifti.VolumeError, match="do not belong to"):
@@ -59,7 +70,10 @@ class _Painter(torch.nn.Module):
 
 def test_cascade_keeps_the_stage1_liver_and_puts_tumour_inside_it(phantom_files, tmp_path, monkeypatch):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2, "input_slices": 3, "crop": {"size": 32, "margin_mm": 5.0}}
-    torch.save({"spec": spec, "targets": ["tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()}, tmp_path / "t.pt")
+    torch.save(
+        {"spec": spec, "targets": ["tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()},
+        tmp_path / "t.pt",
+    )
     monkeypatch.setattr("liverseg.predict.build_model", lambda spec, pretrained: _Painter())
     monkeypatch.setattr(_Painter, "load_state_dict", lambda self, state: None, raising=False)
     volume, label = phantom_files / "volume-1.nii.gz", phantom_files / "segmentation-1.nii.gz"
@@ -135,7 +149,9 @@ def test_evaluate_and_summarise_by_hand(tmp_path):
     # before closing, case 0's extra liver voxel lies one 0.7 mm voxel beside the reference; Dice pooled over both cases
     pred_liver = read_case_scores([a, b])[0].query("stage == 'pred' and target == 'liver'")
     assert pred_liver["mssd"].tolist() == pytest.approx([0.7, 0.0])
-    assert 2 * pred_liver["intersection"].sum() / (pred_liver["pred_voxels"].sum() + pred_liver["ref_voxels"].sum()) == pytest.approx(16 / 17)
+    assert 2 * pred_liver["intersection"].sum() / (
+        pred_liver["pred_voxels"].sum() + pred_liver["ref_voxels"].sum()
+    ) == pytest.approx(16 / 17)
 
 
 def test_geometry_mismatch_is_named(tmp_path):
@@ -168,4 +184,6 @@ def test_each_post_processing_step_is_scored_and_judged(tmp_path):
     liver = effects.loc[("liver", "largest_component")]
     assert liver["verdict"] == "helped" and liver["dice_change"] == pytest.approx(1 - 2 * 144 / 296)
     assert effects.loc[("tumour", "largest_component"), "verdict"] == "-"  # no tumour anywhere: undefined
-    assert "| m | liver | largest_component |" in steps_markdown(step_effects(read_case_scores([tmp_path / "s.json"])[0]))
+    assert "| m | liver | largest_component |" in steps_markdown(
+        step_effects(read_case_scores([tmp_path / "s.json"])[0])
+    )

@@ -59,7 +59,9 @@ def test_lits_and_msd_folders_run_side_by_side(tmp_path, tool_env):
 
     project = tmp_path / "project"
     project.mkdir()
-    run_lits = experiment(project, "on_lits", {"source": "lits", "path": str(lits), "skip_invalid": True}, test_fraction=0.34)
+    run_lits = experiment(
+        project, "on_lits", {"source": "lits", "path": str(lits), "skip_invalid": True}, test_fraction=0.34
+    )
     result = snakemake(project, "--cores", "2", "--resources", "gpu=1", "--configfile", str(run_lits), env=tool_env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = project / "experiments" / "on_lits"
@@ -67,7 +69,9 @@ def test_lits_and_msd_folders_run_side_by_side(tmp_path, tool_env):
     assert list(cases["case"]) == ["case_000", "case_001", "case_002"]
     assert all(path.startswith(str(lits)) for path in cases["volume"])  # read in place, never copied
     rejected = pd.read_csv(out / "data/rejected.tsv", sep="\t", keep_default_na=False)
-    assert sorted(rejected["file"]) == [str(lits / "Training_Batch2" / n) for n in ("segmentation-40.nii.gz", "volume-3.nii.gz")]
+    assert sorted(rejected["file"]) == [
+        str(lits / "Training_Batch2" / n) for n in ("segmentation-40.nii.gz", "volume-3.nii.gz")
+    ]
     assert (out / "results/summary.md").is_file() and not (out / "data/raw").exists()
     # one case of each part: the test case alone is scored, the validation case judges post-processing
     split = json.loads((out / "data/split.json").read_text())
@@ -76,7 +80,9 @@ def test_lits_and_msd_folders_run_side_by_side(tmp_path, tool_env):
     assert pd.read_csv(out / "results/summary.csv")["scored_cases"].tolist() == [1]
     assert (out / f"results/unet/metrics/{split['val'][0]}.json").is_file()
     assert "untouched test cases" in (out / "results/summary.md").read_text()
-    assert sorted(out.glob("results/figures/overlay_*.png")) == [out / f"results/figures/overlay_{split['test'][0]}.png"]
+    assert sorted(out.glob("results/figures/overlay_*.png")) == [
+        out / f"results/figures/overlay_{split['test'][0]}.png"
+    ]
     before = digests(out)
 
     run_msd = experiment(project, "on_msd", {"source": "folder", "path": str(msd)})
@@ -87,7 +93,10 @@ def test_lits_and_msd_folders_run_side_by_side(tmp_path, tool_env):
     assert (other / "results/summary.md").is_file() and (other / "mlflow.db").is_file()
     assert digests(out) == before
     assert sorted(p.name for p in project.iterdir()) == [".snakemake", "experiments", "on_lits.yaml", "on_msd.yaml"]
-    assert {**{f"LiTS/{k}": v for k, v in digests(lits).items()}, **{f"MSD/{k}": v for k, v in digests(msd).items()}} == sources
+    assert {
+        **{f"LiTS/{k}": v for k, v in digests(lits).items()},
+        **{f"MSD/{k}": v for k, v in digests(msd).items()},
+    } == sources
 
 
 def test_a_bad_case_stops_the_run_with_its_file_named(tmp_path, tool_env):

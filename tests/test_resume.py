@@ -21,12 +21,12 @@ TIMES = ["epoch_seconds", "data_seconds", "compute_seconds", "val_seconds"]
 
 
 def training_processes(workdir: Path) -> list[int]:
-    """Pids of `liverseg train` processes running in `workdir`."""
+    """Pids of `python -m liverseg train` processes running in `workdir`."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().split(b"\0")
-            if b"train" in command and any(part.endswith(b"liverseg") for part in command[:2]) and Path(os.readlink(entry / "cwd")) == workdir:
+            if b"train" in command and b"liverseg" in command[:3] and Path(os.readlink(entry / "cwd")) == workdir:
                 pids.append(int(entry.name))
         except (OSError, ValueError):
             continue
@@ -43,7 +43,9 @@ def test_a_killed_training_job_resumes_to_the_uninterrupted_result(tmp_path):
     killed.mkdir()
     workdir = killed / "experiments" / "resume"
     command = ["snakemake", "-s", str(ROOT / "Snakefile"), *TARGET]
-    run = subprocess.Popen(command, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    run = subprocess.Popen(
+        command, cwd=killed, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         state, deadline = workdir / "models" / "unet" / "resume.pt", time.monotonic() + 600
         while not (state.exists() and torch.load(state, weights_only=False)["epoch"] >= 3):
@@ -65,7 +67,10 @@ def test_a_killed_training_job_resumes_to_the_uninterrupted_result(tmp_path):
     resumed = pd.read_csv(workdir / "models" / "unet" / "history.csv")
     plain = pd.read_csv(whole / "experiments" / "resume" / "models" / "unet" / "history.csv")
     pd.testing.assert_frame_equal(resumed.drop(columns=TIMES), plain.drop(columns=TIMES), check_exact=True)
-    weights = [torch.load(root / "experiments" / "resume" / "models" / "unet" / "best.pt", weights_only=False)["state_dict"] for root in (killed, whole)]
+    weights = [
+        torch.load(root / "experiments" / "resume" / "models" / "unet" / "best.pt", weights_only=False)["state_dict"]
+        for root in (killed, whole)
+    ]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert not (workdir / "models" / "unet" / "resume.pt").exists()
 

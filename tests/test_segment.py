@@ -7,11 +7,11 @@ import locale
 import subprocess
 import uuid
 
+import mlflow
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import mlflow
 import SimpleITK as sitk
 import torch
 from mlflow.tracking import MlflowClient
@@ -32,7 +32,9 @@ CONFIG = ROOT / "tests" / "configs" / "segment.yaml"
 def trained(tmp_path_factory):
     """The small segment experiment run through the workflow: its models folder and results."""
     root = tmp_path_factory.mktemp("segment-run")
-    result = snakemake(root, "--cores", "2", "--resources", "gpu=1", "--configfile", str(CONFIG), env=tool_environment())
+    result = snakemake(
+        root, "--cores", "2", "--resources", "gpu=1", "--configfile", str(CONFIG), env=tool_environment()
+    )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     return root / "experiments" / "segment"
 
@@ -120,10 +122,16 @@ def test_the_same_scan_as_a_dicom_series_gives_the_same_label_map(trained, new_s
     assert segment(model, volume, "--out", tmp_path / "from-nifti", "--threads", "2").returncode == 0
     result = segment(model, series, "--out", tmp_path / "from-dicom", "--threads", "2")
     assert result.returncode == 0, result.stderr[-3000:]
-    from_nifti, from_dicom = nib.load(tmp_path / "from-nifti" / "patient-x.nii.gz"), nib.load(tmp_path / "from-dicom" / "series-x.nii.gz")
+    from_nifti, from_dicom = (
+        nib.load(tmp_path / "from-nifti" / "patient-x.nii.gz"),
+        nib.load(tmp_path / "from-dicom" / "series-x.nii.gz"),
+    )
     assert np.allclose(from_dicom.affine, from_nifti.affine, atol=1e-3)
     assert np.array_equal(np.asanyarray(from_dicom.dataobj), np.asanyarray(from_nifti.dataobj))
-    reports = [json.loads(p.read_text()) for p in (tmp_path / "from-nifti" / "patient-x.json", tmp_path / "from-dicom" / "series-x.json")]
+    reports = [
+        json.loads(p.read_text())
+        for p in (tmp_path / "from-nifti" / "patient-x.json", tmp_path / "from-dicom" / "series-x.json")
+    ]
     assert reports[0]["liver_ml"] == pytest.approx(reports[1]["liver_ml"], rel=1e-6)
 
 
@@ -159,8 +167,13 @@ def test_the_registered_segmenter_is_a_pyfunc_of_a_volume_and_its_spacing(traine
     labels = model.predict(scan.get_fdata(dtype=np.float32), params={"spacing": list(scan.header.get_zooms())})
     workflow = nib.as_closest_canonical(nib.load(trained / "results" / "unet_cascade" / "post" / f"{case}.nii.gz"))
     assert labels.dtype == np.uint8 and np.array_equal(labels, np.asanyarray(workflow.dataobj))
-    run = MlflowClient(f"sqlite:///{trained}/mlflow.db").get_run(json.loads((trained / "models" / "unet_cascade" / "registered.json").read_text())["run_id"])
-    stage_runs = {role: json.loads((trained / "models" / model / "run.json").read_text())["run_id"] for role, model in (("liver", "unet"), ("tumour", "tumour_unet"))}
+    run = MlflowClient(f"sqlite:///{trained}/mlflow.db").get_run(
+        json.loads((trained / "models" / "unet_cascade" / "registered.json").read_text())["run_id"]
+    )
+    stage_runs = {
+        role: json.loads((trained / "models" / model / "run.json").read_text())["run_id"]
+        for role, model in (("liver", "unet"), ("tumour", "tumour_unet"))
+    }
     assert run.data.tags["liver_run"] == stage_runs["liver"] and run.data.tags["tumour_run"] == stage_runs["tumour"]
 
 
@@ -172,8 +185,13 @@ def test_a_registered_model_of_slices_or_no_store_is_refused_clearly(trained, tm
     absent = segment("models:/nothing-segmenter@champion", volume, "--out", tmp_path / "b", "--tracking-uri", store)
     assert absent.returncode == 1 and "models:/nothing-segmenter@champion: not found in" in absent.stderr
     env = {k: v for k, v in tool_environment().items() if k != "MLFLOW_TRACKING_URI"}
-    no_store = subprocess.run(["liverseg", "segment", "models:/unet-segmenter@champion", str(volume), "--out", str(tmp_path / "c")],
-                              env=env, capture_output=True, encoding="utf-8", timeout=300)
+    no_store = subprocess.run(
+        ["liverseg", "segment", "models:/unet-segmenter@champion", str(volume), "--out", str(tmp_path / "c")],
+        env=env,
+        capture_output=True,
+        encoding="utf-8",
+        timeout=300,
+    )
     assert no_store.returncode == 1 and "--tracking-uri" in no_store.stderr
     assert not any((tmp_path / part).exists() for part in "abc")
 
@@ -231,7 +249,10 @@ def test_lesion_sizes_against_all_pairs_of_voxels():
     components, n = ndimage.label(mask, structure=np.ones((3, 3, 3)))
     assert len(sizes) == n
     expected = sorted(
-        ((components == k).sum() * np.prod(spacing) / 1000, pdist(np.argwhere(components == k) * spacing).max(initial=0))
+        (
+            (components == k).sum() * np.prod(spacing) / 1000,
+            pdist(np.argwhere(components == k) * spacing).max(initial=0),
+        )
         for k in range(1, n + 1)
     )[::-1]
     for lesion, (ml, diameter) in zip(sizes, expected):

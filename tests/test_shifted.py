@@ -26,16 +26,27 @@ def test_check_scores_every_entry_on_new_cases(tmp_path):
         "postprocess": {"closing_radius_mm": 3.0},
         "models": {
             "unet": {"kind": "unet", "base_channels": 2, "depth": 2},
-            "stage": {"kind": "unet", "base_channels": 2, "depth": 2, "input_slices": 3, "crop": {"size": 32, "margin_mm": 5.0}},
+            "stage": {
+                "kind": "unet",
+                "base_channels": 2,
+                "depth": 2,
+                "input_slices": 3,
+                "crop": {"size": 32, "margin_mm": 5.0},
+            },
         },
         "cascades": {"cascade": {"liver": "unet", "tumour": "stage"}},
     }
     torch.manual_seed(0)
     for name, spec in config["models"].items():
         (tmp_path / "models" / name).mkdir(parents=True)
-        torch.save({"spec": spec, "image_size": 32, "state_dict": build_model(spec).state_dict()}, tmp_path / "models" / name / "best.pt")
+        torch.save(
+            {"spec": spec, "image_size": 32, "state_dict": build_model(spec).state_dict()},
+            tmp_path / "models" / name / "best.pt",
+        )
         (tmp_path / "models" / name / "history.csv").write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.5,2,1\n")
-    summary = check_shifted(config, tmp_path / "models", cases=2, seed=5, out_dir=tmp_path / "shifted").set_index("model")
+    summary = check_shifted(config, tmp_path / "models", cases=2, seed=5, out_dir=tmp_path / "shifted").set_index(
+        "model"
+    )
     assert list(summary.index) == ["unet", "cascade"]
     assert (summary["scored_cases"] == 2).all()
     for entry in ("unet", "cascade"):
@@ -46,10 +57,24 @@ def test_check_scores_every_entry_on_new_cases(tmp_path):
 def test_ablation_table_shows_each_change():
     summary = pd.DataFrame(
         [
-            {"model": "a", "tumour_dice_cases_with_tumour": 0.1, "lesion_recall_ge10mm": 0.0, "lesion_recall": 0.0,
-             "lesion_precision": float("nan"), "liver_dice": 0.97, "training_minutes": 2.0},
-            {"model": "b", "tumour_dice_cases_with_tumour": 0.45, "lesion_recall_ge10mm": 0.5, "lesion_recall": 0.25,
-             "lesion_precision": 0.5, "liver_dice": 0.96, "training_minutes": 4.0},
+            {
+                "model": "a",
+                "tumour_dice_cases_with_tumour": 0.1,
+                "lesion_recall_ge10mm": 0.0,
+                "lesion_recall": 0.0,
+                "lesion_precision": float("nan"),
+                "liver_dice": 0.97,
+                "training_minutes": 2.0,
+            },
+            {
+                "model": "b",
+                "tumour_dice_cases_with_tumour": 0.45,
+                "lesion_recall_ge10mm": 0.5,
+                "lesion_recall": 0.25,
+                "lesion_precision": 0.5,
+                "liver_dice": 0.96,
+                "training_minutes": 4.0,
+            },
         ]
     )
     table = ablation_markdown(summary, "snakemake ...", "2 CPU cores", "2026-11-25")

@@ -52,4 +52,7 @@ def test_a_stratified_split_gives_every_part_each_stratum_in_proportion():
             assert kinds == ["larger", "none", "none", "smaller"], (seed, part, kinds)
         assert sorted(split["train"] + split["val"] + split["test"]) == sorted(patient_of)
         assert split["stratified"] and split == split_by_patient(patient_of, 0.2, seed, 0.2, strata)
-    assert split_by_patient(patient_of, 0.2, 0, 0.2, strata)["val"] != split_by_patient(patient_of, 0.2, 1, 0.2, strata)["val"]
+    assert (
+        split_by_patient(patient_of, 0.2, 0, 0.2, strata)["val"]
+        != split_by_patient(patient_of, 0.2, 1, 0.2, strata)["val"]
+    )

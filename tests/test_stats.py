@@ -50,9 +50,25 @@ def test_statistics_and_comparisons_of_case_scores():
     rows = []
     for model, shift in (("m1", 0.0), ("m2", 0.1)):
         for k in range(8):
-            for target, dice in (("liver", 0.8 + 0.01 * k + shift), ("tumour", float("nan") if k == 0 else 0.5 + shift)):
-                rows.append({"model": model, "case": f"case_{k:03d}", "stage": "post", "target": target,
-                             "dice": dice, "jaccard": dice, "voe": 0.1, "rvd": 0.0, "assd": 1.0 + k, "hd95": 2.0 + k, "mssd": 3.0})
+            for target, dice in (
+                ("liver", 0.8 + 0.01 * k + shift),
+                ("tumour", float("nan") if k == 0 else 0.5 + shift),
+            ):
+                rows.append(
+                    {
+                        "model": model,
+                        "case": f"case_{k:03d}",
+                        "stage": "post",
+                        "target": target,
+                        "dice": dice,
+                        "jaccard": dice,
+                        "voe": 0.1,
+                        "rvd": 0.0,
+                        "assd": 1.0 + k,
+                        "hd95": 2.0 + k,
+                        "mssd": 3.0,
+                    }
+                )
                 rows.append({**rows[-1], "stage": "pred", "dice": 0.0})
     scores = pd.DataFrame(rows)
     statistics = case_statistics(scores).set_index(["model", "target", "metric"])

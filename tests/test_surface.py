@@ -34,8 +34,16 @@ def blobs(shape, seed, fill=0.03):
 CASES = {
     "random, anisotropic": (blobs((40, 36, 20), 0), blobs((40, 36, 20), 1), (0.7, 0.8, 2.5)),
     "random, overlapping": (blobs((40, 36, 20), 2, 0.1), blobs((40, 36, 20), 2, 0.12), (1.0, 1.0, 1.0)),
-    "one voxel each": (np.pad(np.ones((1, 1, 1), bool), ((3, 6), (2, 5), (1, 1))), np.pad(np.ones((1, 1, 1), bool), ((7, 2), (2, 5), (1, 1))), (0.5, 0.5, 3.0)),
-    "touching the border": (np.ones((10, 12, 6), bool), np.pad(np.ones((8, 12, 6), bool), ((2, 0), (0, 0), (0, 0))), (0.8, 0.8, 2.0)),
+    "one voxel each": (
+        np.pad(np.ones((1, 1, 1), bool), ((3, 6), (2, 5), (1, 1))),
+        np.pad(np.ones((1, 1, 1), bool), ((7, 2), (2, 5), (1, 1))),
+        (0.5, 0.5, 3.0),
+    ),
+    "touching the border": (
+        np.ones((10, 12, 6), bool),
+        np.pad(np.ones((8, 12, 6), bool), ((2, 0), (0, 0), (0, 0))),
+        (0.8, 0.8, 2.0),
+    ),
 }
 
 

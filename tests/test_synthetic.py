@@ -67,7 +67,10 @@ def test_tumours_sit_inside_the_liver_and_vary():
 def test_written_files_have_lits_names_and_a_proper_affine(tmp_path):
     generate_dataset(tmp_path, cases=2, seed=5)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "segmentation-0.nii.gz", "segmentation-1.nii.gz", "volume-0.nii.gz", "volume-1.nii.gz"
+        "segmentation-0.nii.gz",
+        "segmentation-1.nii.gz",
+        "volume-0.nii.gz",
+        "volume-1.nii.gz",
     ]
     for n in range(2):
         volume = nib.load(tmp_path / f"volume-{n}.nii.gz")

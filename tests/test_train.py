@@ -3,10 +3,10 @@
 import json
 import socket
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-import mlflow
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -43,8 +43,15 @@ def slice_files(tmp_path_factory):
 def _train(tmp_path, slice_files, name="unet", **settings):
     out = tmp_path / name
     history = train_model(
-        name, MODEL, TrainSettings(batch_size=4, device="cpu", **settings), STILL, [slice_files[0]], [slice_files[1]], out,
-        f"sqlite:///{tmp_path / 'mlflow.db'}", "knobs",
+        name,
+        MODEL,
+        TrainSettings(batch_size=4, device="cpu", **settings),
+        STILL,
+        [slice_files[0]],
+        [slice_files[1]],
+        out,
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "knobs",
     )
     return history, torch.load(out / "best.pt", weights_only=False)["state_dict"]
 
@@ -77,14 +84,21 @@ def test_gradient_clipping_and_weight_decay_change_the_weights(tmp_path, slice_f
 
 def test_plateau_settings_reach_the_scheduler(tmp_path, slice_files):
     # no loss can improve by a relative 10x, so with patience 0 every epoch halves the rate, down to min_lr
-    history, _ = _train(tmp_path, slice_files, epochs=4, lr=1e-3, plateau_patience=0, plateau_threshold=10.0, plateau_min_lr=4e-4)
+    history, _ = _train(
+        tmp_path, slice_files, epochs=4, lr=1e-3, plateau_patience=0, plateau_threshold=10.0, plateau_min_lr=4e-4
+    )
     assert history["lr"].tolist() == pytest.approx([1e-3, 5e-4, 4e-4, 4e-4])
 
 
 def test_settings_from_the_config_section():
     section = {"epochs": 3, "plateau": {"factor": 0.1, "patience": 4, "cooldown": 1}, "threads": 8, "early_stopping": 5}
     settings = TrainSettings.from_config(section)
-    assert (settings.epochs, settings.plateau_factor, settings.plateau_patience, settings.plateau_cooldown) == (3, 0.1, 4, 1)
+    assert (settings.epochs, settings.plateau_factor, settings.plateau_patience, settings.plateau_cooldown) == (
+        3,
+        0.1,
+        4,
+        1,
+    )
     assert settings.early_stopping == 5 and settings.grad_clip_norm is None and settings.optimizer == "adam"
 
 
@@ -94,15 +108,34 @@ def test_same_config_and_seed_train_identically(tmp_path, slice_files):
     runs = []
     for name in ("first", "second"):
         history = train_model(
-            name, MODEL, TrainSettings(epochs=2, batch_size=4, lr=1e-2, device="cpu"), augment, [slice_files[0]],
-            [slice_files[1]], tmp_path / name, f"sqlite:///{tmp_path / 'mlflow.db'}", "determinism",
+            name,
+            MODEL,
+            TrainSettings(epochs=2, batch_size=4, lr=1e-2, device="cpu"),
+            augment,
+            [slice_files[0]],
+            [slice_files[1]],
+            tmp_path / name,
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "determinism",
         )
-        runs.append((history.drop(columns=["epoch_seconds", "data_seconds", "compute_seconds", "val_seconds"]), torch.load(tmp_path / name / "best.pt", weights_only=False)))
+        runs.append(
+            (
+                history.drop(columns=["epoch_seconds", "data_seconds", "compute_seconds", "val_seconds"]),
+                torch.load(tmp_path / name / "best.pt", weights_only=False),
+            )
+        )
     pd.testing.assert_frame_equal(runs[0][0], runs[1][0], check_exact=True)
     assert all(torch.equal(runs[0][1]["state_dict"][k], runs[1][1]["state_dict"][k]) for k in runs[0][1]["state_dict"])
     other = train_model(
-        "other", MODEL, TrainSettings(epochs=2, batch_size=4, lr=1e-2, device="cpu", seed=1), augment, [slice_files[0]],
-        [slice_files[1]], tmp_path / "other", f"sqlite:///{tmp_path / 'mlflow.db'}", "determinism",
+        "other",
+        MODEL,
+        TrainSettings(epochs=2, batch_size=4, lr=1e-2, device="cpu", seed=1),
+        augment,
+        [slice_files[0]],
+        [slice_files[1]],
+        tmp_path / "other",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "determinism",
     )
     assert not np.allclose(other["train_loss"], runs[0][0]["train_loss"]), "another seed, another run"
 
@@ -122,7 +155,9 @@ def _interrupted(tmp_path, slice_files, name, monkeypatch, at_epoch, **settings)
     monkeypatch.setattr(tracking, "log_metrics", original)
 
 
-def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_if_never_stopped(tmp_path, slice_files, monkeypatch, capsys):
+def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_if_never_stopped(
+    tmp_path, slice_files, monkeypatch, capsys
+):
     settings = dict(epochs=4, lr=1e-2)
     plain, plain_weights = _train(tmp_path, slice_files, name="plain", **settings)
     _interrupted(tmp_path, slice_files, "resumed", monkeypatch, at_epoch=3, **settings)
@@ -163,14 +198,27 @@ def test_the_best_model_is_registered_and_loads_through_its_alias(tmp_path, slic
     assert np.allclose(probabilities, expected, atol=1e-6), "the registered model is the best epoch's"
     signature = model.metadata.signature.inputs.to_dict()[0]["tensor-spec"]
     assert signature["dtype"] == "float32" and list(signature["shape"]) == [-1, 1, -1, -1]
-    assert version.run_id == MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("knobs").experiment_id])[0].info.run_id
+    assert (
+        version.run_id
+        == MlflowClient(uri)
+        .search_runs([MlflowClient(uri).get_experiment_by_name("knobs").experiment_id])[0]
+        .info.run_id
+    )
 
 
 def test_the_run_records_where_it_ran_its_data_and_its_curves(tmp_path, slice_files):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     train_model(
-        "unet", MODEL, TrainSettings(epochs=1, batch_size=4, device="cpu"), STILL, [slice_files[0]], [slice_files[1]],
-        tmp_path / "unet", uri, "record", config={"experiment": "record", "split": {"val_fraction": 0.2, "seed": 3}},
+        "unet",
+        MODEL,
+        TrainSettings(epochs=1, batch_size=4, device="cpu"),
+        STILL,
+        [slice_files[0]],
+        [slice_files[1]],
+        tmp_path / "unet",
+        uri,
+        "record",
+        config={"experiment": "record", "split": {"val_fraction": 0.2, "seed": 3}},
     )
     client = MlflowClient(uri)
     run = client.search_runs([client.get_experiment_by_name("record").experiment_id])[0]

@@ -10,7 +10,10 @@ def _case(path, n, value, crop=False):
     labels = np.zeros((n, 16, 16), np.uint8)
     labels[:, 4:12, 4:12] = 1
     labels[0, 6:8, 6:8] = 2
-    slices = {"image": (np.arange(n, dtype=np.float16)[:, None, None] + value) * np.ones((n, 16, 16), np.float16), "label": labels}
+    slices = {
+        "image": (np.arange(n, dtype=np.float16)[:, None, None] + value) * np.ones((n, 16, 16), np.float16),
+        "label": labels,
+    }
     if crop:
         slices.update(box_half=np.float32(0.5), box_jitter=np.float32(0.25))
     save_slices(slices, path)
@@ -37,11 +40,20 @@ def test_region_targets_nest():
 def test_crop_sets_show_the_box_in_validation_and_jitter_it_in_training(tmp_path):
     data = load_slice_set([_case(tmp_path / "c.npz", 4, 0.0, crop=True)], 1)
     assert data.box_half.tolist() == [0.5] * 4
-    batches = Batches(data, ("tumour",), 4, torch.device("cpu"), AugmentSettings(rotation_degrees=0, flip_lr=0, intensity_scale=(1, 1)))
+    batches = Batches(
+        data,
+        ("tumour",),
+        4,
+        torch.device("cpu"),
+        AugmentSettings(rotation_degrees=0, flip_lr=0, intensity_scale=(1, 1)),
+    )
     _, y_val = next(batches(torch.arange(4)))
     # the liver box is the middle half of the crop: validation zooms it to the whole view
     _, y_liver = next(Batches(data, ("liver",), 4, torch.device("cpu"))(torch.arange(4)))
     assert y_liver.mean() > 0.9
-    y_train = [next(Batches(data, ("liver",), 4, torch.device("cpu"))(torch.arange(4), torch.Generator().manual_seed(s)))[1] for s in range(3)]
+    y_train = [
+        next(Batches(data, ("liver",), 4, torch.device("cpu"))(torch.arange(4), torch.Generator().manual_seed(s)))[1]
+        for s in range(3)
+    ]
     assert len({round(float(y.mean()), 4) for y in y_train}) > 1, "jittered boxes differ between draws"
     assert y_val.shape == (4, 1, 16, 16)

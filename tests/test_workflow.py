@@ -53,9 +53,13 @@ def test_every_declared_output_exists(finished_run):
     assert len(comparisons) == 3 * 2 * 2  # 3 pairs of entries, 2 targets, Dice and HD95
     assert "## Paired differences" in (workdir / "results/summary.md").read_text()
     figures = sorted(p.name for p in (workdir / "results/figures").iterdir())
-    assert figures == sorted(["case_dice.png", "learning_curves.png", *(f"overlay_{case}.png" for case in split["val"])])
+    assert figures == sorted(
+        ["case_dice.png", "learning_curves.png", *(f"overlay_{case}.png" for case in split["val"])]
+    )
     overlay = plt_image(workdir / "results/figures" / f"overlay_{split['val'][0]}.png")
-    assert overlay.shape[1] > 1.5 * overlay.shape[0], "the CT, both models and the cascade side by side, at most two slices"
+    assert overlay.shape[1] > 1.5 * overlay.shape[0], (
+        "the CT, both models and the cascade side by side, at most two slices"
+    )
     assert plt_image(workdir / "results/figures/learning_curves.png").shape[1] > 2 * 300, "one panel per model"
     for entry in SCORED:
         assert json.loads((workdir / f"models/{entry}/segmenter.json").read_text())["name"] == entry
@@ -92,7 +96,9 @@ def test_summary_table_matches_case_scores(finished_run):
         scores = [json.loads(p.read_text()) for p in workdir.glob(f"results/{model}/metrics/*.json")]
         expected = np.mean([s["post"]["liver"]["dice"] for s in scores])
         assert summary.loc[model, "liver_dice"] == pytest.approx(expected, abs=1e-5)
-        assert summary.loc[model, "liver_hd95"] == pytest.approx(np.mean([s["post"]["liver"]["hd95"] for s in scores]), rel=1e-5)
+        assert summary.loc[model, "liver_hd95"] == pytest.approx(
+            np.mean([s["post"]["liver"]["hd95"] for s in scores]), rel=1e-5
+        )
         found = sum(s["post"]["lesions"]["true_positives"] for s in scores)
         lesions = sum(s["post"]["lesions"]["ref_lesions"] for s in scores)
         assert summary.loc[model, "ref_lesions"] == lesions > 0
@@ -104,7 +110,10 @@ def test_summary_table_matches_case_scores(finished_run):
         assert 0 <= summary.loc[model, "accuracy"] <= 1
     stage = pd.read_csv(workdir / "models/tumour_unet/history.csv")
     assert len(stage) == 3 and "val_dice_tumour" in stage and "val_dice_liver" not in stage
-    assert summary.loc["unet_cascade", "epochs"] == f"{summary.loc['unet', 'epochs']} + {stage['val_dice'].fillna(-1).idxmax() + 1}/3"
+    assert (
+        summary.loc["unet_cascade", "epochs"]
+        == f"{summary.loc['unet', 'epochs']} + {stage['val_dice'].fillna(-1).idxmax() + 1}/3"
+    )
     assert np.isnan(summary.loc["unet", "tumour_stage_seconds_per_epoch"])
     metrics = json.loads((workdir / "results/metrics.json").read_text())
     assert metrics["unet"]["liver_dice"] == pytest.approx(summary.loc["unet", "liver_dice"], abs=1e-6)
@@ -156,7 +165,9 @@ def test_mlflow_holds_one_finished_run_per_model(finished_run):
         for key in ("train_loss", "val_loss", "val_dice", "lr", "epoch_seconds"):
             assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2]
         assert run.data.params["train.lr"] == "0.001" and run.data.params["recipe.loss.tversky.alpha"] == "0.7"
-        assert run.data.metrics["eval_liver_dice"] == pytest.approx(summary.loc[run.info.run_name, "liver_dice"], abs=1e-6)
+        assert run.data.metrics["eval_liver_dice"] == pytest.approx(
+            summary.loc[run.info.run_name, "liver_dice"], abs=1e-6
+        )
         artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")]
         assert artifacts == ["checkpoint/best.pt"]
         figures = {a.path: a.file_size for a in client.list_artifacts(run.info.run_id) if a.path.endswith(".png")}
@@ -171,31 +182,6 @@ def test_a_second_run_has_nothing_to_do(finished_run):
     result = snakemake(workdir.parents[1], "-n", "--cores", "2", "--configfile", str(TINY), env=env)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
-
-
-def test_dvc_reads_the_metrics_and_training_curves(finished_run):
-    workdir, env, _ = finished_run
-    root = workdir.parents[1]
-    (root / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text().replace("experiments/synthetic", "experiments/tiny"))
-    (root / "config.yaml").write_text((ROOT / "config.yaml").read_text())
-
-    def run(*command):
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr
-        return result.stdout
-
-    run("git", "init", "-q")
-    run("dvc", "init", "-q")
-    assert run("dvc", "stage", "list").split()[0] == "pipeline"
-    metrics = json.loads(run("dvc", "metrics", "show", "--json"))[""]["data"]["experiments/tiny/results/metrics.json"]["data"]
-    summary = pd.read_csv(workdir / "results/summary.csv").set_index("model")
-    assert metrics["resnet50_unet"]["liver_dice"] == pytest.approx(summary.loc["resnet50_unet", "liver_dice"])
-    plots = json.loads(run("dvc", "plots", "show", "--json"))["data"]
-    curve = plots["experiments/tiny/models/unet/history.csv"][0]["content"]["data"]["values"]
-    history = pd.read_csv(workdir / "models/unet/history.csv")
-    liver = [float(row["dvc_inferred_y_value"]) for row in curve if row["field"] == "val_dice_liver"]
-    assert liver == pytest.approx(history["val_dice_liver"].tolist())
-    assert {row["field"] for row in curve} == {"val_dice_liver", "val_loss"}
 
 
 def test_the_html_report_holds_the_tables_figures_and_config(finished_run, tmp_path):
@@ -215,8 +201,15 @@ def test_the_html_report_holds_the_tables_figures_and_config(finished_run, tmp_p
     report = workdir / "report.html"  # in the experiment's folder, as the README says
     page = report.read_text()
     split = json.loads((workdir / "data/split.json").read_text())
-    for name in ["summary.html", "cases.html", "config.html", "case_dice.png", "learning_curves.png", "preview.png",
-                 *(f"overlay_{case}.png" for case in split["val"])]:
+    for name in [
+        "summary.html",
+        "cases.html",
+        "config.html",
+        "case_dice.png",
+        "learning_curves.png",
+        "preview.png",
+        *(f"overlay_{case}.png" for case in split["val"]),
+    ]:
         assert name in page, name
 
     def embedded(name):
@@ -231,12 +224,109 @@ def test_the_html_report_holds_the_tables_figures_and_config(finished_run, tmp_p
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it where it runs as root)")
     shot = tmp_path / "report.png"
-    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
-               "--window-size=1280,900", "--virtual-time-budget=5000", report.as_uri()]
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        f"--screenshot={shot}",
+        "--window-size=1280,900",
+        "--virtual-time-budget=5000",
+        report.as_uri(),
+    ]
     subprocess.run(command, capture_output=True, timeout=120, check=True)
-    dom = subprocess.run([*command[:4], "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
-                         capture_output=True, text=True, timeout=120, check=True).stdout
+    dom = subprocess.run(
+        [*command[:4], "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     for category in ("1. Results", "2. Training", "3. Overlays", "4. Configuration"):
         assert category in dom, category
     image = plt_image(shot)
     assert image.shape[:2] == (900, 1280) and image.std() > 0.05, "the first screen is not blank"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_mlflow_ui_serves_the_runs_and_opens_on_them(finished_run, tmp_path):
+    """The README's `mlflow ui` command on the tiny experiment's store: every model's run with its params, metrics and
+    artifacts through the REST API, the registered models, and the experiment page in headless Chromium."""
+    import os
+    import shutil
+    import signal
+    import time
+    import urllib.request
+
+    workdir, env, _ = finished_run
+    port = free_port()
+    command = ["mlflow", "ui", "--backend-store-uri", "sqlite:///experiments/tiny/mlflow.db", "--host", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=workdir.parents[1],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def api(path: str, body: dict | None = None, **query) -> dict:
+        """GET with a query, or POST `body` as JSON (runs/search is POST only)."""
+        from urllib.parse import urlencode
+
+        request = urllib.request.Request(f"{base}/api/2.0/mlflow/{path}?{urlencode(query)}")
+        if body is not None:
+            request.data, request.method = json.dumps(body).encode(), "POST"
+            request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return json.loads(answer.read())
+
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                experiment = api("experiments/get-by-name", experiment_name="liverseg-tiny")["experiment"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "mlflow ui did not answer"
+                time.sleep(1)
+        tags = {tag["key"]: tag["value"] for tag in experiment.get("tags", [])}
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        runs = api("runs/search", {"experiment_ids": [experiment["experiment_id"]], "max_results": 100})["runs"]
+        by_name = {run["info"]["run_name"]: run for run in runs}
+        assert set(MODELS) <= set(by_name)
+        for model in MODELS:
+            run = by_name[model]
+            params = {p["key"] for p in run["data"]["params"]}
+            metrics = {m["key"] for m in run["data"]["metrics"]}
+            assert {"train.lr", "recipe.input_slices"} <= params and {"val_loss", "val_dice"} <= metrics
+            files = {f["path"] for f in api("artifacts/list", run_id=run["info"]["run_id"]).get("files", [])}
+            assert {"history.csv", "learning_curves.png", "augmentation_preview.png", "checkpoint"} <= files
+        registered = {m["name"] for m in api("registered-models/search", max_results=100)["registered_models"]}
+        assert set(MODELS) | {f"{entry}-segmenter" for entry in SCORED} <= registered
+
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        if chromium is None:
+            pytest.skip("Debian's chromium is not installed (.ci/run installs it where it runs as root)")
+        # the README's address: MLflow 3.17's UI starts in its GenAI mode whatever the experiment's kind
+        page = f"{base}/#/experiments/{experiment['experiment_id']}?workflowType=machine_learning"
+        browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1440,900"]
+        browser += ["--virtual-time-budget=20000", f"--user-data-dir={tmp_path / 'profile'}"]
+        shot = tmp_path / "mlflow.png"
+        subprocess.run([*browser, f"--screenshot={shot}", page], capture_output=True, timeout=180, check=True)
+        dom = subprocess.run([*browser, "--dump-dom", page], capture_output=True, text=True, timeout=180).stdout
+        assert "liverseg-tiny" in dom and "matching runs" in dom, dom[-3000:]
+        assert all(f">{name}<" in dom for name in [*MODELS, *(f"{entry}-segmenter" for entry in SCORED)]), dom[-3000:]
+        assert plt_image(shot).std() > 0.05, "the experiment page is blank"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

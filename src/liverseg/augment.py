@@ -74,7 +74,9 @@ def warp(images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor, field:
     if field is not None:
         grid = grid + field.to(grid)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    labels = F.grid_sample(labels[:, None].to(images.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    labels = F.grid_sample(
+        labels[:, None].to(images.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False
+    )
     return images, labels[:, 0].round().to(torch.uint8)
 
 
@@ -107,7 +109,9 @@ def paste_lesions(images: torch.Tensor, labels: torch.Tensor, probability: float
     # whole-pixel moves, from the donor's lesion centroid to a random liver pixel: pixels are copied, not resampled
     rows, cols = torch.arange(h, device=images.device), torch.arange(w, device=images.device)
     weights = donor_lesions[donor].reshape(n, h, w)
-    centroid = torch.stack([(weights.sum(2) * rows).sum(1), (weights.sum(1) * cols).sum(1)], 1) / weights.sum((1, 2))[:, None]
+    centroid = (
+        torch.stack([(weights.sum(2) * rows).sum(1), (weights.sum(1) * cols).sum(1)], 1) / weights.sum((1, 2))[:, None]
+    )
     target = torch.multinomial((liver.flatten(1) | ~own_has[:, None]).float().cpu(), 1, generator=generator)[:, 0]
     target = torch.stack([target // w, target % w], 1).to(centroid)
     move = torch.round(target - centroid)
@@ -117,7 +121,10 @@ def paste_lesions(images: torch.Tensor, labels: torch.Tensor, probability: float
     moved_images, moved_labels = warp(images[donor], labels[donor], theta)
     lesion = (moved_labels == 2) & liver & chosen[:, None, None]
     # the rim only where both livers are: a lesion at its liver's edge brings no fat or gas along
-    rim = F.max_pool2d(lesion[:, None].to(images.dtype), 3, stride=1, padding=1).bool() & (liver & (moved_labels >= 1))[:, None]
+    rim = (
+        F.max_pool2d(lesion[:, None].to(images.dtype), 3, stride=1, padding=1).bool()
+        & (liver & (moved_labels >= 1))[:, None]
+    )
     pasted = moved_images + (own_mean - donor_mean)[:, :, None, None]
     return torch.where(rim, pasted, images), torch.where(lesion, torch.full_like(labels, 2), labels)
 
@@ -146,7 +153,10 @@ def jitter_intensity(images: torch.Tensor, settings: AugmentSettings, generator:
     if settings.blur_sigma[1] > 0:
         images = _gaussian_blur(images, _uniform(generator, n, settings.blur_sigma))
     if settings.noise_std > 0:
-        noise = torch.randn(images.shape, generator=generator) * _uniform(generator, n, (0, settings.noise_std))[:, None, None, None]
+        noise = (
+            torch.randn(images.shape, generator=generator)
+            * _uniform(generator, n, (0, settings.noise_std))[:, None, None, None]
+        )
         images = images + noise.to(images.device, images.dtype)
     return images
 
@@ -186,7 +196,7 @@ def draw_preview(slice_files, preview, settings: AugmentSettings, seed: int, cou
     labels = torch.from_numpy(np.stack([s[2] for s in shown]))
     out_images, out_labels = augment_batch(images, labels, settings, torch.Generator().manual_seed(seed))
     augmentation_preview(
-        [(i[0].numpy(), l.numpy()) for i, l in zip(images, labels)],
-        [(i[0].numpy(), l.numpy()) for i, l in zip(out_images, out_labels)],
+        [(image[0].numpy(), label.numpy()) for image, label in zip(images, labels)],
+        [(image[0].numpy(), label.numpy()) for image, label in zip(out_images, out_labels)],
         preview,
     )

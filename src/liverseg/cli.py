@@ -46,7 +46,9 @@ def _split(a):
         if "tumour_ml" not in table:
             raise ValueError(f"{a.cases}: no tumour_ml column (written by an older ingest); run ingest again")
         strata = tumour_strata(table.astype({"tumour_ml": float}).groupby("patient")["tumour_ml"].max().to_dict())
-    split = split_by_patient(dict(zip(table["case"], table["patient"])), a.val_fraction, a.seed, a.test_fraction, strata)
+    split = split_by_patient(
+        dict(zip(table["case"], table["patient"])), a.val_fraction, a.seed, a.test_fraction, strata
+    )
     write_json(split, a.out)
     print(f"train: {len(split['train'])} cases, validation: {split['val']}, test: {split['test']}")
 
@@ -85,8 +87,17 @@ def _train(a):
     _set_threads(a.threads)
     settings = TrainSettings.from_config(json.loads(a.settings))
     train_model(
-        a.name, json.loads(a.model), settings, _augment_settings(a.augment), a.train_slices, a.val_slices, a.out_dir,
-        a.tracking_uri, a.experiment, a.weights_file, json.loads(a.config) if a.config else None,
+        a.name,
+        json.loads(a.model),
+        settings,
+        _augment_settings(a.augment),
+        a.train_slices,
+        a.val_slices,
+        a.out_dir,
+        a.tracking_uri,
+        a.experiment,
+        a.weights_file,
+        json.loads(a.config) if a.config else None,
     )
 
 
@@ -115,7 +126,9 @@ def _segmenter(a):
     from liverseg.segment import write_segmenter
 
     stages = dict(stage.split("=", 1) for stage in a.stage)
-    write_segmenter(a.name, a.out, {role: Path(path) for role, path in stages.items()}, a.window, json.loads(a.postprocess))
+    write_segmenter(
+        a.name, a.out, {role: Path(path) for role, path in stages.items()}, a.window, json.loads(a.postprocess)
+    )
 
 
 def _register(a):
@@ -157,8 +170,15 @@ def _evaluate(a):
 def _aggregate(a):
     from liverseg.atomic import atomic_path
     from liverseg.report import (
-        case_statistics, log_to_runs, paired_comparisons, read_case_scores, statistics_markdown, step_effects,
-        steps_markdown, summarise, write_summary,
+        case_statistics,
+        log_to_runs,
+        paired_comparisons,
+        read_case_scores,
+        statistics_markdown,
+        step_effects,
+        steps_markdown,
+        summarise,
+        write_summary,
     )
 
     stages = {name: [Path(d) for d in dirs] for name, *dirs in a.entry}
@@ -279,8 +299,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cases", type=Path, required=True)
     s.add_argument("--val-fraction", type=float, required=True)
     s.add_argument("--test-fraction", type=float, default=0.0, help="untouched test cases, the only ones scored")
-    s.add_argument("--stratify-tumour", action="store_true",
-                   help="each part holds patients without tumour, with smaller and with larger tumours in proportion")
+    s.add_argument(
+        "--stratify-tumour",
+        action="store_true",
+        help="each part holds patients without tumour, with smaller and with larger tumours in proportion",
+    )
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", type=Path, required=True)
 
@@ -300,7 +323,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tracking-uri", required=True)
     s.add_argument("--experiment", required=True)
     s.add_argument("--weights-file", type=Path, help="cached pretrained encoder weights (see fetch-weights)")
-    s.add_argument("--config", help="JSON: the config sections the data come from (experiment, data, preprocess, split), recorded with the MLflow run")
+    s.add_argument(
+        "--config",
+        help="JSON: the config sections the data come from (experiment, data, preprocess, split), recorded with the MLflow run",
+    )
     s.add_argument("--threads", type=int, default=1)
 
     s = step("fetch-weights", _fetch_weights, "fetch an smp encoder's pretrained weights into the cache, once")
@@ -328,7 +354,9 @@ def parser() -> argparse.ArgumentParser:
 
     s = step("segmenter", _segmenter, "describe a model or cascade folder for `liverseg segment` (segmenter.json)")
     s.add_argument("--name", required=True)
-    s.add_argument("--stage", nargs="+", required=True, metavar="ROLE=WEIGHTS", help="liver=PATH, and tumour=PATH for a cascade")
+    s.add_argument(
+        "--stage", nargs="+", required=True, metavar="ROLE=WEIGHTS", help="liver=PATH, and tumour=PATH for a cascade"
+    )
     s.add_argument("--window", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
     s.add_argument("--postprocess", required=True, help="JSON: the config's postprocess section")
     s.add_argument("--out", type=Path, required=True)
@@ -341,10 +369,18 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=Path, required=True, help="JSON: the registered name, version and run")
 
     s = step("segment", _segment, "segment new CT scans with a trained model or cascade folder")
-    s.add_argument("model", help="a model or cascade folder of a finished run (holding segmenter.json), or a "
-                   "registered segmenter: models:/<entry>-segmenter@champion")
-    s.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
-                   help="a NIfTI file, a folder of NIfTI files, or a folder holding one DICOM CT series")
+    s.add_argument(
+        "model",
+        help="a model or cascade folder of a finished run (holding segmenter.json), or a "
+        "registered segmenter: models:/<entry>-segmenter@champion",
+    )
+    s.add_argument(
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="a NIfTI file, a folder of NIfTI files, or a folder holding one DICOM CT series",
+    )
     s.add_argument("--out", type=Path, required=True, help="folder for the label maps and volume reports")
     s.add_argument("--flip-tta", action="store_true", help="average each slice's prediction with its mirror's")
     s.add_argument("--tracking-uri", help="the MLflow store of a models:/ MODEL (default: $MLFLOW_TRACKING_URI)")
@@ -381,7 +417,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cases", type=Path, required=True, help="results/cases.csv")
     s.add_argument("--out", type=Path, required=True)
 
-    s = step("report-pages", _report_pages, "the summary, per-case tables and config as HTML pages for the Snakemake report")
+    s = step(
+        "report-pages", _report_pages, "the summary, per-case tables and config as HTML pages for the Snakemake report"
+    )
     s.add_argument("--summary-md", type=Path, required=True)
     s.add_argument("--cases", type=Path, required=True, help="results/cases.csv")
     s.add_argument("--summary-html", type=Path, required=True)
@@ -391,13 +429,21 @@ def parser() -> argparse.ArgumentParser:
 
     s = step("aggregate", _aggregate, "the comparison table of all scored entries")
     s.add_argument(
-        "--entry", nargs="+", action="append", required=True, metavar="NAME MODEL_DIR",
+        "--entry",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="NAME MODEL_DIR",
         help="a scored entry and the folders of its trained stages, in order (repeat per entry)",
     )
     s.add_argument("--scores", type=Path, nargs="+", required=True, help="the scored cases' score files")
     s.add_argument("--scored-on", choices=["val", "test"], default="val", help="which side of the split is scored")
-    s.add_argument("--step-scores", type=Path, nargs="*", help="validation score files that judge post-processing "
-                   "when the scored cases are test cases")
+    s.add_argument(
+        "--step-scores",
+        type=Path,
+        nargs="*",
+        help="validation score files that judge post-processing when the scored cases are test cases",
+    )
     s.add_argument("--csv", type=Path, required=True)
     s.add_argument("--md", type=Path, required=True)
     s.add_argument("--metrics-json", type=Path, required=True)
@@ -405,12 +451,21 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--statistics-csv", type=Path, required=True, help="per entry and target: spread and 95%% interval")
     s.add_argument("--comparisons-csv", type=Path, required=True, help="paired differences of every pair of entries")
 
-    s = step("shifted", _shifted, "score the trained models on new phantoms, by default of another design than the training set's")
+    s = step(
+        "shifted",
+        _shifted,
+        "score the trained models on new phantoms, by default of another design than the training set's",
+    )
     s.add_argument("--config", type=Path, required=True, help="the config the models were trained with")
     s.add_argument("--models-dir", type=Path, default=Path("models"))
     s.add_argument("--cases", type=int, default=4)
     s.add_argument("--seed", type=int, default=99)
-    s.add_argument("--design", choices=("shifted", "default"), default="shifted", help="default: the training set's design, new patients")
+    s.add_argument(
+        "--design",
+        choices=("shifted", "default"),
+        default="shifted",
+        help="default: the training set's design, new patients",
+    )
     s.add_argument("--out-dir", type=Path, required=True)
     s.add_argument("--threads", type=int, default=2)
 

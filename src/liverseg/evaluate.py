@@ -35,7 +35,10 @@ def _scores(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
     scores = label_metrics(pred, ref, spacing)
     burden = tumour_burden(pred)
     burden = 0.0 if math.isnan(burden) else burden  # an empty predicted liver holds no tumour: burden 0
-    scores["labels"] = {"accuracy": float(np.mean(pred == ref)), "tumour_burden_error": abs(burden - tumour_burden(ref))}
+    scores["labels"] = {
+        "accuracy": float(np.mean(pred == ref)),
+        "tumour_burden_error": abs(burden - tumour_burden(ref)),
+    }
     scores["lesions"] = match_lesions(pred == 2, ref == 2, spacing)
     return scores
 

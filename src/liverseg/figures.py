@@ -57,7 +57,7 @@ PREDICTED_STYLE = {"liver": ("#ff3df2", "--"), "tumour": ("#ff2d2d", "--")}
 
 
 def contours(ax, labels: np.ndarray, styles: dict) -> None:
-    for (name, (colour, line)), mask in zip(styles.items(), (labels >= 1, labels == 2)):
+    for (colour, line), mask in zip(styles.values(), (labels >= 1, labels == 2)):
         if mask.any():
             ax.contour(radiological(mask.astype(float)), [0.5], colors=colour, linestyles=line, linewidths=1.1)
 
@@ -77,9 +77,11 @@ def chosen_slices(reference: np.ndarray, predictions: dict[str, np.ndarray]) -> 
     """Slices worth looking at, chosen with the reference: its largest tumour (its largest liver if it has no
     tumour) and the slice where the predictions together mark the most false tumour, if they mark any."""
     tumour = (reference == 2).sum((0, 1))
-    rows = {"largest reference tumour": int(np.argmax(tumour))} if tumour.any() else {
-        "largest reference liver (no tumour)": int(np.argmax((reference >= 1).sum((0, 1))))
-    }
+    rows = (
+        {"largest reference tumour": int(np.argmax(tumour))}
+        if tumour.any()
+        else {"largest reference liver (no tumour)": int(np.argmax((reference >= 1).sum((0, 1))))}
+    )
     false_tumour = sum(((labels == 2) & (reference != 2)).sum((0, 1)) for labels in predictions.values())
     if np.any(false_tumour):
         k = int(np.argmax(false_tumour))
@@ -117,7 +119,9 @@ def overlay_case(
     rows = chosen_slices(reference, predicted)
     view = in_plane_view([reference >= 1, *(labels >= 1 for labels in predicted.values())], reference.shape[:2])
     columns = ["CT", *predicted]
-    fig, axes = plt.subplots(len(rows), len(columns), figsize=(2.7 * len(columns), 2.9 * len(rows) + 0.5), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), len(columns), figsize=(2.7 * len(columns), 2.9 * len(rows) + 0.5), squeeze=False
+    )
     for r, (why, k) in enumerate(rows.items()):
         image = normalise_hu(ct[view + (k,)], window)
         for ax, name in zip(axes[r], columns):
@@ -151,7 +155,13 @@ def learning_curves(histories: dict[str, Path], out: Path) -> None:
         dice = ax.twinx()
         for column, colour in (("val_dice_liver", "#2ca02c"), ("val_dice_tumour", "#d62728")):
             if column in history:
-                dice.plot(history["epoch"], history[column], color=colour, linestyle="--", label=column.replace("val_", "validation ").replace("_", " "))
+                dice.plot(
+                    history["epoch"],
+                    history[column],
+                    color=colour,
+                    linestyle="--",
+                    label=column.replace("val_", "validation ").replace("_", " "),
+                )
         dice.set_ylim(0, 1)
         dice.set_ylabel("Dice")
         if history["val_dice"].notna().any():

@@ -81,7 +81,9 @@ class CombinedLoss:
     def __init__(self, terms: dict[str, dict], head: str = "sigmoid"):
         unknown = set(terms) - set(REGION_LOSSES) - set(PIXEL_LOSSES)
         if unknown or not terms:
-            raise ValueError(f"unknown loss terms {sorted(unknown)}; choose from {sorted(REGION_LOSSES | PIXEL_LOSSES)}")
+            raise ValueError(
+                f"unknown loss terms {sorted(unknown)}; choose from {sorted(REGION_LOSSES | PIXEL_LOSSES)}"
+            )
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; choose from {HEADS}")
         self.terms, self.head = terms, head

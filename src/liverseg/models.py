@@ -29,7 +29,7 @@ class Recipe:
     crop: dict | None = None  # tumour stage: {size, margin_mm, jitter_mm}
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "Recipe":
+    def from_spec(cls, spec: dict) -> Recipe:
         sampling = spec.get("sampling", {})
         return cls(
             head=spec.get("head", "sigmoid"),
@@ -65,7 +65,9 @@ class UNet(nn.Module):
         self.down = nn.ModuleList([_double_conv(in_channels, widths[0])])
         self.down.extend(_double_conv(widths[i], widths[i + 1]) for i in range(depth))
         self.pool = nn.MaxPool2d(2)
-        self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth)))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth))
+        )
         self.merge = nn.ModuleList(_double_conv(2 * widths[i], widths[i]) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], classes, 1)
         self.divisor = 2**depth
@@ -96,14 +98,22 @@ def build_model(spec: dict, pretrained: bool = True, weights_path: Path | None =
 
         weights = spec.get("encoder_weights") if pretrained else None
         if weights is None:
-            return smp.create_model(spec.get("arch", "Unet"), encoder_name=spec["encoder"], encoder_weights=None, in_channels=in_channels, classes=classes)
+            return smp.create_model(
+                spec.get("arch", "Unet"),
+                encoder_name=spec["encoder"],
+                encoder_weights=None,
+                in_channels=in_channels,
+                classes=classes,
+            )
         if weights_path is None or not Path(weights_path).exists():
             raise WeightsUnavailable(
                 f"encoder '{spec['encoder']}' asks for {weights} weights, but they are not in the cache "
                 f"({weights_path or 'no file given'}): run the workflow's fetch_weights rule where the internet is "
                 "reachable (snakemake runs it before training), or set encoder_weights: null to train from scratch"
             )
-        model = smp.create_model(spec.get("arch", "Unet"), encoder_name=spec["encoder"], encoder_weights=None, in_channels=3, classes=classes)
+        model = smp.create_model(
+            spec.get("arch", "Unet"), encoder_name=spec["encoder"], encoder_weights=None, in_channels=3, classes=classes
+        )
         load_pretrained(model, spec["encoder"], Path(weights_path), in_channels)
         return model
     raise ValueError(f"unknown model kind {spec['kind']!r} (expected 'unet' or 'smp')")

@@ -20,4 +20,3 @@ def neighbour_index(lengths: list[int], k: int) -> np.ndarray:
         rows.append(start + local)
         start += n
     return np.concatenate(rows) if rows else np.zeros((0, k), dtype=int)
-

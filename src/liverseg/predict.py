@@ -15,10 +15,10 @@ from tqdm import tqdm
 from liverseg.data import nifti
 from liverseg.data.crops import crop_images, scaled_box
 from liverseg.data.slices import load_slices, normalised_slices, resize_images
+from liverseg.devices import autocast, select_device
 from liverseg.models import Recipe, build_model
 from liverseg.neighbours import neighbour_index
 from liverseg.roi import largest_component, liver_box, paste_box
-from liverseg.devices import autocast, select_device
 
 
 def load_model(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, Recipe, int]:
@@ -43,8 +43,15 @@ def probabilities_to_classes(probabilities: torch.Tensor, head: str) -> torch.Te
     return inside.sum(1).to(torch.uint8)
 
 
-def segment_slices(model, recipe: Recipe, images: np.ndarray, size: tuple[int, int], device, batch_size: int = 16,
-                   flip_tta: bool = False) -> np.ndarray:
+def segment_slices(
+    model,
+    recipe: Recipe,
+    images: np.ndarray,
+    size: tuple[int, int],
+    device,
+    batch_size: int = 16,
+    flip_tta: bool = False,
+) -> np.ndarray:
     """(n, H, W) normalised slices of one case -> (n, *size) class maps. With `flip_tta`, the probabilities are the
     mean of the slices' and their left-right mirror's (the flip that training augments with)."""
     stacks = neighbour_index([len(images)], recipe.input_slices)
@@ -76,7 +83,9 @@ def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, d
     n = len(slices["image"])
     expected = nifti.from_canonical(np.zeros((*in_plane, n), dtype=np.uint8), reference.affine).shape
     if expected != reference.shape:
-        raise nifti.VolumeError(f"{slices_file}: slices of shape {in_plane}x{n} do not belong to {volume} {reference.shape}")
+        raise nifti.VolumeError(
+            f"{slices_file}: slices of shape {in_plane}x{n} do not belong to {volume} {reference.shape}"
+        )
     labels = segment_slices(model, recipe, slices["image"], in_plane, dev).transpose(1, 2, 0)  # canonical order
     nifti.save_label_like(labels, reference, out)
 
@@ -96,8 +105,9 @@ def tumour_stage(model, recipe: Recipe, scan, liver: np.ndarray, window, device,
     stored, slope, inter = nifti.stored_voxels(scan)
     stored = nifti.canonical(stored, scan)
     # a few slices of the box at a time: a box as large as the scan never becomes float32 in full
-    crops = np.concatenate([crop_images(scaled_box(stored, slope, inter, slab), window, recipe.crop["size"])
-                            for slab in box.slabs(32)])
+    crops = np.concatenate(
+        [crop_images(scaled_box(stored, slope, inter, slab), window, recipe.crop["size"]) for slab in box.slabs(32)]
+    )
     classes = segment_slices(model, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
     return paste_box(classes.transpose(1, 2, 0) == 1, box, liver.shape) & liver
 
@@ -108,7 +118,9 @@ def predict_cascade(checkpoint: Path, liver_labels: Path, volume: Path, window, 
     model, recipe, _ = load_model(checkpoint, dev)
     reference, stage1 = nifti.load(volume), nifti.load(liver_labels)
     if stage1.shape != reference.shape or not np.allclose(stage1.affine, reference.affine, atol=1e-3):
-        raise nifti.VolumeError(f"{liver_labels}: geometry {stage1.shape} does not match its volume {volume} {reference.shape}")
+        raise nifti.VolumeError(
+            f"{liver_labels}: geometry {stage1.shape} does not match its volume {volume} {reference.shape}"
+        )
     liver = nifti.to_canonical(stage1, dtype=np.uint8) >= 1
     tumour = tumour_stage(model, recipe, reference, liver, window, dev)
     nifti.save_label_like(liver.astype(np.uint8) + tumour.astype(np.uint8), reference, out)

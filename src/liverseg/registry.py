@@ -77,7 +77,11 @@ def _log_and_register(tracking_uri: str, run_id: str, name: str, python_model, a
             code_paths=[str(Path(liverseg.__file__).parent)],
             signature=signature,
             pip_requirements=[
-                f"torch=={torch.__version__.split('+')[0]}", "segmentation-models-pytorch", "numpy", "nibabel", "scipy"
+                f"torch=={torch.__version__.split('+')[0]}",
+                "segmentation-models-pytorch",
+                "numpy",
+                "nibabel",
+                "scipy",
             ],
             registered_model_name=name,
         )
@@ -107,7 +111,9 @@ def register_segmenter(tracking_uri: str, experiment: str, entry: str, folder: P
         if run_file.is_file():
             tags[f"{role}_run"] = json.loads(run_file.read_text())["run_id"]
     name = f"{entry}{SEGMENTER_SUFFIX}"
-    client, run_id = tracking.start_run(tracking_uri, experiment, name, {"segmenter": description}, Path("mlartifacts"), tags)
+    client, run_id = tracking.start_run(
+        tracking_uri, experiment, name, {"segmenter": description}, Path("mlartifacts"), tags
+    )
     signature = ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, -1))]),
         outputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, -1, -1))]),
@@ -116,7 +122,9 @@ def register_segmenter(tracking_uri: str, experiment: str, entry: str, folder: P
     try:
         with tempfile.TemporaryDirectory() as temporary:
             packed = package_segmenter(folder, Path(temporary) / "segmenter")
-            version = _log_and_register(tracking_uri, run_id, name, ScanSegmenter(), {"segmenter": str(packed)}, signature)
+            version = _log_and_register(
+                tracking_uri, run_id, name, ScanSegmenter(), {"segmenter": str(packed)}, signature
+            )
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise

@@ -39,8 +39,16 @@ def read_case_scores(files) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
         for order, stage in enumerate(result["steps"]):
             for target, scores in result[stage].items():
                 if target != "lesions":
-                    rows.append({"model": result["model"], "case": result["case"], "stage": stage, "order": order,
-                                 "target": target, **scores})
+                    rows.append(
+                        {
+                            "model": result["model"],
+                            "case": result["case"],
+                            "stage": stage,
+                            "order": order,
+                            "target": target,
+                            **scores,
+                        }
+                    )
         lesions.setdefault(result["model"], []).append(result["post"]["lesions"])
     return pd.DataFrame(rows), lesions
 
@@ -70,9 +78,7 @@ def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: d
         row["seconds_per_epoch"] = stages[0]["epoch_seconds"].mean()
         row["tumour_stage_seconds_per_epoch"] = stages[1]["epoch_seconds"].mean() if len(stages) > 1 else float("nan")
         row["training_minutes"] = sum((h["epoch_seconds"] + h["val_seconds"]).sum() for h in stages) / 60
-        row["epochs"] = " + ".join(
-            f"{int(h.loc[h['val_dice'].fillna(-1).idxmax(), 'epoch'])}/{len(h)}" for h in stages
-        )
+        row["epochs"] = " + ".join(f"{int(h.loc[h['val_dice'].fillna(-1).idxmax(), 'epoch'])}/{len(h)}" for h in stages)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -100,7 +106,10 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
     ("Tumour VOE / RVD", _cells(["tumour_voe", "tumour_rvd"], "{:.4f}", "{:+.4f}")),
     ("Liver ASSD / HD95 / MSSD (mm)", _cells([f"liver_{m}" for m in SURFACE_ORDER], "{:.1f}")),
     ("Tumour ASSD / HD95 / MSSD (mm)", _cells([f"tumour_{m}" for m in SURFACE_ORDER], "{:.1f}")),
-    ("Cases with surface distances (liver / tumour)", lambda row: f"{row['liver_distance_cases']} / {row['tumour_distance_cases']}"),
+    (
+        "Cases with surface distances (liver / tumour)",
+        lambda row: f"{row['liver_distance_cases']} / {row['tumour_distance_cases']}",
+    ),
     ("Tumour burden error (tumour / liver volume, absolute)", _number("tumour_burden_error", "{:.4f}")),
     ("Accuracy (voxels, 3 labels)", _number("accuracy", "{:.2%}")),
     ("Liver Dice before post-processing", _number("liver_dice_before_post", "{:.4f}")),
@@ -118,7 +127,10 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
         "Scored cases (with tumour scored; holding tumour)",
         lambda row: f"{row['scored_cases']} ({row['tumour_cases']}; {row['cases_with_tumour']})",
     ),
-    ("Reference lesions < 10 / 10-20 / > 20 mm", lambda row: " / ".join(str(row[f"ref_lesions_{b}"]) for b in SIZE_BINS)),
+    (
+        "Reference lesions < 10 / 10-20 / > 20 mm",
+        lambda row: " / ".join(str(row[f"ref_lesions_{b}"]) for b in SIZE_BINS),
+    ),
 ]
 
 
@@ -179,8 +191,15 @@ def paired_comparisons(scores: pd.DataFrame) -> pd.DataFrame:
             b = mine[mine["model"] == second].set_index("case")
             a, b = a.align(b, join="inner", axis=0)
             for metric in COMPARED:
-                rows.append({"first": first, "second": second, "target": target, "metric": metric,
-                             **paired_comparison(a[metric], b[metric])})
+                rows.append(
+                    {
+                        "first": first,
+                        "second": second,
+                        "target": target,
+                        "metric": metric,
+                        **paired_comparison(a[metric], b[metric]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -192,24 +211,51 @@ def step_effects(scores: pd.DataFrame) -> pd.DataFrame:
         steps = means[means["stage"] != "post"].sort_values("order").to_dict(orient="records")
         for before, after in zip(steps, steps[1:]):
             change = after["dice"] - before["dice"]
-            verdict = "-" if pd.isna(change) else "no change" if abs(change) < 1e-4 else "helped" if change > 0 else "hurt"
-            rows.append({"model": model, "target": target, "step": after["stage"], "dice_before": before["dice"],
-                         "dice_after": after["dice"], "dice_change": change,
-                         "hd95_change": after["hd95"] - before["hd95"], "verdict": verdict})
-    return pd.DataFrame(rows, columns=["model", "target", "step", "dice_before", "dice_after", "dice_change",
-                                       "hd95_change", "verdict"])
+            verdict = (
+                "-" if pd.isna(change) else "no change" if abs(change) < 1e-4 else "helped" if change > 0 else "hurt"
+            )
+            rows.append(
+                {
+                    "model": model,
+                    "target": target,
+                    "step": after["stage"],
+                    "dice_before": before["dice"],
+                    "dice_after": after["dice"],
+                    "dice_change": change,
+                    "hd95_change": after["hd95"] - before["hd95"],
+                    "verdict": verdict,
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["model", "target", "step", "dice_before", "dice_after", "dice_change", "hd95_change", "verdict"]
+    )
 
 
 def steps_markdown(effects: pd.DataFrame) -> str:
-    lines = ["## Post-processing, step by step (each applied after the ones above it)", "",
-             "| Entry | Target | Step | Dice before | Dice after | Dice change | HD95 change (mm) | Verdict |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Post-processing, step by step (each applied after the ones above it)",
+        "",
+        "| Entry | Target | Step | Dice before | Dice after | Dice change | HD95 change (mm) | Verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in effects.to_dict(orient="records"):
-        cells = [_number(k, f)(row) for k, f in (("dice_before", "{:.4f}"), ("dice_after", "{:.4f}"),
-                                                  ("dice_change", "{:+.4f}"), ("hd95_change", "{:+.1f}"))]
-        lines.append(f"| {row['model']} | {row['target']} | {row['step']} | " + " | ".join(cells) + f" | {row['verdict']} |")
-    lines += ["", "A step helped when it raised the mean Dice over the validation cases, hurt when it lowered it "
-              "(nnU-Net keeps a step only where it helps)."]
+        cells = [
+            _number(k, f)(row)
+            for k, f in (
+                ("dice_before", "{:.4f}"),
+                ("dice_after", "{:.4f}"),
+                ("dice_change", "{:+.4f}"),
+                ("hd95_change", "{:+.1f}"),
+            )
+        ]
+        lines.append(
+            f"| {row['model']} | {row['target']} | {row['step']} | " + " | ".join(cells) + f" | {row['verdict']} |"
+        )
+    lines += [
+        "",
+        "A step helped when it raised the mean Dice over the validation cases, hurt when it lowered it "
+        "(nnU-Net keeps a step only where it helps).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -221,23 +267,43 @@ def _interval(row, fmt: str) -> str:
 
 def statistics_markdown(statistics: pd.DataFrame, comparisons: pd.DataFrame) -> str:
     """The spread of Dice and HD95 per entry and target, and the paired differences between entries."""
-    lines = ["## Spread over cases", "", "| Entry | Target | Metric | n | mean ± sd | median | 95% CI of the mean |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Spread over cases",
+        "",
+        "| Entry | Target | Metric | n | mean ± sd | median | 95% CI of the mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in statistics[statistics["metric"].isin(COMPARED)].to_dict(orient="records"):
         fmt = "{:.4f}" if row["metric"] == "dice" else "{:.1f}"
-        spread = "-" if pd.isna(row["mean"]) else f"{fmt.format(row['mean'])} ± " + ("-" if pd.isna(row["sd"]) else fmt.format(row["sd"]))
+        spread = (
+            "-"
+            if pd.isna(row["mean"])
+            else f"{fmt.format(row['mean'])} ± " + ("-" if pd.isna(row["sd"]) else fmt.format(row["sd"]))
+        )
         median = "-" if pd.isna(row["median"]) else fmt.format(row["median"])
         unit = " (mm)" if row["metric"] != "dice" else ""
-        lines.append(f"| {row['model']} | {row['target']} | {row['metric']}{unit} | {row['n']} | {spread} | {median} | {_interval(row, fmt)} |")
-    lines += ["", "## Paired differences (second minus first, on the cases both scored)", "",
-              "| Second - first | Target | Metric | n | difference | 95% CI | Wilcoxon p |", "|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {row['model']} | {row['target']} | {row['metric']}{unit} | {row['n']} | {spread} | {median} | {_interval(row, fmt)} |"
+        )
+    lines += [
+        "",
+        "## Paired differences (second minus first, on the cases both scored)",
+        "",
+        "| Second - first | Target | Metric | n | difference | 95% CI | Wilcoxon p |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in comparisons.to_dict(orient="records"):
         fmt = "{:+.4f}" if row["metric"] == "dice" else "{:+.1f}"
         difference = "-" if pd.isna(row["difference"]) else fmt.format(row["difference"])
         p = "-" if pd.isna(row["wilcoxon_p"]) else f"{row['wilcoxon_p']:.3g}"
-        lines.append(f"| {row['second']} - {row['first']} | {row['target']} | {row['metric']} | {row['n']} | {difference} | {_interval(row, fmt)} | {p} |")
-    lines += ["", f"Intervals: percentile bootstrap of the mean over cases ({BOOTSTRAP_SAMPLES} resamples, seeded). "
-              f"Wilcoxon signed-rank p-values need at least {MIN_WILCOXON_CASES} paired cases."]
+        lines.append(
+            f"| {row['second']} - {row['first']} | {row['target']} | {row['metric']} | {row['n']} | {difference} | {_interval(row, fmt)} | {p} |"
+        )
+    lines += [
+        "",
+        f"Intervals: percentile bootstrap of the mean over cases ({BOOTSTRAP_SAMPLES} resamples, seeded). "
+        f"Wilcoxon signed-rank p-values need at least {MIN_WILCOXON_CASES} paired cases.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -255,8 +321,9 @@ def write_summary(
 def log_to_runs(summary: pd.DataFrame, run_files: dict[str, Path]) -> None:
     """Add each entry's final evaluation to the MLflow run of its last trained stage (prefixed by the entry's name
     when that run belongs to another model, as for a cascade's tumour stage)."""
-    from liverseg import tracking
     from mlflow.tracking import MlflowClient
+
+    from liverseg import tracking
 
     for row in summary.to_dict(orient="records"):
         run = json.loads(Path(run_files[row["model"]]).read_text())
@@ -322,19 +389,24 @@ CASE_COLUMNS = {  # per-case page column -> (target, metric), after post-process
 
 
 def html_page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{PAGE_STYLE}</style>"
-            f"</head><body>\n{body}\n</body></html>\n")
+    return (
+        f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{title}</title><style>{PAGE_STYLE}</style>"
+        f"</head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def case_table(scores: pd.DataFrame) -> pd.DataFrame:
     """One row per entry and scored case: the main scores after post-processing (empty where undefined)."""
     post = scores[scores["stage"] == "post"].set_index(["model", "case", "target"])
-    table = pd.DataFrame({name: post.xs(target, level="target")[metric] for name, (target, metric) in CASE_COLUMNS.items()})
+    table = pd.DataFrame(
+        {name: post.xs(target, level="target")[metric] for name, (target, metric) in CASE_COLUMNS.items()}
+    )
     return table.reset_index().rename(columns={"model": "entry"})
 
 
-def write_report_pages(summary_md: Path, cases_csv: Path, config: dict, summary_html: Path, cases_html: Path,
-                       config_html: Path) -> None:
+def write_report_pages(
+    summary_md: Path, cases_csv: Path, config: dict, summary_html: Path, cases_html: Path, config_html: Path
+) -> None:
     """The summary (markdown), the per-case scores and the run's config (with the schema's defaults filled in) as
     self-contained HTML pages, for `snakemake --report`."""
     import html
@@ -346,11 +418,15 @@ def write_report_pages(summary_md: Path, cases_csv: Path, config: dict, summary_
     with atomic_path(summary_html) as partial:
         partial.write_text(html_page("Summary", f"<h2>Summary of the scored entries</h2>\n{summary}"))
     table = case_table(pd.read_csv(cases_csv)).to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="")
-    intro = ("<h2>Scores per case</h2><p>After post-processing, in each scan's own geometry; distances in mm. An empty "
-             "cell is undefined: tumour scores of a case whose reference and prediction both hold no tumour, "
-             "distances where a mask is empty.</p>")
+    intro = (
+        "<h2>Scores per case</h2><p>After post-processing, in each scan's own geometry; distances in mm. An empty "
+        "cell is undefined: tumour scores of a case whose reference and prediction both hold no tumour, "
+        "distances where a mask is empty.</p>"
+    )
     with atomic_path(cases_html) as partial:
         partial.write_text(html_page("Scores per case", intro + table))
     text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=110)
     with atomic_path(config_html) as partial:
-        partial.write_text(html_page("Configuration", f"<h2>Configuration of this run</h2><pre>{html.escape(text)}</pre>"))
+        partial.write_text(
+            html_page("Configuration", f"<h2>Configuration of this run</h2><pre>{html.escape(text)}</pre>")
+        )

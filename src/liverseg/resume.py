@@ -31,7 +31,9 @@ def data_digest(files: list[Path]) -> str:
 
 def fingerprint(params: dict, data: str) -> str:
     """What a run's epochs depend on: its parameters and the digest of its data files."""
-    return hashlib.sha256(json.dumps({"params": params, "data": data}, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps({"params": params, "data": data}, sort_keys=True, default=str).encode()
+    ).hexdigest()
 
 
 def load_state(out_dir: Path, key: str) -> dict | None:

@@ -22,10 +22,12 @@ class Box:
     def shape(self) -> tuple[int, int, int]:
         return tuple(b - a for a, b in zip(self.start, self.stop))
 
-    def slabs(self, depth: int) -> list["Box"]:
+    def slabs(self, depth: int) -> list[Box]:
         """The box cut along its slices into boxes of at most `depth` slices."""
-        return [Box((*self.start[:2], z), (*self.stop[:2], min(z + depth, self.stop[2])))
-                for z in range(self.start[2], self.stop[2], depth)]
+        return [
+            Box((*self.start[:2], z), (*self.stop[:2], min(z + depth, self.stop[2])))
+            for z in range(self.start[2], self.stop[2], depth)
+        ]
 
 
 def bounding_slices(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...] | None:

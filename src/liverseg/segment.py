@@ -24,10 +24,10 @@ from liverseg.atomic import atomic_path, write_json
 from liverseg.data import nifti
 from liverseg.data.cases import check_ct
 from liverseg.data.dicom import read_series
+from liverseg.devices import select_device
 from liverseg.lesions import lesion_sizes
 from liverseg.postprocess import PostSettings, postprocessed
 from liverseg.predict import load_model, stage1_labels, tumour_stage
-from liverseg.devices import select_device
 
 SEGMENTER_FILE = "segmenter.json"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -66,7 +66,7 @@ class Segmenter:
     post: PostSettings
 
     @classmethod
-    def load(cls, folder: Path, device) -> "Segmenter":
+    def load(cls, folder: Path, device) -> Segmenter:
         path = Path(folder) / SEGMENTER_FILE
         if not path.is_file():
             raise FileNotFoundError(
@@ -79,14 +79,18 @@ class Segmenter:
             if not (Path(folder) / weights).is_file():
                 raise FileNotFoundError(f"{path}: its {role} stage's weights {Path(folder) / weights} are missing")
             stages[role] = load_model(Path(folder) / weights, device)
-        return cls(description["name"], stages, tuple(description["window"]), PostSettings(**description["postprocess"]))
+        return cls(
+            description["name"], stages, tuple(description["window"]), PostSettings(**description["postprocess"])
+        )
 
     def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False) -> np.ndarray:
         """Canonical (X, Y, Z) labels of a scan: stage 1, post-processed; then, for a cascade, the tumour stage inside
         that liver, post-processed again (the workflow's prediction, post-processing and cascade rules in one)."""
         spacing = nifti.canonical_spacing(scan)
         model, recipe, size = self.stages["liver"]
-        labels = postprocessed(stage1_labels(model, recipe, size, scan, self.window, device, flip_tta), spacing, self.post)
+        labels = postprocessed(
+            stage1_labels(model, recipe, size, scan, self.window, device, flip_tta), spacing, self.post
+        )
         if "tumour" in self.stages:
             model, recipe, _ = self.stages["tumour"]
             liver = labels >= 1
@@ -111,7 +115,9 @@ def scan_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:
             raise FileNotFoundError(f"{path}: no such file or folder")
     names = [name for name, _ in scans]
     if repeated := sorted({name for name in names if names.count(name) > 1}):
-        raise ValueError(f"several inputs would be written as {', '.join(repeated)}; segment them into separate folders")
+        raise ValueError(
+            f"several inputs would be written as {', '.join(repeated)}; segment them into separate folders"
+        )
     return scans
 
 
@@ -166,10 +172,13 @@ def write_volume_table(out_dir: Path) -> pd.DataFrame:
         if not isinstance(report, dict) or "liver_ml" not in report:
             continue  # not a volume report
         largest = max((t["largest_diameter_mm"] for t in report["tumours"]), default=0.0)
-        rows.append({k: report[k] for k in ("scan", "liver_ml", "tumour_count", "tumour_ml")} | {
-            "largest_tumour_diameter_mm": largest, "input": report["input"]
-        })
-    table = pd.DataFrame(rows, columns=["scan", "liver_ml", "tumour_count", "tumour_ml", "largest_tumour_diameter_mm", "input"])
+        rows.append(
+            {k: report[k] for k in ("scan", "liver_ml", "tumour_count", "tumour_ml")}
+            | {"largest_tumour_diameter_mm": largest, "input": report["input"]}
+        )
+    table = pd.DataFrame(
+        rows, columns=["scan", "liver_ml", "tumour_count", "tumour_ml", "largest_tumour_diameter_mm", "input"]
+    )
     with atomic_path(out_dir / "volumes.csv") as partial:
         table.to_csv(partial, index=False, float_format="%.2f")
     return table
@@ -186,7 +195,12 @@ def load_segmenter(model: str, device, tracking_uri: str | None = None) -> Segme
 
 
 def segment_scans(
-    model: str, inputs: list[Path], out_dir: Path, device: str = "auto", flip_tta: bool = False, tracking_uri: str | None = None
+    model: str,
+    inputs: list[Path],
+    out_dir: Path,
+    device: str = "auto",
+    flip_tta: bool = False,
+    tracking_uri: str | None = None,
 ) -> int:
     """Segment every scan; a scan that fails is named with its problem and the others go on. Returns the failures."""
     scans = scan_inputs(inputs)
@@ -201,7 +215,9 @@ def segment_scans(
         label_file = out_dir / f"{name}.nii.gz"
         try:
             scan = read_scan(path)
-            print(f"{name}: {path}, {'x'.join(map(str, scan.shape))} voxels, {nifti.orientation_codes(scan)}", flush=True)
+            print(
+                f"{name}: {path}, {'x'.join(map(str, scan.shape))} voxels, {nifti.orientation_codes(scan)}", flush=True
+            )
             labels = segmenter.labels(scan, dev, flip_tta)
         except (ValueError, FileNotFoundError) as error:  # VolumeError included: name the scan, keep going
             print(f"liverseg segment: error: {error}", file=sys.stderr, flush=True)
@@ -210,7 +226,10 @@ def segment_scans(
         nifti.save_label_like(labels, scan, label_file)
         report = volume_report(name, path, labels, scan)
         write_json(report, out_dir / f"{name}.json")
-        print(f"{name}: liver {report['liver_ml']:.0f} ml, {report['tumour_count']} tumours "
-              f"({report['tumour_ml']:.1f} ml) -> {label_file}", flush=True)
+        print(
+            f"{name}: liver {report['liver_ml']:.0f} ml, {report['tumour_count']} tumours "
+            f"({report['tumour_ml']:.1f} ml) -> {label_file}",
+            flush=True,
+        )
     write_volume_table(out_dir)
     return failures

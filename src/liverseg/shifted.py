@@ -27,27 +27,33 @@ def check_shifted(
     raw = out_dir / "raw"
     generate_dataset(raw, cases, seed, style)
     score_files = []
+
+    def close_and_score(entry: str, case: str, label: Path, pred: Path) -> None:
+        post = out_dir / entry / "post" / f"{case}.nii.gz"
+        postprocess_case(pred, post, post_settings)
+        score_files.append(out_dir / entry / "metrics" / f"{case}.json")
+        evaluate_case(entry, case, label, pred, post, post_settings, score_files[-1])
+
     for n in range(cases):
         case = f"case_{n:03d}"
         volume, label = raw / f"volume-{n}.nii.gz", raw / f"segmentation-{n}.nii.gz"
         slices = out_dir / "slices" / f"{case}.npz"
         save_slices(slice_case(volume, label, window, size), slices)
 
-        def close_and_score(entry: str, pred: Path) -> None:
-            post = out_dir / entry / "post" / f"{case}.nii.gz"
-            postprocess_case(pred, post, post_settings)
-            score_files.append(out_dir / entry / "metrics" / f"{case}.json")
-            evaluate_case(entry, case, label, pred, post, post_settings, score_files[-1])
-
         for model in stage1:
             pred = out_dir / model / "pred" / f"{case}.nii.gz"
             predict_case(models_dir / model / "best.pt", slices, volume, pred)
-            close_and_score(model, pred)
+            close_and_score(model, case, label, pred)
         for name, cascade in cascades.items():  # after stage 1: the cascades take its closed livers
             pred = out_dir / name / "pred" / f"{case}.nii.gz"
             liver = out_dir / cascade["liver"] / "post" / f"{case}.nii.gz"
             predict_cascade(models_dir / cascade["tumour"] / "best.pt", liver, volume, window, pred)
-            close_and_score(name, pred)
+            close_and_score(name, case, label, pred)
     histories = {model: [models_dir / model / "history.csv"] for model in stage1}
-    histories.update({name: [models_dir / c["liver"] / "history.csv", models_dir / c["tumour"] / "history.csv"] for name, c in cascades.items()})
+    histories.update(
+        {
+            name: [models_dir / c["liver"] / "history.csv", models_dir / c["tumour"] / "history.csv"]
+            for name, c in cascades.items()
+        }
+    )
     return summarise(*read_case_scores(score_files), histories)

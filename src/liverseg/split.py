@@ -23,7 +23,10 @@ def stratified_order(order: list[str], strata: dict[str, str]) -> list[str]:
 
 
 def split_by_patient(
-    patient_of: dict[str, str], val_fraction: float, seed: int, test_fraction: float = 0.0,
+    patient_of: dict[str, str],
+    val_fraction: float,
+    seed: int,
+    test_fraction: float = 0.0,
     strata: dict[str, str] | None = None,
 ) -> dict[str, list[str]]:
     """Hold out round(fraction * patients) patients (at least one) for validation and, with a test fraction, for

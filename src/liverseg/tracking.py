@@ -10,6 +10,9 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+# an experiment of model training (the MLflow 3 UI shows runs, not GenAI traces, for it)
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
 
 @contextmanager
 def store_lock(uri: str):
@@ -52,7 +55,9 @@ def start_run(
         experiment_id = (
             found.experiment_id
             if found
-            else client.create_experiment(experiment, artifact_location=Path(artifact_root).absolute().as_uri())
+            else client.create_experiment(
+                experiment, artifact_location=Path(artifact_root).absolute().as_uri(), tags=EXPERIMENT_TAGS
+            )
         )
     tags = {"mlflow.runName": run_name, "model": run_name, **(tags or {})}
     # MLflow derives the commit from sys.argv[0], which under Snakemake is not the project's code

@@ -48,7 +48,7 @@ class TrainSettings:
     device: str = "auto"
 
     @classmethod
-    def from_config(cls, section: dict) -> "TrainSettings":
+    def from_config(cls, section: dict) -> TrainSettings:
         """From the config's train section (plateau settings nested), without `threads`."""
         plateau = {f"plateau_{key}": value for key, value in section.get("plateau", {}).items()}
         return cls(**{k: v for k, v in section.items() if k not in ("plateau", "threads")}, **plateau)
@@ -112,24 +112,36 @@ def train_model(
         "val_slices": len(val_set),
         "image_size": side,
     }
-    params = {"model": spec, "recipe": asdict(recipe), "train": asdict(settings), "augment": asdict(augment), "data": data}
+    params = {
+        "model": spec,
+        "recipe": asdict(recipe),
+        "train": asdict(settings),
+        "augment": asdict(augment),
+        "data": data,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     digests = {"training": resume.data_digest(train_files), "validation": resume.data_digest(val_files)}
     key = resume.fingerprint({"name": name, **params}, json.dumps(digests))
     state = resume.load_state(out_dir, key)
     if state is None:
         tags = {"host": socket.gethostname(), "device": device_name(device), "dataset_digest": digests["training"]}
-        client, run_id = tracking.start_run(tracking_uri, experiment, name, {**params, "config": config or {}}, Path("mlartifacts"), tags)
+        client, run_id = tracking.start_run(
+            tracking_uri, experiment, name, {**params, "config": config or {}}, Path("mlartifacts"), tags
+        )
         tracking.log_data(client, run_id, train_files, len(train_set), "training", digests["training"])
         tracking.log_data(client, run_id, val_files, len(val_set), "validation", digests["validation"])
     else:  # the same MLflow run goes on
         client, run_id = MlflowClient(tracking_uri=tracking_uri), state["run_id"]
         client.update_run(run_id, status="RUNNING")
-    write_json({"run_id": run_id, "model": name, "tracking_uri": tracking_uri, "experiment": experiment}, out_dir / "run.json")
+    write_json(
+        {"run_id": run_id, "model": name, "tracking_uri": tracking_uri, "experiment": experiment}, out_dir / "run.json"
+    )
 
     try:
         with tracking.system_metrics(tracking_uri, run_id, resumed=state is not None):
-            table = _fit(name, spec, recipe, settings, model, train_batches, val_batches, out_dir, client, run_id, key, state)
+            table = _fit(
+                name, spec, recipe, settings, model, train_batches, val_batches, out_dir, client, run_id, key, state
+            )
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
@@ -148,7 +160,20 @@ def train_model(
     return table
 
 
-def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, val_batches: Batches, out_dir, client, run_id, key, state):
+def _fit(
+    name,
+    spec,
+    recipe: Recipe,
+    settings,
+    model,
+    train_batches: Batches,
+    val_batches: Batches,
+    out_dir,
+    client,
+    run_id,
+    key,
+    state,
+):
     """The epoch loop: sample, train, validate, step the scheduler, log, keep the best epoch by validation Dice, and save
     the whole state (`liverseg.resume`); from `state`, it goes on after the epoch it was saved at."""
     device = train_batches.device
@@ -175,16 +200,19 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
         scaler.load_state_dict(state["scaler"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        history, best, best_epoch, best_checkpoint = state["history"], state["best"], state["best_epoch"], state["best_checkpoint"]
+        history, best, best_epoch, best_checkpoint = (
+            state["history"],
+            state["best"],
+            state["best_epoch"],
+            state["best_checkpoint"],
+        )
         first = state["epoch"] + 1
         with atomic_path(out_dir / "best.pt") as partial:  # Snakemake deleted it before running the job again
             torch.save(best_checkpoint, partial)
     for epoch in range(first, settings.epochs + 1):
         model.train()
         started, losses = time.perf_counter(), []
-        order = epoch_indices(
-            has_tumour, has_liver, recipe.tumour_oversample, recipe.background_fraction, generator
-        )
+        order = epoch_indices(has_tumour, has_liver, recipe.tumour_oversample, recipe.background_fraction, generator)
         if len(order) % settings.batch_size == 1:
             order = order[:-1]  # a last batch of one sample breaks batch normalisation
         batches = train_batches(order, generator)
@@ -235,12 +263,24 @@ def _fit(name, spec, recipe: Recipe, settings, model, train_batches: Batches, va
             with atomic_path(out_dir / "best.pt") as partial:
                 torch.save(checkpoint, partial)
             best_checkpoint = checkpoint
-        resume.save_state(out_dir, {
-            "fingerprint": key, "run_id": run_id, "epoch": epoch, "history": history, "best": best,
-            "best_epoch": best_epoch, "best_checkpoint": best_checkpoint, "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-        })
+        resume.save_state(
+            out_dir,
+            {
+                "fingerprint": key,
+                "run_id": run_id,
+                "epoch": epoch,
+                "history": history,
+                "best": best,
+                "best_epoch": best_epoch,
+                "best_checkpoint": best_checkpoint,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
         if settings.early_stopping is not None and epoch - best_epoch >= settings.early_stopping:
             print(f"early stop after epoch {epoch}: no better validation Dice since epoch {best_epoch}", flush=True)
             break

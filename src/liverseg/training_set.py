@@ -89,8 +89,16 @@ def box_view(half: torch.Tensor, jitter: torch.Tensor, generator: torch.Generato
 class Batches:
     """Mini-batches moved to the device, augmented there when training; pinned memory only on CUDA."""
 
-    def __init__(self, data: SliceSet, regions, batch_size: int, device: torch.device, augment: AugmentSettings | None = None):
-        self.data, self.regions, self.batch_size, self.device, self.augment = data, tuple(regions), batch_size, device, augment
+    def __init__(
+        self, data: SliceSet, regions, batch_size: int, device: torch.device, augment: AugmentSettings | None = None
+    ):
+        self.data, self.regions, self.batch_size, self.device, self.augment = (
+            data,
+            tuple(regions),
+            batch_size,
+            device,
+            augment,
+        )
         if device.type == "cuda":
             self.data.images, self.data.labels = data.images.pin_memory(), data.labels.pin_memory()
         self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format

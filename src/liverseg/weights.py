@@ -27,7 +27,9 @@ def _settings(encoder: str, weights: str) -> dict:
     from segmentation_models_pytorch.encoders import encoders
 
     if encoder not in encoders:
-        raise WeightsUnavailable(f"encoder '{encoder}': not one of segmentation_models_pytorch's own encoders, whose weights liverseg fetches")
+        raise WeightsUnavailable(
+            f"encoder '{encoder}': not one of segmentation_models_pytorch's own encoders, whose weights liverseg fetches"
+        )
     available = encoders[encoder]["pretrained_settings"]
     if weights not in available:
         raise WeightsUnavailable(f"encoder '{encoder}' has no '{weights}' weights; available: {', '.join(available)}")
@@ -53,7 +55,9 @@ def encoder_state(path: Path, encoder: str) -> dict:
     found = {name: tuple(value.shape) for name, value in state.items()}
     if found != expected:
         differ = sorted(set(found.items()) ^ set(expected.items()))[:3]
-        raise WeightsUnavailable(f"{path}: these are not the weights of encoder '{encoder}' (first differences: {differ})")
+        raise WeightsUnavailable(
+            f"{path}: these are not the weights of encoder '{encoder}' (first differences: {differ})"
+        )
     return state
 
 

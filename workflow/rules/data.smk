@@ -11,7 +11,7 @@ if SOURCE == "synthetic":
             cases=config["data"]["synthetic"]["cases"],
             seed=config["data"]["synthetic"]["seed"],
         shell:
-            "liverseg synthesise --cases {params.cases} --seed {params.seed} --out {output} > {log} 2>&1"
+            "python -m liverseg synthesise --cases {params.cases} --seed {params.seed} --out {output} > {log} 2>&1"
 
 
 if SOURCE == "msd":
@@ -30,7 +30,7 @@ if SOURCE == "msd":
                 for key, value in config["data"].get("msd", {}).items()
             ),
         shell:
-            "liverseg download {params.mirror} --out {output} > {log} 2>&1"
+            "python -m liverseg download {params.mirror} --out {output} > {log} 2>&1"
 
 
 checkpoint ingest:
@@ -47,7 +47,7 @@ checkpoint ingest:
         layout=LAYOUT,
         skip="--skip-invalid" if config["data"]["skip_invalid"] else "",
     shell:
-        "liverseg ingest --raw {input} --layout {params.layout} --out {output.cases} "
+        "python -m liverseg ingest --raw {input} --layout {params.layout} --out {output.cases} "
         "--rejected {output.rejected} {params.skip} > {log} 2>&1"
 
 
@@ -66,7 +66,7 @@ rule preprocess:
         window=config["preprocess"]["window"],
         size=config["preprocess"]["image_size"],
     shell:
-        "liverseg preprocess --volume {input.volume} --label {input.label} --window {params.window} "
+        "python -m liverseg preprocess --volume {input.volume} --label {input.label} --window {params.window} "
         "--size {params.size} --out {output} > {log} 2>&1"
 
 
@@ -77,6 +77,7 @@ checkpoint split:
         "data/split.json",
     log:
         "logs/split.log",
+    localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
     params:
@@ -85,7 +86,7 @@ checkpoint split:
         stratify="--stratify-tumour" if config["split"]["stratify_tumour"] else "",
         seed=config["split"]["seed"],
     shell:
-        "liverseg split --cases {input} --val-fraction {params.val_fraction} "
+        "python -m liverseg split --cases {input} --val-fraction {params.val_fraction} "
         "--test-fraction {params.test_fraction} {params.stratify} --seed {params.seed} "
         "--out {output} > {log} 2>&1"
 
@@ -105,7 +106,7 @@ rule crop:
         window=config["preprocess"]["window"],
         crop=lambda wildcards: config["models"][wildcards.model]["crop"],
     shell:
-        "liverseg crop --volume {input.volume} --label {input.label} --window {params.window} "
+        "python -m liverseg crop --volume {input.volume} --label {input.label} --window {params.window} "
         "--size {params.crop[size]} --margin-mm {params.crop[margin_mm]} --jitter-mm {params.crop[jitter_mm]} "
         "--out {output} > {log} 2>&1"
 
@@ -127,5 +128,5 @@ rule augment:
     params:
         settings=json.dumps(config["augment"]),
     shell:
-        "liverseg augment --slices {input.slices} --settings {params.settings:q} "
+        "python -m liverseg augment --slices {input.slices} --settings {params.settings:q} "
         "--preview {output.preview} > {log} 2>&1"

@@ -17,7 +17,7 @@ rule predict:
     params:
         device=config["train"]["device"],
     shell:
-        "liverseg predict --checkpoint {input.model} --slices {input.slices} --volume {input.volume} "
+        "python -m liverseg predict --checkpoint {input.model} --slices {input.slices} --volume {input.volume} "
         "--device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -41,7 +41,7 @@ rule cascade:
         device=config["train"]["device"],
         window=config["preprocess"]["window"],
     shell:
-        "liverseg cascade --checkpoint {input.model} --liver {input.liver} --volume {input.volume} "
+        "python -m liverseg cascade --checkpoint {input.model} --liver {input.liver} --volume {input.volume} "
         "--window {params.window} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
@@ -57,7 +57,7 @@ rule postprocess:
     params:
         settings=json.dumps(config["postprocess"]),
     shell:
-        "liverseg postprocess --prediction {input} --settings {params.settings:q} --out {output} > {log} 2>&1"
+        "python -m liverseg postprocess --prediction {input} --settings {params.settings:q} --out {output} > {log} 2>&1"
 
 
 rule evaluate:
@@ -74,6 +74,6 @@ rule evaluate:
     params:
         settings=json.dumps(config["postprocess"]),
     shell:
-        "liverseg evaluate --model {wildcards.entry} --case {wildcards.case} --label {input.label} "
+        "python -m liverseg evaluate --model {wildcards.entry} --case {wildcards.case} --label {input.label} "
         "--prediction {input.prediction} --postprocessed {input.postprocessed} --settings {params.settings:q} "
         "--out {output} > {log} 2>&1"

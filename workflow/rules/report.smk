@@ -21,13 +21,14 @@ rule aggregate:
         comparisons="results/comparisons.csv",
     log:
         "logs/aggregate.log",
+    localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
     params:
         entries=" ".join(f"--entry {e} {' '.join(stage_dirs(e))}" for e in SCORED),
         scored_on=SCORED_ON,
     shell:
-        "liverseg aggregate {params.entries} "
+        "python -m liverseg aggregate {params.entries} "
         "--scores {input.scores} --scored-on {params.scored_on} --step-scores {input.step_scores} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
         "--cases-csv {output.cases} --statistics-csv {output.statistics} --comparisons-csv {output.comparisons} "
         "> {log} 2>&1"
@@ -55,7 +56,7 @@ rule overlay:
         ],
         window=config["preprocess"]["window"],
     shell:
-        "liverseg overlay --case {wildcards.case} --volume {input.volume} --label {input.label} --predictions {params.predictions} "
+        "python -m liverseg overlay --case {wildcards.case} --volume {input.volume} --label {input.label} --predictions {params.predictions} "
         "--window {params.window} --out {output} > {log} 2>&1"
 
 
@@ -70,10 +71,11 @@ rule curves:
         ),
     log:
         "logs/curves.log",
+    localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
     shell:
-        "liverseg curves --histories {input} --out {output} > {log} 2>&1"
+        "python -m liverseg curves --histories {input} --out {output} > {log} 2>&1"
 
 
 rule case_dice:
@@ -87,10 +89,11 @@ rule case_dice:
         ),
     log:
         "logs/case_dice.log",
+    localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
     shell:
-        "liverseg case-dice --cases {input} --out {output} > {log} 2>&1"
+        "python -m liverseg case-dice --cases {input} --out {output} > {log} 2>&1"
 
 
 rule report_pages:
@@ -115,10 +118,11 @@ rule report_pages:
         ),
     log:
         "logs/report_pages.log",
+    localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
     params:
         config=json.dumps(config),
     shell:
-        "liverseg report-pages --summary-md {input.summary} --cases {input.cases} --config {params.config:q} "
+        "python -m liverseg report-pages --summary-md {input.summary} --cases {input.cases} --config {params.config:q} "
         "--summary-html {output.summary} --cases-html {output.cases} --config-html {output.config} > {log} 2>&1"

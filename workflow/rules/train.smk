@@ -9,7 +9,7 @@ rule fetch_weights:
     params:
         endpoint=config["pretrained_weights"]["endpoint"],
     shell:
-        "liverseg fetch-weights --encoder {wildcards.encoder} --weights {wildcards.weights} "
+        "python -m liverseg fetch-weights --encoder {wildcards.encoder} --weights {wildcards.weights} "
         "--endpoint {params.endpoint:q} --out {output} > {log} 2>&1"
 
 
@@ -42,7 +42,7 @@ rule train:
             f"--weights-file {shlex.quote(input.weights[0])}" if input.weights else ""
         ),
     shell:
-        "liverseg train --name {wildcards.model} --model {params.model:q} --settings {params.settings:q} "
+        "python -m liverseg train --name {wildcards.model} --model {params.model:q} --settings {params.settings:q} "
         "--augment {params.augment:q} --train-slices {input.train} --val-slices {input.val} "
         "--out-dir models/{wildcards.model} --tracking-uri {params.tracking_uri:q} "
         "--experiment {params.experiment:q} {params.weights} --config {params.config:q} --threads {threads} > {log} 2>&1"
@@ -55,6 +55,7 @@ rule segmenter:
         "models/{entry}/segmenter.json",
     log:
         "logs/segmenter/{entry}.log",
+    localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
     params:
@@ -64,7 +65,7 @@ rule segmenter:
         window=config["preprocess"]["window"],
         postprocess=json.dumps(config["postprocess"]),
     shell:
-        "liverseg segmenter --name {wildcards.entry} --stage {params.stages} --window {params.window} "
+        "python -m liverseg segmenter --name {wildcards.entry} --stage {params.stages} --window {params.window} "
         "--postprocess {params.postprocess:q} --out {output} > {log} 2>&1"
 
 
@@ -76,11 +77,12 @@ rule register:
         "models/{entry}/registered.json",
     log:
         "logs/register/{entry}.log",
+    localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
     params:
         tracking_uri=config["mlflow"]["tracking_uri"],
         experiment=MLFLOW_EXPERIMENT,
     shell:
-        "liverseg register --name {wildcards.entry} --folder models/{wildcards.entry} "
+        "python -m liverseg register --name {wildcards.entry} --folder models/{wildcards.entry} "
         "--tracking-uri {params.tracking_uri:q} --experiment {params.experiment:q} --out {output} > {log} 2>&1"

@@ -40,7 +40,9 @@ def _msd_label(image: Path) -> Path:
 
 LAYOUTS = {
     # LiTS: volume-N.nii / segmentation-N.nii, flat or in Training_Batch1 / Training_Batch2
-    "lits": Layout("**/volume-*.nii*", re.compile(r"^volume-(\d+)\.nii(\.gz)?$"), _lits_label, "**/segmentation-*.nii*"),
+    "lits": Layout(
+        "**/volume-*.nii*", re.compile(r"^volume-(\d+)\.nii(\.gz)?$"), _lits_label, "**/segmentation-*.nii*"
+    ),
     # Medical Segmentation Decathlon: imagesTr/<task>_N.nii.gz with the same name in labelsTr
     "msd": Layout("**/imagesTr/*.nii*", re.compile(r"_(\d+)\.nii(\.gz)?$"), _msd_label, "**/labelsTr/*.nii*"),
 }
@@ -107,8 +109,15 @@ def check_ct(image: nib.Nifti1Image, name) -> tuple[float, float]:
         integral = integral and bool(np.all(hu[finite] == np.round(hu[finite])))
     if not_finite:
         raise nifti.VolumeError(f"{name}: {not_finite} voxels are NaN or infinite")
-    if integral and 0 <= low and 1 <= high <= 255 and len(np.unique(stored[:, :, :: max(1, stored.shape[2] // 8)])) <= 16:
-        raise nifti.VolumeError(f"{name}: holds a few whole values from {low:g} to {high:g}: a label map, not a CT scan")
+    if (
+        integral
+        and 0 <= low
+        and 1 <= high <= 255
+        and len(np.unique(stored[:, :, :: max(1, stored.shape[2] // 8)])) <= 16
+    ):
+        raise nifti.VolumeError(
+            f"{name}: holds a few whole values from {low:g} to {high:g}: a label map, not a CT scan"
+        )
     if low >= AIR_BELOW_HU or above_bone > 0.01 * stored.size:
         raise nifti.VolumeError(
             f"{name}: intensities {low:g} to {high:g} do not look like CT in Hounsfield units (air is about -1000; "

@@ -36,7 +36,9 @@ def crop_images(hu_box: np.ndarray, window: tuple[float, float], size: int) -> n
     return resize_images(normalise_hu(hu_box, window).transpose(2, 0, 1), (size, size)).numpy()
 
 
-def crop_case(volume: Path, label: Path, window, size: int, margin_mm: float, jitter_mm: float) -> dict[str, np.ndarray]:
+def crop_case(
+    volume: Path, label: Path, window, size: int, margin_mm: float, jitter_mm: float
+) -> dict[str, np.ndarray]:
     """Crops around the reference liver of one case, with the box's half side and jitter in crop units."""
     image, seg = nifti.load(volume), nifti.load(label)
     if image.shape != seg.shape:

@@ -160,7 +160,9 @@ def extract_archive(archive: Path, out_dir: Path) -> int:
             members = [m for m in tar.getmembers() if not PurePosixPath(m.name).name.startswith("._")]
             for member in members:
                 if reason := unsafe_reason(member):
-                    raise DownloadError(f"{archive}: refused, member {member.name!r} is unsafe ({reason}); nothing extracted")
+                    raise DownloadError(
+                        f"{archive}: refused, member {member.name!r} is unsafe ({reason}); nothing extracted"
+                    )
             log = _Throttled()
             for done, member in enumerate(members, 1):
                 tar.extract(member, partial, filter="data")  # the standard library's checks, once more

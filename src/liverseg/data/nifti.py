@@ -34,7 +34,9 @@ def _reading(image: nib.Nifti1Image):
     try:
         yield
     except (EOFError, OSError, ValueError, zlib.error) as error:
-        raise VolumeError(f"{image.get_filename()}: cannot read its voxels, the file is cut short or corrupt ({error})") from error
+        raise VolumeError(
+            f"{image.get_filename()}: cannot read its voxels, the file is cut short or corrupt ({error})"
+        ) from error
 
 
 def voxels(image: nib.Nifti1Image, dtype=np.float32) -> np.ndarray:
@@ -79,8 +81,10 @@ def obliquity_degrees(image: nib.Nifti1Image) -> float:
 def log_obliquity(image: nib.Nifti1Image) -> None:
     """Say in the log when a scan is oblique: it is read along its nearest axes."""
     if (angle := obliquity_degrees(image)) > 0.01:
-        print(f"{image.get_filename()}: oblique by {angle:.1f} degrees, read along its nearest axes "
-              f"({orientation_codes(image)})")
+        print(
+            f"{image.get_filename()}: oblique by {angle:.1f} degrees, read along its nearest axes "
+            f"({orientation_codes(image)})"
+        )
 
 
 def from_canonical(data: np.ndarray, affine: np.ndarray) -> np.ndarray:

@@ -41,7 +41,9 @@ def axial_slices(volume: np.ndarray, size: int, transform, dtype, chunk: int = 3
     """
     out = np.empty((volume.shape[2], size, size), dtype=dtype)
     for start in range(0, volume.shape[2], chunk):
-        out[start : start + chunk] = transform(np.ascontiguousarray(volume[:, :, start : start + chunk].transpose(2, 0, 1)))
+        out[start : start + chunk] = transform(
+            np.ascontiguousarray(volume[:, :, start : start + chunk].transpose(2, 0, 1))
+        )
     return out
 
 

@@ -93,23 +93,41 @@ def _anatomy(rng: np.random.Generator, amplitude: float) -> dict[str, Organ]:
     return {
         "body": Organ((0, j(0, 5)), (s * j(165, 10), s * j(118, 8)), (-1, 2), _outline(rng, 2, 0.03)),
         "liver": Organ(
-            (s * j(52, 6), s * j(4, 5)), (s * j(78, 6), s * j(82, 6)), (j(0.36, 0.05), j(0.97, 0.02)), _outline(rng, 3, amplitude)
+            (s * j(52, 6), s * j(4, 5)),
+            (s * j(78, 6), s * j(82, 6)),
+            (j(0.36, 0.05), j(0.97, 0.02)),
+            _outline(rng, 3, amplitude),
         ),
         # the left lobe reaches across the midline in the upper slices
         "left_lobe": Organ(
-            (s * j(-12, 6), s * j(38, 5)), (s * j(48, 6), s * j(30, 4)), (j(0.6, 0.04), j(0.93, 0.02)), _outline(rng, 3, amplitude)
+            (s * j(-12, 6), s * j(38, 5)),
+            (s * j(48, 6), s * j(30, 4)),
+            (j(0.6, 0.04), j(0.93, 0.02)),
+            _outline(rng, 3, amplitude),
         ),
         "spleen": Organ(
-            (s * j(-92, 6), s * j(-38, 6)), (s * j(34, 4), s * j(52, 5)), (j(0.5, 0.04), j(0.86, 0.04)), _outline(rng, 3, amplitude)
+            (s * j(-92, 6), s * j(-38, 6)),
+            (s * j(34, 4), s * j(52, 5)),
+            (j(0.5, 0.04), j(0.86, 0.04)),
+            _outline(rng, 3, amplitude),
         ),
         "stomach": Organ(
-            (s * j(-52, 6), s * j(30, 6)), (s * j(42, 5), s * j(36, 5)), (j(0.5, 0.04), j(0.84, 0.03)), _outline(rng, 3, amplitude)
+            (s * j(-52, 6), s * j(30, 6)),
+            (s * j(42, 5), s * j(36, 5)),
+            (j(0.5, 0.04), j(0.84, 0.03)),
+            _outline(rng, 3, amplitude),
         ),
         "kidney_r": Organ(
-            (s * j(62, 5), s * j(-48, 5)), (s * j(28, 3), s * j(36, 3)), (j(0.02, 0.02), j(0.48, 0.04)), _outline(rng, 3, amplitude)
+            (s * j(62, 5), s * j(-48, 5)),
+            (s * j(28, 3), s * j(36, 3)),
+            (j(0.02, 0.02), j(0.48, 0.04)),
+            _outline(rng, 3, amplitude),
         ),
         "kidney_l": Organ(
-            (s * j(-62, 5), s * j(-48, 5)), (s * j(28, 3), s * j(36, 3)), (j(0.08, 0.03), j(0.56, 0.04)), _outline(rng, 3, amplitude)
+            (s * j(-62, 5), s * j(-48, 5)),
+            (s * j(28, 3), s * j(36, 3)),
+            (j(0.08, 0.03), j(0.56, 0.04)),
+            _outline(rng, 3, amplitude),
         ),
         "vertebra": Organ((0, s * j(-62, 3)), (s * 22, s * 19), (-1, 2)),
         "canal": Organ((0, s * j(-88, 2)), (s * 8, s * 7), (-1, 2)),
@@ -230,7 +248,9 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
             image[mask] = liver_hu - contrast if hypodense else liver_hu + contrast
             label[mask] = TUMOUR
     image = ndimage.gaussian_filter(image, sigma=(0.7, 0.7, 0.3))  # partial-volume blur
-    image += ndimage.gaussian_filter(rng.normal(0, style.mottle_hu, image.shape).astype(np.float32), sigma=(3, 3, 0))  # mottle
+    image += ndimage.gaussian_filter(
+        rng.normal(0, style.mottle_hu, image.shape).astype(np.float32), sigma=(3, 3, 0)
+    )  # mottle
     image += rng.normal(0, rng.uniform(*style.quantum_noise_hu), image.shape).astype(np.float32)  # quantum noise
     orientation = STORAGE_ORIENTATIONS[int(rng.integers(len(STORAGE_ORIENTATIONS)))]
     return Case(np.clip(np.rint(image), -1024, 3071).astype(np.int16), label, spacing, orientation)

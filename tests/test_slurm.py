@@ -1,0 +1,66 @@
+"""profiles/slurm on a real SLURM: a single-node cluster on 127.0.0.1 (tests/slurm_cluster.py) runs a small
+experiment through snakemake-executor-plugin-slurm; training and prediction ask for a GPU, and the results equal a
+local run's. Skipped, with the reason, where SLURM cannot be started (it needs root and Debian's packages)."""
+
+import re
+import subprocess
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import ROOT, snakemake, tool_environment
+from tests.slurm_cluster import missing, slurm_cluster
+
+pytestmark = [pytest.mark.workflow, pytest.mark.skipif(missing() is not None, reason=f"no SLURM here: {missing()}")]
+CONFIG = ROOT / "tests" / "configs" / "slurm.yaml"
+GPU_RULES = {"train", "predict", "cascade"}
+# the test node has 2 CPUs and some GiB: the profile's sizes for real data would never be scheduled on it
+SMALL = [
+    "--set-threads", "train=2", "predict=2", "cascade=2",
+    "--set-resources", "train:mem_mb=3000", "predict:mem_mb=3000", "cascade:mem_mb=3000", "preprocess:mem_mb=2000",
+    "crop:mem_mb=2000",
+    "--default-resources", "mem_mb=1000", "runtime=20",
+    "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
+]  # fmt: skip
+
+
+def scontrol_jobs(env) -> list[dict]:
+    """Every job the controller still knows (finished ones are kept an hour: MinJobAge), as key=value fields."""
+    shown = subprocess.run(["scontrol", "show", "job", "-o"], env=env, capture_output=True, text=True, check=True)
+    return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in shown.stdout.splitlines() if line.strip()]
+
+
+def test_the_slurm_profile_asks_gpus_for_training_and_prediction_and_gives_the_local_results(tmp_path):
+    for folder in ("local", "cluster"):
+        (tmp_path / folder).mkdir()
+    local = snakemake(tmp_path / "local", "--cores", "2", "--resources", "gpu=1", "--configfile", str(CONFIG),
+                      env=tool_environment())  # fmt: skip
+    assert local.returncode == 0, local.stderr[-4000:]
+    with slurm_cluster(tmp_path / "slurm-daemons") as env:
+        env = {**tool_environment(), "SLURM_CONF": env["SLURM_CONF"]}
+        cluster = snakemake(tmp_path / "cluster", "--profile", str(ROOT / "profiles" / "slurm"),
+                            "--configfile", str(CONFIG), *SMALL, env=env, timeout=1500)  # fmt: skip
+        jobs = scontrol_jobs(env)
+    assert cluster.returncode == 0, cluster.stdout[-4000:] + cluster.stderr[-4000:]
+    assert jobs and all(job["JobState"] == "COMPLETED" for job in jobs), jobs
+    by_rule = {}
+    for job in jobs:
+        rule = re.match(r"rule_(\w+?)_wildcards|rule_(\w+)", job["Comment"])
+        by_rule.setdefault(next(g for g in rule.groups() if g), []).append(job)
+    assert GPU_RULES <= set(by_rule), sorted(by_rule)
+    for rule, submitted in by_rule.items():
+        asks_gpu = {job.get("TresPerJob") == "gres:gpu:1" for job in submitted}
+        assert asks_gpu == {rule in GPU_RULES}, (rule, submitted)
+    assert not {"register", "aggregate", "segmenter"} & set(by_rule), "light rules run where snakemake runs"
+
+    local_out, cluster_out = (path / "experiments" / "slurm" for path in (tmp_path / "local", tmp_path / "cluster"))
+    scores = [
+        pd.read_csv(out / "results" / "summary.csv").filter(regex="^(?!.*(seconds|minutes))")
+        for out in (local_out, cluster_out)
+    ]
+    pd.testing.assert_frame_equal(*scores)
+    for prediction in sorted((local_out / "results").glob("*/post/*.nii.gz")):
+        theirs = cluster_out / prediction.relative_to(local_out)
+        assert np.array_equal(nib.load(prediction).get_fdata(), nib.load(theirs).get_fdata()), prediction
