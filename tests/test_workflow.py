@@ -257,9 +257,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_the_mlflow_ui_serves_the_runs_and_opens_on_them(finished_run, tmp_path):
-    """The README's `mlflow ui` command on the tiny experiment's store: every model's run with its params, metrics and
-    artifacts through the REST API, the registered models, and the experiment page in headless Chromium."""
+def test_the_mlflow_ui_serves_the_runs_of_a_moved_project_and_opens_on_them(finished_run, tmp_path):
+    """The README's `liverseg ui` on a copy of the tiny experiment in another folder: every model's run with its
+    params, metrics and artifacts (read from the new folder) through the REST API, the registered models, and the
+    experiment page in headless Chromium."""
     import os
     import shutil
     import signal
@@ -267,11 +268,12 @@ def test_the_mlflow_ui_serves_the_runs_and_opens_on_them(finished_run, tmp_path)
     import urllib.request
 
     workdir, env, _ = finished_run
+    moved = tmp_path / "moved-project" / "experiments" / "tiny"
+    shutil.copytree(workdir, moved)
     port = free_port()
-    command = ["mlflow", "ui", "--backend-store-uri", "sqlite:///experiments/tiny/mlflow.db", "--host", "127.0.0.1"]
     server = subprocess.Popen(
-        [*command, "--port", str(port)],
-        cwd=workdir.parents[1],
+        ["liverseg", "ui", "tiny", "--port", str(port)],
+        cwd=moved.parents[1],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -309,8 +311,12 @@ def test_the_mlflow_ui_serves_the_runs_and_opens_on_them(finished_run, tmp_path)
             params = {p["key"] for p in run["data"]["params"]}
             metrics = {m["key"] for m in run["data"]["metrics"]}
             assert {"train.lr", "recipe.input_slices"} <= params and {"val_loss", "val_dice"} <= metrics
+            assert run["info"]["artifact_uri"].startswith((moved / "mlartifacts").as_uri())
             files = {f["path"] for f in api("artifacts/list", run_id=run["info"]["run_id"]).get("files", [])}
             assert {"history.csv", "learning_curves.png", "augmentation_preview.png", "checkpoint"} <= files
+            query = f"path=history.csv&run_uuid={run['info']['run_id']}"
+            with urllib.request.urlopen(f"{base}/get-artifact?{query}", timeout=30) as answer:
+                assert answer.read() == (moved / "models" / model / "history.csv").read_bytes()
         registered = {m["name"] for m in api("registered-models/search", max_results=100)["registered_models"]}
         assert set(MODELS) | {f"{entry}-segmenter" for entry in SCORED} <= registered
 

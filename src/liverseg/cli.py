@@ -140,6 +140,12 @@ def _register(a):
     print(f"registered models:/{registered['name']}@{registered['alias']} (version {registered['version']})")
 
 
+def _ui(a):
+    from liverseg.mlflow_ui import serve
+
+    serve(Path("experiments") / a.experiment, a.host, a.port)
+
+
 def _segment(a):
     from liverseg.segment import segment_scans
 
@@ -386,6 +392,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tracking-uri", help="the MLflow store of a models:/ MODEL (default: $MLFLOW_TRACKING_URI)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+
+    s = step("ui", _ui, "the MLflow UI on an experiment's runs (artifact links follow a moved project folder)")
+    s.add_argument("experiment", nargs="?", default="synthetic", help="the experiment's name: experiments/NAME/")
+    s.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only")
+    s.add_argument("--port", type=int, default=5000)
 
     s = step("postprocess", _postprocess, "the post-processing steps on a label map")
     s.add_argument("--prediction", type=Path, required=True)
