@@ -53,3 +53,13 @@ def test_pretrained_first_convolution_is_adapted_not_reinitialised(monkeypatch):
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown model kind 'vnet'"):
         build_model({"kind": "vnet"})
+
+
+@pytest.mark.parametrize("norm, independent", [("instance", True), ("batch", False)])
+def test_instance_norm_segments_each_image_by_itself_in_training_too(norm, independent):
+    """With instance norm an image's output does not depend on the rest of its batch, in training as in evaluation."""
+    torch.manual_seed(0)
+    model = build_model({"kind": "unet", "base_channels": 4, "depth": 2, "norm": norm}).train()
+    batch = torch.rand(4, 1, 32, 32)
+    alone, together = model(batch[:1]), model(torch.cat([batch[:1], batch[1:] * 3]))[:1]
+    assert torch.allclose(alone, together, atol=1e-5) == independent

@@ -1,16 +1,23 @@
 """profiles/slurm on a real SLURM: a single-node cluster on 127.0.0.1 (tests/slurm_cluster.py) runs a small
-experiment through snakemake-executor-plugin-slurm; training and prediction ask for a GPU, and the results equal a
-local run's. Skipped, with the reason, where SLURM cannot be started (it needs root and Debian's packages)."""
+experiment through snakemake-executor-plugin-slurm, its jobs logging to an MLflow tracking server as on a cluster;
+training and prediction ask for a GPU, and the results equal a local run's. Skipped, with the reason, where SLURM
+cannot be started (it needs root and Debian's packages)."""
 
+import os
 import re
+import signal
 import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, snakemake, tool_environment
+from tests.conftest import ROOT, free_port, snakemake, tool_environment
 from tests.slurm_cluster import missing, slurm_cluster
 
 pytestmark = [pytest.mark.workflow, pytest.mark.skipif(missing() is not None, reason=f"no SLURM here: {missing()}")]
@@ -32,17 +39,49 @@ def scontrol_jobs(env) -> list[dict]:
     return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in shown.stdout.splitlines() if line.strip()]
 
 
+@contextmanager
+def mlflow_server(folder, env):
+    """The README's shared tracking server (here on 127.0.0.1), stopped with its whole process group."""
+    port = free_port()
+    command = ["mlflow", "server", "--backend-store-uri", f"sqlite:///{folder}/mlflow.db"]
+    command += ["--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=5).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not answer"
+                time.sleep(1)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 def test_the_slurm_profile_asks_gpus_for_training_and_prediction_and_gives_the_local_results(tmp_path):
     for folder in ("local", "cluster"):
         (tmp_path / folder).mkdir()
     local = snakemake(tmp_path / "local", "--cores", "2", "--resources", "gpu=1", "--configfile", str(CONFIG),
                       env=tool_environment())  # fmt: skip
     assert local.returncode == 0, local.stderr[-4000:]
-    with slurm_cluster(tmp_path / "slurm-daemons") as env:
+    (tmp_path / "tracking").mkdir()
+    with slurm_cluster(tmp_path / "slurm-daemons") as env, mlflow_server(tmp_path / "tracking", env) as tracking:
         env = {**tool_environment(), "SLURM_CONF": env["SLURM_CONF"]}
         cluster = snakemake(tmp_path / "cluster", "--profile", str(ROOT / "profiles" / "slurm"),
-                            "--configfile", str(CONFIG), *SMALL, env=env, timeout=1500)  # fmt: skip
+                            "--configfile", str(CONFIG), "--config", f'mlflow={{tracking_uri: "{tracking}"}}',
+                            *SMALL, env=env, timeout=1500)  # fmt: skip
         jobs = scontrol_jobs(env)
+        client = MlflowClient(tracking)
+        experiment = client.get_experiment_by_name("liverseg-slurm")
+        runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
+        history = [a.path for a in client.list_artifacts(runs["unet"].info.run_id)]
+        champion = client.get_model_version_by_alias("unet_cascade-segmenter", "champion")
     assert cluster.returncode == 0, cluster.stdout[-4000:] + cluster.stderr[-4000:]
     assert jobs and all(job["JobState"] == "COMPLETED" for job in jobs), jobs
     by_rule = {}
@@ -54,6 +93,12 @@ def test_the_slurm_profile_asks_gpus_for_training_and_prediction_and_gives_the_l
         asks_gpu = {job.get("TresPerJob") == "gres:gpu:1" for job in submitted}
         assert asks_gpu == {rule in GPU_RULES}, (rule, submitted)
     assert not {"register", "aggregate", "segmenter"} & set(by_rule), "light rules run where snakemake runs"
+    # the jobs logged to the tracking server, whose artifact proxy holds the files
+    assert experiment.artifact_location.startswith("mlflow-artifacts:")
+    assert {"unet", "tumour_unet", "unet-segmenter", "unet_cascade-segmenter"} <= set(runs)
+    assert all(run.info.status == "FINISHED" for run in runs.values())
+    assert "history.csv" in history and any((tmp_path / "tracking" / "artifacts").rglob("history.csv"))
+    assert champion.run_id == runs["unet_cascade-segmenter"].info.run_id
 
     local_out, cluster_out = (path / "experiments" / "slurm" for path in (tmp_path / "local", tmp_path / "cluster"))
     scores = [

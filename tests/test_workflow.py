@@ -10,7 +10,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, snakemake, tool_environment
+from tests.conftest import ROOT, free_port, snakemake, tool_environment
 
 pytestmark = pytest.mark.workflow
 TINY = ROOT / "tests" / "configs" / "tiny.yaml"
@@ -247,14 +247,6 @@ def test_the_html_report_holds_the_tables_figures_and_config(finished_run, tmp_p
         assert category in dom, category
     image = plt_image(shot)
     assert image.shape[:2] == (900, 1280) and image.std() > 0.05, "the first screen is not blank"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_mlflow_ui_serves_the_runs_of_a_moved_project_and_opens_on_them(finished_run, tmp_path):

@@ -45,13 +45,17 @@ class Recipe:
         return ("tumour",) if self.crop is not None else ("liver", "tumour")
 
 
-def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
+# instance norm normalises each image by itself, so evaluation does not depend on running averages over batches
+NORMS = {"batch": nn.BatchNorm2d, "instance": lambda channels: nn.InstanceNorm2d(channels, affine=True)}
+
+
+def _double_conv(c_in: int, c_out: int, norm: str = "batch") -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
+        NORMS[norm](c_out),
         nn.ReLU(inplace=True),
         nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-        nn.BatchNorm2d(c_out),
+        NORMS[norm](c_out),
         nn.ReLU(inplace=True),
     )
 
@@ -59,16 +63,18 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
 class UNet(nn.Module):
     """Double 3x3 convolutions, max-pooling down, transposed convolutions up, skip connections."""
 
-    def __init__(self, in_channels: int = 1, classes: int = 2, base_channels: int = 64, depth: int = 4):
+    def __init__(
+        self, in_channels: int = 1, classes: int = 2, base_channels: int = 64, depth: int = 4, norm: str = "batch"
+    ):
         super().__init__()
         widths = [base_channels * 2**level for level in range(depth + 1)]
-        self.down = nn.ModuleList([_double_conv(in_channels, widths[0])])
-        self.down.extend(_double_conv(widths[i], widths[i + 1]) for i in range(depth))
+        self.down = nn.ModuleList([_double_conv(in_channels, widths[0], norm)])
+        self.down.extend(_double_conv(widths[i], widths[i + 1], norm) for i in range(depth))
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(depth))
         )
-        self.merge = nn.ModuleList(_double_conv(2 * widths[i], widths[i]) for i in reversed(range(depth)))
+        self.merge = nn.ModuleList(_double_conv(2 * widths[i], widths[i], norm) for i in reversed(range(depth)))
         self.head = nn.Conv2d(widths[0], classes, 1)
         self.divisor = 2**depth
 
@@ -92,7 +98,9 @@ def build_model(spec: dict, pretrained: bool = True, weights_path: Path | None =
     recipe = Recipe.from_spec(spec)
     in_channels, classes = recipe.input_slices, output_channels(recipe.head, len(recipe.regions))
     if spec["kind"] == "unet":
-        return UNet(in_channels, classes, spec.get("base_channels", 64), spec.get("depth", 4))
+        return UNet(
+            in_channels, classes, spec.get("base_channels", 64), spec.get("depth", 4), spec.get("norm", "batch")
+        )
     if spec["kind"] == "smp":
         import segmentation_models_pytorch as smp
 

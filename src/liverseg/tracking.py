@@ -8,6 +8,7 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 # an experiment of model training (the MLflow 3 UI shows runs, not GenAI traces, for it)
@@ -45,20 +46,30 @@ def _git_commit() -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def artifact_location(uri: str, artifact_root: Path) -> str | None:
+    """The experiment's own folder for a local store; a tracking server's choice (its artifact proxy) otherwise."""
+    return None if uri.startswith(("http://", "https://")) else Path(artifact_root).absolute().as_uri()
+
+
+def _experiment_id(client: MlflowClient, name: str, location: str | None) -> str:
+    """The experiment's id, created on first use; on a tracking server, jobs of other nodes may create it meanwhile."""
+    if found := client.get_experiment_by_name(name):
+        return found.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_TAGS)
+    except MlflowException:
+        if found := client.get_experiment_by_name(name):
+            return found.experiment_id
+        raise
+
+
 def start_run(
     uri: str, experiment: str, run_name: str, params: dict, artifact_root: Path, tags: dict | None = None
 ) -> tuple[MlflowClient, str]:
     """A new run with its parameters and tags; the experiment is created on first use."""
     with store_lock(uri):  # opening a client creates (migrates) the store: one process at a time
         client = MlflowClient(tracking_uri=uri)
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = (
-            found.experiment_id
-            if found
-            else client.create_experiment(
-                experiment, artifact_location=Path(artifact_root).absolute().as_uri(), tags=EXPERIMENT_TAGS
-            )
-        )
+        experiment_id = _experiment_id(client, experiment, artifact_location(uri, artifact_root))
     tags = {"mlflow.runName": run_name, "model": run_name, **(tags or {})}
     # MLflow derives the commit from sys.argv[0], which under Snakemake is not the project's code
     if commit := _git_commit():
