@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CONF_DIR = Path("/etc/slurm")
-DAEMONS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
+TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "sinfo")
 
 SLURM_CONF = """\
 ClusterName=liverseg-test
@@ -54,7 +54,7 @@ def missing() -> str | None:
     """Why a cluster cannot be started here, or None."""
     if os.geteuid() != 0:
         return "starting SLURM daemons needs root"
-    absent = [tool for tool in DAEMONS if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
+    absent = [tool for tool in TOOLS if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()]
     if absent:
         return f"Debian's slurmctld, slurmd, slurm-client and munge are not installed (missing: {', '.join(absent)})"
     if (CONF_DIR / "slurm.conf").exists():
