@@ -90,6 +90,21 @@ def test_plateau_settings_reach_the_scheduler(tmp_path, slice_files):
     assert history["lr"].tolist() == pytest.approx([1e-3, 5e-4, 4e-4, 4e-4])
 
 
+def test_the_kept_model_is_the_moving_average_of_the_weights(tmp_path, slice_files):
+    """Two steps (8 slices, batches of 4): the average after them is decay * w1 + (1 - decay) * w2, weights and
+    batch-norm statistics alike; decay 1 keeps the weights after the first step, decay 0 the last ones."""
+    _, plain = _train(tmp_path, slice_files, name="plain", epochs=1, lr=1e-2)
+    _, first = _train(tmp_path, slice_files, name="first", epochs=1, lr=1e-2, ema_decay=1.0)
+    _, last = _train(tmp_path, slice_files, name="last", epochs=1, lr=1e-2, ema_decay=0.0)
+    _, mixed = _train(tmp_path, slice_files, name="mixed", epochs=1, lr=1e-2, ema_decay=0.7)
+    floats = [k for k in plain if plain[k].is_floating_point()]
+    assert any("running_var" in k for k in floats)
+    assert all(torch.equal(last[k], plain[k]) for k in floats)
+    assert _distance(first, plain) > 0.01 * _distance(plain, {k: torch.zeros_like(v) for k, v in plain.items()})
+    for k in floats:
+        torch.testing.assert_close(mixed[k], 0.7 * first[k] + 0.3 * plain[k], rtol=1e-5, atol=1e-6)
+
+
 def test_settings_from_the_config_section():
     section = {"epochs": 3, "plateau": {"factor": 0.1, "patience": 4, "cooldown": 1}, "threads": 8, "early_stopping": 5}
     settings = TrainSettings.from_config(section)
@@ -158,7 +173,7 @@ def _interrupted(tmp_path, slice_files, name, monkeypatch, at_epoch, **settings)
 def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_if_never_stopped(
     tmp_path, slice_files, monkeypatch, capsys
 ):
-    settings = dict(epochs=4, lr=1e-2)
+    settings = dict(epochs=4, lr=1e-2, ema_decay=0.9)  # the moving average is part of the state
     plain, plain_weights = _train(tmp_path, slice_files, name="plain", **settings)
     _interrupted(tmp_path, slice_files, "resumed", monkeypatch, at_epoch=3, **settings)
     assert torch.load(tmp_path / "resumed" / "resume.pt", weights_only=False)["epoch"] == 2
@@ -168,6 +183,8 @@ def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_if_never_stoppe
     times = ["epoch_seconds", "data_seconds", "compute_seconds", "val_seconds"]
     pd.testing.assert_frame_equal(plain.drop(columns=times), resumed.drop(columns=times), check_exact=True)
     assert all(torch.equal(plain_weights[k], resumed_weights[k]) for k in plain_weights)
+    # the best epoch came before the kill, so the resumed best.pt was written from the saved state
+    assert torch.load(tmp_path / "resumed" / "best.pt", weights_only=False)["epoch"] < 3
     assert not (tmp_path / "resumed" / "resume.pt").exists(), "a finished run leaves no state behind"
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("knobs").experiment_id], "tags.model = 'resumed'")

@@ -1,5 +1,10 @@
 """Training: the loss, sampling and input of the model's recipe, Adam, ReduceLROnPlateau on the validation loss,
-the best epoch kept by validation Dice."""
+the best epoch kept by validation Dice.
+
+With `ema_decay`, what is validated and kept is an exponential moving average of the weights and of the batch-norm
+statistics, updated after every step: a model trained at a high learning rate on few patients can swing from one
+epoch to the next (in eval mode above all, when its running statistics lag its weights), and the average does not.
+"""
 
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     grad_clip_norm: float | None = None  # largest global gradient norm; None: no clipping
     early_stopping: int | None = None  # stop after this many epochs without a better validation Dice; None: never
+    ema_decay: float | None = None  # validate and keep an exponential moving average of the weights; None: the weights
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     plateau_threshold: float = 1e-4  # relative improvement of the validation loss that counts
@@ -189,6 +195,12 @@ def _fit(
         min_lr=settings.plateau_min_lr,
     )
     scaler = grad_scaler(device)
+    ema = None
+    if settings.ema_decay is not None:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True
+        )
+    kept = model if ema is None else ema.module  # the model that is validated and saved
     generator = torch.Generator().manual_seed(settings.seed)  # sampling, order and augmentation, all seeded
     train_set = train_batches.data
     has_tumour, has_liver = train_set.has_tumour, train_set.has_liver  # fixed for the run: scanned once
@@ -198,6 +210,8 @@ def _fit(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         history, best, best_epoch, best_checkpoint = (
@@ -228,10 +242,12 @@ def _fit(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
             scaler.step(optimizer)
             scaler.update()
+            if ema is not None:
+                ema.update_parameters(model)
             losses.append(loss.item())  # also waits for the device, so compute time is whole
             fetched = time.perf_counter()
         epoch_seconds = time.perf_counter() - started
-        val_loss, val_dice = _validate(model, val_batches, len(val_batches.data), loss_fn)
+        val_loss, val_dice = _validate(kept, val_batches, len(val_batches.data), loss_fn)
         row = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
@@ -258,7 +274,8 @@ def _fit(
                 "epoch": epoch,
                 "val_dice": row["val_dice"],
                 "image_size": int(train_set.images.shape[-1]),
-                "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                # a copy: on the CPU, .cpu() is the live tensor, which later steps change in place
+                "state_dict": {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()},
             }
             with atomic_path(out_dir / "best.pt") as partial:
                 torch.save(checkpoint, partial)
@@ -274,6 +291,7 @@ def _fit(
                 "best_epoch": best_epoch,
                 "best_checkpoint": best_checkpoint,
                 "model": model.state_dict(),
+                "ema": None if ema is None else ema.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
