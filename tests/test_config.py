@@ -40,7 +40,6 @@ def default_config():
         ("preprocess", "image_size", 100, "image_size"),
         ("models", "tumour_unet", {"kind": "unet", "augment": {"lesion_pastes": 0.5}}, "lesion_pastes"),
         ("train", "ema_decay", 1.0, "ema_decay"),
-        ("models", "tumour_unet", {"kind": "unet", "loss": {"bce": {"small_lesion_weight": 0.5}}}, "small_lesion"),
     ],
 )
 def test_bad_settings_stop_with_the_key_named(tmp_path, tool_env, section, key, value, message):

@@ -10,7 +10,6 @@ from liverseg.losses import (
     dice_loss,
     focal_loss,
     region_probabilities,
-    small_region_weights,
     tversky_loss,
 )
 
@@ -86,44 +85,6 @@ def test_bce_and_focal_by_hand():
     assert focal_loss(logits, t, "sigmoid", gamma=2.0).item() == pytest.approx(expected_focal, rel=1e-5)
     # focal weighs well-classified pixels down: the confident correct pixel (logit 3, target 1) barely counts
     assert focal_loss(logits, t, "sigmoid").item() < bce_loss(logits, t, "sigmoid").item()
-
-
-def test_small_regions_weigh_more():
-    t = torch.zeros(1, 1, 60, 60)
-    t[0, 0, 0:30, 0:30] = 1  # a large region in the image's corner
-    t[0, 0, 50:52, 40:42] = 1  # a lesion of four pixels
-    t[0, 0, 55, 55] = 1  # a lesion of one pixel, near the image's corner
-    w = small_region_weights(t, max_weight=200.0)[0, 0]
-    assert w[50, 40].item() == pytest.approx(15 * 15 / 4, rel=1e-5)  # 4 of the 15 x 15 window's pixels
-    assert w[55, 55].item() == pytest.approx(12 * 12, rel=1e-5)  # the window is cut to 12 x 12 by the edges
-    assert w[10, 10].item() == pytest.approx(1.0)  # deep inside the large region
-    assert w[0, 0].item() == pytest.approx(1.0)  # its corner: the image's edge is not counted as outside
-    assert w[29, 10].item() == pytest.approx(15 * 15 / (8 * 15), rel=1e-5)  # its edge: 8 of 15 rows inside
-    assert (w[t[0, 0] == 0] == 1).all()  # background pixels weigh 1
-    assert small_region_weights(t, max_weight=20.0)[0, 0, 55, 55].item() == pytest.approx(20.0)
-
-
-def test_small_lesion_weight_in_pixel_losses():
-    logits = torch.randn(2, 1, 20, 20, generator=torch.Generator().manual_seed(0))
-    t = torch.zeros(2, 1, 20, 20)
-    t[0, 0, 2:14, 2:14], t[1, 0, 10, 10] = 1, 1
-    w = small_region_weights(t, 30.0)
-    p = torch.sigmoid(logits)
-    ce = -torch.log(torch.where(t > 0, p, 1 - p))
-    assert bce_loss(logits, t, "sigmoid", small_lesion_weight=30.0).item() == pytest.approx(
-        float((w * ce).mean()), rel=1e-6
-    )
-    assert focal_loss(logits, t, "sigmoid", gamma=0.0, small_lesion_weight=30.0).item() == pytest.approx(
-        float((w * ce).mean()), rel=1e-6
-    )
-    # the single pixel's loss now counts 30 times: the weighted loss grows by 29 times its share
-    gain = bce_loss(logits, t, "sigmoid", small_lesion_weight=30.0) - bce_loss(logits, t, "sigmoid")
-    lesion_gain = 29 * ce[1, 0, 10, 10] / ce.numel()
-    large_gain = float(((w - 1) * ce)[0].sum() / ce.numel())
-    assert gain.item() == pytest.approx(lesion_gain.item() + large_gain, rel=1e-5)
-    assert CombinedLoss({"bce": {"small_lesion_weight": 1.0}})(logits, t).item() == pytest.approx(
-        bce_loss(logits, t, "sigmoid").item()
-    )
 
 
 def test_weighted_sum_of_terms():

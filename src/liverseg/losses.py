@@ -49,24 +49,9 @@ def dice_loss(p: torch.Tensor, t: torch.Tensor, smooth: float = 1.0):
     return tversky_loss(p, t, 0.5, 0.5, smooth)
 
 
-SIZE_WINDOW = 15  # pixels: the neighbourhood whose share of a region tells a small lesion from a large one
-
-
-def small_region_weights(t: torch.Tensor, max_weight: float) -> torch.Tensor:
-    """(N, regions, H, W) pixel weights that let a small lesion count about as much as a large one: a pixel inside a
-    region weighs the inverse of the region's share of the window around it (1 deep inside a large region, about
-    window area / lesion area in a small one), at most `max_weight`; pixels outside weigh 1."""
-    share = F.avg_pool2d(t, SIZE_WINDOW, stride=1, padding=SIZE_WINDOW // 2, count_include_pad=False)
-    return torch.where(t > 0.5, share.clamp(min=1 / max_weight).reciprocal(), torch.ones_like(t))
-
-
-def _pixel_loss(
-    logits: torch.Tensor, t: torch.Tensor, head: str, gamma: float, small_lesion_weight: float = 1.0
-) -> torch.Tensor:
-    """Cross-entropy per pixel (binary per region for sigmoid, over classes for softmax), focal when gamma > 0, each
-    pixel weighted by `small_region_weights` when `small_lesion_weight` > 1 (the mean stays over pixels)."""
+def _pixel_loss(logits: torch.Tensor, t: torch.Tensor, head: str, gamma: float) -> torch.Tensor:
+    """Cross-entropy per pixel (binary per region for sigmoid, over classes for softmax), focal when gamma > 0."""
     logits = logits.float()
-    weights = small_region_weights(t, small_lesion_weight) if small_lesion_weight > 1 else None
     if head == "sigmoid":
         ce = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
         p_true = torch.where(t > 0.5, torch.sigmoid(logits), 1 - torch.sigmoid(logits))
@@ -74,18 +59,15 @@ def _pixel_loss(
         index = class_index(t)
         ce = F.cross_entropy(logits, index, reduction="none")
         p_true = torch.softmax(logits, 1).gather(1, index[:, None])[:, 0]
-        weights = None if weights is None else weights.amax(1)  # a pixel's smallest region rules
-    if gamma:
-        ce = (1 - p_true) ** gamma * ce
-    return (ce * weights).mean() if weights is not None else ce.mean()
+    return ((1 - p_true) ** gamma * ce).mean() if gamma else ce.mean()
 
 
-def bce_loss(logits, t, head, small_lesion_weight: float = 1.0):
-    return _pixel_loss(logits, t, head, 0.0, small_lesion_weight)
+def bce_loss(logits, t, head):
+    return _pixel_loss(logits, t, head, 0.0)
 
 
-def focal_loss(logits, t, head, gamma: float = 2.0, small_lesion_weight: float = 1.0):
-    return _pixel_loss(logits, t, head, gamma, small_lesion_weight)
+def focal_loss(logits, t, head, gamma: float = 2.0):
+    return _pixel_loss(logits, t, head, gamma)
 
 
 REGION_LOSSES = {"tversky": tversky_loss, "dice": dice_loss}
