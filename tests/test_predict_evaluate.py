@@ -139,6 +139,7 @@ def test_evaluate_and_summarise_by_hand(tmp_path):
     assert "| Liver Dice (per case) | 1.0000 |" in table and "| Best epoch / epochs (each stage) | 2/3 + 1/2 |" in table
     assert "| Scored cases (with tumour scored; holding tumour) | 2 (1; 1) |" in table
     assert "| Lesion recall < 10 / 10-20 / > 20 mm | 0.00 / - / - |" in table
+    assert "Means over validation cases" in table and "Means over new phantoms" in markdown_table(summary, "new")
     # tumour: case 0 has none anywhere (no score), case 1 missed its one voxel: global Dice 0, no distance
     assert row["tumour_dice_global"] == 0.0 and row["tumour_distance_cases"] == 0 and np.isnan(row["tumour_assd"])
     assert row["liver_dice_global"] == 1.0 and row["liver_distance_cases"] == 2 and row["liver_mssd"] == 0.0

@@ -228,7 +228,9 @@ def _shifted(a):
     _set_threads(a.threads)
     style = {"shifted": SHIFTED, "default": DEFAULT_STYLE}[a.design]
     summary = check_shifted(yaml.safe_load(a.config.read_text()), a.models_dir, a.cases, a.seed, a.out_dir, style)
-    write_summary(summary, a.out_dir / "summary.csv", a.out_dir / "summary.md", a.out_dir / "metrics.json")
+    write_summary(
+        summary, a.out_dir / "summary.csv", a.out_dir / "summary.md", a.out_dir / "metrics.json", scored_on="new"
+    )
     print((a.out_dir / "summary.md").read_text())
 
 

@@ -138,6 +138,7 @@ SCORED_ON = {
     "test": "untouched test cases (never trained on, never used to pick an epoch)",
     "val": "validation cases, which also picked each model's best epoch and drove its learning rate (optimistic, "
     "as in the study)",
+    "new": "new phantoms drawn for this check (never trained on, never used to pick an epoch)",
 }
 
 
