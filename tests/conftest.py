@@ -8,6 +8,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# property-based tests: the same examples on every machine by default (CI); HYPOTHESIS_PROFILE=explore draws new ones
+settings.register_profile("ci", derandomize=True, deadline=None, database=None, max_examples=100)
+settings.register_profile("explore", deadline=None, max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +83,27 @@ def write_case(folder: Path, number: int, hu=None, labels=None, affine=None) -> 
         folder / f"volume-{number}.nii.gz", hu.astype(np.int16) if np.isfinite(hu).all() else hu, affine
     )
     return volume, write_nifti(folder / f"segmentation-{number}.nii.gz", labels, affine)
+
+
+SEGMENT_CONFIG = ROOT / "tests" / "configs" / "segment.yaml"
+EDGE_CASES = [f"case_{n:03d}" for n in range(5)]
+
+
+@pytest.fixture(scope="session")
+def segment_experiment(tmp_path_factory):
+    """The small segment experiment run through the workflow, on five phantoms of which four have their liver cut by
+    the scan's edges (first slice, last slice, both, in-plane), with the cascade rule run on every case: its folder.
+    `liverseg segment` and the scan zoo are tested with its models."""
+    from tests.scan_zoo import write_edge_cases
+
+    root = tmp_path_factory.mktemp("segment-run")
+    write_edge_cases(root / "raw", cases=5, seed=21)
+    cascades = [f"results/unet_cascade/pred/{case}.nii.gz" for case in EDGE_CASES]
+    for targets in ([], cascades):
+        options = ["--cores", "2", "--resources", "gpu=1", "--configfile", str(SEGMENT_CONFIG)]
+        run = snakemake(root, *targets, *options, env=tool_environment())
+        assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+    return root / "experiments" / "segment"
 
 
 SERVER = Path(__file__).with_name("range_server.py")

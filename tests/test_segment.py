@@ -22,21 +22,9 @@ from liverseg.lesions import largest_diameter_mm, lesion_sizes
 from liverseg.models import Recipe
 from liverseg.predict import segment_slices
 from liverseg.segment import scan_name
-from tests.conftest import ROOT, snakemake, tool_environment, write_nifti
+from tests.conftest import tool_environment, write_nifti
 
 pytestmark = pytest.mark.workflow
-CONFIG = ROOT / "tests" / "configs" / "segment.yaml"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The small segment experiment run through the workflow: its models folder and results."""
-    root = tmp_path_factory.mktemp("segment-run")
-    result = snakemake(
-        root, "--cores", "2", "--resources", "gpu=1", "--configfile", str(CONFIG), env=tool_environment()
-    )
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    return root / "experiments" / "segment"
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +81,16 @@ def write_dicom_series(volume, folder, seed=0):
     return folder
 
 
-def test_a_new_scan_in_another_orientation_keeps_its_geometry_and_its_liver_volume(trained, new_scan, tmp_path):
+def test_a_new_scan_in_another_orientation_keeps_its_geometry_and_its_liver_volume(
+    segment_experiment, new_scan, tmp_path
+):
     """The label map of a (P, L, I) file is that of the same patient stored (R, A, S), voxel for voxel once reoriented,
     and its report measures that label map: geometry and bookkeeping, whatever the tiny model's quality."""
     volume, _ = new_scan
     ras = volume.with_name("patient-x-ras.nii.gz")
-    result = segment(trained / "models" / "unet_cascade", volume, ras, "--out", tmp_path / "out", "--threads", "2")
+    result = segment(
+        segment_experiment / "models" / "unet_cascade", volume, ras, "--out", tmp_path / "out", "--threads", "2"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "slices" in result.stderr  # the progress bar
     labels, scan = nib.load(tmp_path / "out" / "patient-x.nii.gz"), nib.load(volume)
@@ -120,7 +112,7 @@ def test_a_new_scan_in_another_orientation_keeps_its_geometry_and_its_liver_volu
     assert table.loc["patient-x", "liver_ml"] == pytest.approx(report["liver_ml"], abs=0.01)
 
 
-def test_the_same_scan_as_a_dicom_series_gives_the_same_label_map(trained, new_scan, tmp_path):
+def test_the_same_scan_as_a_dicom_series_gives_the_same_label_map(segment_experiment, new_scan, tmp_path):
     volume, _ = new_scan
     series = write_dicom_series(volume, tmp_path / "series-x")
     before = locale.setlocale(locale.LC_CTYPE)
@@ -128,7 +120,7 @@ def test_the_same_scan_as_a_dicom_series_gives_the_same_label_map(trained, new_s
     assert locale.setlocale(locale.LC_CTYPE) == before, "GDCM's C locale is undone"
     assert np.array_equal(read.get_fdata(), nib.load(volume).get_fdata()), "slices in the order of their positions"
     assert np.allclose(read.affine, nib.load(volume).affine, atol=1e-3)
-    model = trained / "models" / "unet_cascade"
+    model = segment_experiment / "models" / "unet_cascade"
     assert segment(model, volume, "--out", tmp_path / "from-nifti", "--threads", "2").returncode == 0
     result = segment(model, series, "--out", tmp_path / "from-dicom", "--threads", "2")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -145,51 +137,53 @@ def test_the_same_scan_as_a_dicom_series_gives_the_same_label_map(trained, new_s
     assert reports[0]["liver_ml"] == pytest.approx(reports[1]["liver_ml"], rel=1e-6)
 
 
-def first_validation_case(trained):
-    cases = pd.read_csv(trained / "data" / "cases.tsv", sep="\t").set_index("case")
-    case = json.loads((trained / "data" / "split.json").read_text())["val"][0]
-    return case, trained / cases.loc[case, "volume"]  # relative to the experiment's folder
+def first_validation_case(segment_experiment):
+    cases = pd.read_csv(segment_experiment / "data" / "cases.tsv", sep="\t").set_index("case")
+    case = json.loads((segment_experiment / "data" / "split.json").read_text())["val"][0]
+    return case, segment_experiment / cases.loc[case, "volume"]  # relative to the experiment's folder
 
 
 @pytest.mark.parametrize("entry", ["unet", "unet_cascade"])
 @pytest.mark.parametrize("source", ["folder", "registry"])
-def test_segment_gives_the_workflows_own_labels(trained, entry, source, tmp_path):
+def test_segment_gives_the_workflows_own_labels(segment_experiment, entry, source, tmp_path):
     """Prediction, post-processing and, for a cascade, its tumour stage: the same labels as the workflow's rules, from
     the model's folder or from the segmenter the workflow registered in MLflow."""
-    case, volume = first_validation_case(trained)
+    case, volume = first_validation_case(segment_experiment)
     if source == "folder":
-        model = [trained / "models" / entry]
+        model = [segment_experiment / "models" / entry]
     else:
-        model = [f"models:/{entry}-segmenter@champion", "--tracking-uri", f"sqlite:///{trained}/mlflow.db"]
+        model = [f"models:/{entry}-segmenter@champion", "--tracking-uri", f"sqlite:///{segment_experiment}/mlflow.db"]
     result = segment(*model, volume, "--out", tmp_path, "--threads", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     ours = nib.load(tmp_path / f"{scan_name(volume)}.nii.gz")
-    workflow = nib.load(trained / "results" / entry / "post" / f"{case}.nii.gz")
+    workflow = nib.load(segment_experiment / "results" / entry / "post" / f"{case}.nii.gz")
     assert np.array_equal(np.asanyarray(ours.dataobj), np.asanyarray(workflow.dataobj))
     assert np.array_equal(ours.affine, workflow.affine)
 
 
-def test_the_registered_segmenter_is_a_pyfunc_of_a_volume_and_its_spacing(trained):
-    case, volume = first_validation_case(trained)
-    mlflow.set_tracking_uri(f"sqlite:///{trained}/mlflow.db")
+def test_the_registered_segmenter_is_a_pyfunc_of_a_volume_and_its_spacing(segment_experiment):
+    case, volume = first_validation_case(segment_experiment)
+    mlflow.set_tracking_uri(f"sqlite:///{segment_experiment}/mlflow.db")
     model = mlflow.pyfunc.load_model("models:/unet_cascade-segmenter@champion")
     scan = nib.as_closest_canonical(nib.load(volume))
     labels = model.predict(scan.get_fdata(dtype=np.float32), params={"spacing": list(scan.header.get_zooms())})
-    workflow = nib.as_closest_canonical(nib.load(trained / "results" / "unet_cascade" / "post" / f"{case}.nii.gz"))
+    workflow = nib.as_closest_canonical(
+        nib.load(segment_experiment / "results" / "unet_cascade" / "post" / f"{case}.nii.gz")
+    )
     assert labels.dtype == np.uint8 and np.array_equal(labels, np.asanyarray(workflow.dataobj))
-    run = MlflowClient(f"sqlite:///{trained}/mlflow.db").get_run(
-        json.loads((trained / "models" / "unet_cascade" / "registered.json").read_text())["run_id"]
+    run = MlflowClient(f"sqlite:///{segment_experiment}/mlflow.db").get_run(
+        json.loads((segment_experiment / "models" / "unet_cascade" / "registered.json").read_text())["run_id"]
     )
     stage_runs = {
-        role: json.loads((trained / "models" / model / "run.json").read_text())["run_id"]
+        role: json.loads((segment_experiment / "models" / model / "run.json").read_text())["run_id"]
         for role, model in (("liver", "unet"), ("tumour", "tumour_unet"))
     }
     assert run.data.tags["liver_run"] == stage_runs["liver"] and run.data.tags["tumour_run"] == stage_runs["tumour"]
 
 
-def test_a_registered_model_of_slices_or_no_store_is_refused_clearly(trained, tmp_path):
-    _, volume = first_validation_case(trained)
-    store = f"sqlite:///{trained}/mlflow.db"
+def test_a_registered_model_of_slices_or_no_store_is_refused_clearly(segment_experiment, tmp_path):
+    _, volume = first_validation_case(segment_experiment)
+    store = f"sqlite:///{segment_experiment}/mlflow.db"
     slices = segment("models:/unet@champion", volume, "--out", tmp_path / "a", "--tracking-uri", store)
     assert slices.returncode == 1 and "models:/unet@champion is a model of single slices" in slices.stderr
     absent = segment("models:/nothing-segmenter@champion", volume, "--out", tmp_path / "b", "--tracking-uri", store)
@@ -206,12 +200,12 @@ def test_a_registered_model_of_slices_or_no_store_is_refused_clearly(trained, tm
     assert not any((tmp_path / part).exists() for part in "abc")
 
 
-def test_bad_inputs_are_named_and_the_good_ones_segmented(trained, new_scan, tmp_path):
+def test_bad_inputs_are_named_and_the_good_ones_segmented(segment_experiment, new_scan, tmp_path):
     volume, reference = new_scan
     scan = nib.load(volume)
     four_d = write_nifti(tmp_path / "four-d.nii.gz", np.zeros((8, 8, 4, 2), np.int16), scan.affine)
     mri = write_nifti(tmp_path / "mri-like.nii.gz", np.asanyarray(scan.dataobj).astype(np.float32) + 1024, scan.affine)
-    result = segment(trained / "models" / "unet", reference, four_d, mri, volume, "--out", tmp_path / "out")
+    result = segment(segment_experiment / "models" / "unet", reference, four_d, mri, volume, "--out", tmp_path / "out")
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert any(f"{reference}: " in line and "label map" in line for line in errors), errors

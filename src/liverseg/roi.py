@@ -67,16 +67,26 @@ def liver_box(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: 
     centre_mm = (lo + hi) / 2 * spacing
     extent_mm = (hi - lo) * spacing
     side_mm = np.append(np.full(2, extent_mm[:2].max()), extent_mm[2]) + 2 * margin_mm
+    # the voxels that reach into the box's extent in mm, so that the mask and its whole margin lie inside
     start = np.floor((centre_mm - side_mm / 2) / spacing + 1e-6).astype(int)
-    stop = start + np.maximum(np.round(side_mm / spacing).astype(int), 1)
+    stop = np.maximum(np.ceil((centre_mm + side_mm / 2) / spacing - 1e-6).astype(int), start + 1)
     return Box(tuple(int(v) for v in start), tuple(int(v) for v in stop))
+
+
+def _overlap(start: int, stop: int, n: int) -> tuple[slice, slice]:
+    """Along one axis, the part of [start, stop) inside [0, n): as a slice of the volume and of the box. Empty slices
+    for a box wholly outside (never a negative index, which numpy would count from the end)."""
+    first = min(max(start, 0), n)
+    last = max(min(stop, n), first)
+    return slice(first, last), slice(first - start, last - start) if last > first else slice(0, 0)
 
 
 def cut_box(volume: np.ndarray, box: Box, fill=0, dtype=None) -> np.ndarray:
     """The box's voxels of a (X, Y, Z) volume, as `dtype` if given; parts outside the volume are `fill`."""
-    inside = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(box.start, box.stop, volume.shape))
-    pad = [(max(-a, 0), max(b - n, 0)) for a, b, n in zip(box.start, box.stop, volume.shape)]
-    return np.pad(volume[inside].astype(dtype or volume.dtype, copy=False), pad, constant_values=fill)
+    out = np.full(box.shape, fill, dtype=dtype or volume.dtype)
+    inside, source = zip(*(_overlap(a, b, n) for a, b, n in zip(box.start, box.stop, volume.shape)))
+    out[source] = volume[inside]
+    return out
 
 
 def paste_box(crop: np.ndarray, box: Box, shape: tuple[int, int, int], fill=0) -> np.ndarray:
@@ -84,7 +94,6 @@ def paste_box(crop: np.ndarray, box: Box, shape: tuple[int, int, int], fill=0) -
     if crop.shape != box.shape:
         raise ValueError(f"crop of shape {crop.shape} does not fit a box of shape {box.shape}")
     out = np.full(shape, fill, dtype=crop.dtype)
-    inside = tuple(slice(max(a, 0), min(b, n)) for a, b, n in zip(box.start, box.stop, shape))
-    source = tuple(slice(s.start - a, s.stop - a) for s, a in zip(inside, box.start))
+    inside, source = zip(*(_overlap(a, b, n) for a, b, n in zip(box.start, box.stop, shape)))
     out[inside] = crop[source]
     return out

@@ -140,6 +140,7 @@ def read_scan(path: Path) -> nib.Nifti1Image:
         scan = read_series(path)
     else:
         scan = nifti.load(path)
+        nifti.log_geometry(scan)
         stored, slope, inter = nifti.stored_voxels(scan)
         if (slope, inter) == (1.0, 0.0):  # held in memory as stored (int16 stays int16), with the file's header
             scan = in_memory(scan, stored)
@@ -156,7 +157,7 @@ def volume_report(name: str, source: Path, labels: np.ndarray, scan: nib.Nifti1I
         "scan": name,
         "input": str(source),
         "shape": list(scan.shape),
-        "spacing_mm": [float(s) for s in scan.header.get_zooms()[:3]],
+        "spacing_mm": list(nifti.voxel_spacing(scan)),
         "liver_ml": float(np.count_nonzero(labels >= 1)) * voxel_ml,  # liver with its tumours, as LiTS counts it
         "tumour_count": len(tumours),
         "tumour_ml": float(sum(t["volume_ml"] for t in tumours)),
@@ -220,7 +221,8 @@ def segment_scans(
             )
             labels = segmenter.labels(scan, dev, flip_tta)
         except (ValueError, FileNotFoundError) as error:  # VolumeError included: name the scan, keep going
-            print(f"liverseg segment: error: {error}", file=sys.stderr, flush=True)
+            named = str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
+            print(f"liverseg segment: error: {named}", file=sys.stderr, flush=True)
             failures += 1
             continue
         nifti.save_label_like(labels, scan, label_file)

@@ -95,9 +95,14 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 def check_ct(image: nib.Nifti1Image, name) -> tuple[float, float]:
     """The checks a CT volume must pass, read a few slices at a time; returns its lowest and highest HU."""
-    if any(z <= 0 for z in image.header.get_zooms()[:3]) or abs(np.linalg.det(image.affine[:3, :3])) < 1e-9:
-        raise nifti.VolumeError(f"{name}: voxel spacing {image.header.get_zooms()[:3]} is not positive")
     stored, slope, inter = nifti.stored_voxels(image)
+    if stored.dtype.itemsize == 1 and (slope, inter) == (1.0, 0.0):
+        info = np.iinfo(stored.dtype)
+        raise nifti.VolumeError(
+            f"{name}: stored as {stored.dtype} without scl_slope/scl_inter, so its values run {info.min} to "
+            f"{info.max}: that cannot be CT in Hounsfield units (air -1000, bone above 1000); a scan exported for "
+            "display, or one that needs its slope and intercept in the header"
+        )
     low, high, not_finite, above_bone, integral = np.inf, -np.inf, 0, 0, True
     for start in range(0, stored.shape[2], 32):
         hu = stored[:, :, start : start + 32].astype(np.float32) * slope + inter
@@ -152,15 +157,15 @@ def describe_case(case: str, volume: Path, label: Path) -> dict:
     """One row of the case table, after every check; raises VolumeError naming the file and the problem."""
     image, low, high = check_image(volume)
     labels = check_label(label, image, volume)
-    voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000
-    nifti.log_obliquity(image)
+    voxel_ml = float(np.prod(nifti.voxel_spacing(image))) / 1000
+    nifti.log_geometry(image)
     return {
         "case": case,
         "patient": case,  # LiTS and MSD hold one scan per patient
         "volume": str(volume),
         "label": str(label),
         "shape": "x".join(map(str, image.shape)),
-        "spacing": "x".join(f"{s:.4g}" for s in image.header.get_zooms()[:3]),
+        "spacing": "x".join(f"{s:.4g}" for s in nifti.voxel_spacing(image)),
         "orientation": nifti.orientation_codes(image),
         "dtype": str(image.get_data_dtype()),
         "hu_range": f"{low:g}..{high:g}",

@@ -19,13 +19,54 @@ class VolumeError(ValueError):
 
 
 def load(path: Path) -> nib.Nifti1Image:
+    """A 3D image whose header and affine hold together; a 4D file with a single time point is read as its 3D volume
+    (one scan, as scanners and converters often write it)."""
     try:
         image = nib.load(str(path))
     except Exception as error:  # nibabel raises several types for unreadable files
         raise VolumeError(f"{path}: not a readable NIfTI file: empty, cut short or another format ({error})") from error
+    if image.ndim > 3 and all(n == 1 for n in image.shape[3:]):
+        image = _squeezed(image, path)
     if image.ndim != 3:
         raise VolumeError(f"{path}: expected a 3D volume, found shape {image.shape}")
+    if (kind := image.get_data_dtype().kind) not in "iuf":
+        what = {"c": "complex numbers", "V": "several values per voxel (RGB)", "b": "true or false"}.get(kind, "")
+        raise VolumeError(
+            f"{path}: voxels stored as {image.get_data_dtype()} ({what or 'not numbers'}); a scan or label map holds "
+            "one real number per voxel"
+        )
+    _check_geometry(image, path)
     return image
+
+
+def _squeezed(image: nib.Nifti1Image, path: Path) -> nib.Nifti1Image:
+    """The image without its trailing axes of length 1; its voxels stay on disk, with their slope and intercept."""
+    header = image.header.copy()
+    header.set_data_shape(image.shape[:3])
+    squeezed = nib.Nifti1Image(image.dataobj.reshape(image.shape[:3]), None, header)
+    squeezed.set_filename(str(path))
+    return squeezed
+
+
+def _check_geometry(image: nib.Nifti1Image, path: Path) -> None:
+    """An affine that places every voxel somewhere, and pixdim that the header's readers can trust. nibabel turns a
+    zero or negative pixdim into a positive one when it loads; the file's own header bytes tell."""
+    if not np.isfinite(image.affine).all():
+        raise VolumeError(f"{path}: its affine holds NaN or infinite values, so its voxels have no place in space")
+    if abs(np.linalg.det(image.affine[:3, :3])) < 1e-6:
+        raise VolumeError(
+            f"{path}: its affine is singular (voxel sizes {voxel_spacing(image)} mm): voxels would overlap"
+        )
+    with nib.openers.ImageOpener(path) as stream:
+        pixdim = type(image.header).from_fileobj(stream, check=False)["pixdim"][1:4]
+    if not (pixdim > 0).all():
+        raise VolumeError(f"{path}: pixdim {tuple(float(v) for v in pixdim)} is not positive: the header is broken")
+
+
+def voxel_spacing(image: nib.Nifti1Image) -> tuple[float, float, float]:
+    """Voxel size in mm along the image's own axes, from the affine that places the voxels (sform, else qform): pixdim
+    may disagree with an sform, and viewers place the voxels, and our label maps, by the affine."""
+    return tuple(float(v) for v in nib.affines.voxel_sizes(image.affine))
 
 
 @contextmanager
@@ -78,12 +119,19 @@ def obliquity_degrees(image: nib.Nifti1Image) -> float:
     return float(np.degrees(np.max(nib.affines.obliquity(image.affine))))
 
 
-def log_obliquity(image: nib.Nifti1Image) -> None:
-    """Say in the log when a scan is oblique: it is read along its nearest axes."""
+def log_geometry(image: nib.Nifti1Image) -> None:
+    """Say in the log when a scan is oblique (it is read along its nearest axes) or when its pixdim disagrees with the
+    affine that places its voxels (the affine's spacing is used)."""
     if (angle := obliquity_degrees(image)) > 0.01:
         print(
             f"{image.get_filename()}: oblique by {angle:.1f} degrees, read along its nearest axes "
             f"({orientation_codes(image)})"
+        )
+    pixdim, spacing = np.array(image.header.get_zooms()[:3]), np.array(voxel_spacing(image))
+    if not np.allclose(pixdim, spacing, rtol=1e-3, atol=1e-4):
+        print(
+            f"{image.get_filename()}: pixdim {'x'.join(f'{v:.4g}' for v in pixdim)} mm disagrees with the affine's "
+            f"voxel size {'x'.join(f'{v:.4g}' for v in spacing)} mm; the affine places the voxels, its spacing is used"
         )
 
 
@@ -96,10 +144,9 @@ def from_canonical(data: np.ndarray, affine: np.ndarray) -> np.ndarray:
 def canonical_spacing(image: nib.Nifti1Image) -> tuple[float, float, float]:
     """Voxel size in mm along the canonical R, A, S axes."""
     ornt = nib.orientations.io_orientation(image.affine)
-    zooms = image.header.get_zooms()[:3]
     spacing = [0.0, 0.0, 0.0]
-    for axis, (target, _) in enumerate(ornt):
-        spacing[int(target)] = float(zooms[axis])
+    for size, (target, _) in zip(voxel_spacing(image), ornt):
+        spacing[int(target)] = size
     return tuple(spacing)
 
 

@@ -63,7 +63,7 @@ def slice_case(volume: Path, label: Path, window: tuple[float, float], size: int
     image, seg = nifti.load(volume), nifti.load(label)
     if image.shape != seg.shape:
         raise nifti.VolumeError(f"{label}: shape {seg.shape} differs from its volume {volume} {image.shape}")
-    nifti.log_obliquity(image)
+    nifti.log_geometry(image)
     labels = nifti.canonical_view(seg, dtype=np.uint8)
     return {
         "image": normalised_slices(image, window, size),
