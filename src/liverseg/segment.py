@@ -125,15 +125,6 @@ def scan_name(path: Path) -> str:
     return path.name.removesuffix(".gz").removesuffix(".nii")
 
 
-def in_memory(image: nib.Nifti1Image, voxels: np.ndarray) -> nib.Nifti1Image:
-    """The image with its voxels in memory, so that they are read once; its header keeps the file's qform and sform
-    codes (nibabel would set codes of its own from the affine)."""
-    loaded = nib.Nifti1Image(voxels, image.affine, image.header)
-    loaded.header.set_qform(*image.header.get_qform(coded=True))
-    loaded.header.set_sform(*image.header.get_sform(coded=True))
-    return loaded
-
-
 def read_scan(path: Path) -> nib.Nifti1Image:
     """A NIfTI file or a DICOM series folder, checked to be a 3D CT volume in HU, with its voxels read once."""
     if path.is_dir():
@@ -143,7 +134,7 @@ def read_scan(path: Path) -> nib.Nifti1Image:
         nifti.log_geometry(scan)
         stored, slope, inter = nifti.stored_voxels(scan)
         if (slope, inter) == (1.0, 0.0):  # held in memory as stored (int16 stays int16), with the file's header
-            scan = in_memory(scan, stored)
+            scan = nifti.with_voxels(scan, stored)
     check_ct(scan, path)
     return scan
 

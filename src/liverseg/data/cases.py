@@ -96,13 +96,6 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
 def check_ct(image: nib.Nifti1Image, name) -> tuple[float, float]:
     """The checks a CT volume must pass, read a few slices at a time; returns its lowest and highest HU."""
     stored, slope, inter = nifti.stored_voxels(image)
-    if stored.dtype.itemsize == 1 and (slope, inter) == (1.0, 0.0):
-        info = np.iinfo(stored.dtype)
-        raise nifti.VolumeError(
-            f"{name}: stored as {stored.dtype} without scl_slope/scl_inter, so its values run {info.min} to "
-            f"{info.max}: that cannot be CT in Hounsfield units (air -1000, bone above 1000); a scan exported for "
-            "display, or one that needs its slope and intercept in the header"
-        )
     low, high, not_finite, above_bone, integral = np.inf, -np.inf, 0, 0, True
     for start in range(0, stored.shape[2], 32):
         hu = stored[:, :, start : start + 32].astype(np.float32) * slope + inter
@@ -122,6 +115,13 @@ def check_ct(image: nib.Nifti1Image, name) -> tuple[float, float]:
     ):
         raise nifti.VolumeError(
             f"{name}: holds a few whole values from {low:g} to {high:g}: a label map, not a CT scan"
+        )
+    if stored.dtype.itemsize == 1 and (slope, inter) == (1.0, 0.0):
+        info = np.iinfo(stored.dtype)
+        raise nifti.VolumeError(
+            f"{name}: stored as {stored.dtype} without scl_slope/scl_inter, so its values run {info.min} to "
+            f"{info.max}: that cannot be CT in Hounsfield units (air -1000, bone above 1000); a scan exported for "
+            "display, or one that needs its slope and intercept in the header"
         )
     if low >= AIR_BELOW_HU or above_bone > 0.01 * stored.size:
         raise nifti.VolumeError(

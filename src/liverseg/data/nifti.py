@@ -39,11 +39,18 @@ def load(path: Path) -> nib.Nifti1Image:
     return image
 
 
+def with_voxels(image: nib.Nifti1Image, voxels) -> nib.Nifti1Image:
+    """The image holding other voxels (an array, or a proxy of the file's); its header keeps the file's qform and
+    sform codes (nibabel would set codes of its own from the affine)."""
+    replaced = nib.Nifti1Image(voxels, image.affine, image.header)
+    replaced.header.set_qform(*image.header.get_qform(coded=True))
+    replaced.header.set_sform(*image.header.get_sform(coded=True))
+    return replaced
+
+
 def _squeezed(image: nib.Nifti1Image, path: Path) -> nib.Nifti1Image:
     """The image without its trailing axes of length 1; its voxels stay on disk, with their slope and intercept."""
-    header = image.header.copy()
-    header.set_data_shape(image.shape[:3])
-    squeezed = nib.Nifti1Image(image.dataobj.reshape(image.shape[:3]), None, header)
+    squeezed = with_voxels(image, image.dataobj.reshape(image.shape[:3]))
     squeezed.set_filename(str(path))
     return squeezed
 
@@ -54,13 +61,15 @@ def _check_geometry(image: nib.Nifti1Image, path: Path) -> None:
     if not np.isfinite(image.affine).all():
         raise VolumeError(f"{path}: its affine holds NaN or infinite values, so its voxels have no place in space")
     if abs(np.linalg.det(image.affine[:3, :3])) < 1e-6:
-        raise VolumeError(
-            f"{path}: its affine is singular (voxel sizes {voxel_spacing(image)} mm): voxels would overlap"
-        )
+        raise VolumeError(f"{path}: its affine is singular (voxel size {_mm(voxel_spacing(image))} mm): voxels overlap")
     with nib.openers.ImageOpener(path) as stream:
         pixdim = type(image.header).from_fileobj(stream, check=False)["pixdim"][1:4]
     if not (pixdim > 0).all():
-        raise VolumeError(f"{path}: pixdim {tuple(float(v) for v in pixdim)} is not positive: the header is broken")
+        raise VolumeError(f"{path}: pixdim {_mm(pixdim)} mm is not positive: the header's voxel size is broken")
+
+
+def _mm(sizes) -> str:
+    return "x".join(f"{float(v):.4g}" for v in sizes)
 
 
 def voxel_spacing(image: nib.Nifti1Image) -> tuple[float, float, float]:
@@ -130,8 +139,8 @@ def log_geometry(image: nib.Nifti1Image) -> None:
     pixdim, spacing = np.array(image.header.get_zooms()[:3]), np.array(voxel_spacing(image))
     if not np.allclose(pixdim, spacing, rtol=1e-3, atol=1e-4):
         print(
-            f"{image.get_filename()}: pixdim {'x'.join(f'{v:.4g}' for v in pixdim)} mm disagrees with the affine's "
-            f"voxel size {'x'.join(f'{v:.4g}' for v in spacing)} mm; the affine places the voxels, its spacing is used"
+            f"{image.get_filename()}: pixdim {_mm(pixdim)} mm disagrees with the affine's voxel size {_mm(spacing)} mm; "
+            "the affine places the voxels, so its spacing is used"
         )
 
 
