@@ -21,6 +21,7 @@ from liverseg.data.synthetic import make_case, write_case
 from liverseg.lesions import largest_diameter_mm, lesion_sizes
 from liverseg.models import Recipe
 from liverseg.predict import segment_slices
+from liverseg.quality import QualityLimits
 from liverseg.segment import scan_name
 from tests.conftest import tool_environment, write_nifti
 
@@ -265,3 +266,20 @@ def test_lesion_sizes_against_all_pairs_of_voxels():
     flat = np.zeros((6, 6, 3), bool)
     flat[1:5, 2, 1] = True  # a straight line: no hull, still measured
     assert largest_diameter_mm(flat, spacing) == pytest.approx(3 * 0.7)
+
+
+def test_quality_checks_warn_in_the_log_the_report_and_the_table(segment_experiment, new_scan, tmp_path):
+    """The segmenter's description holds the default limits; options replace some, and a check made to fail (no
+    liver holds a million ml) warns on one line of the log, in the scan's report and in volumes.csv."""
+    volume, _ = new_scan
+    folder = segment_experiment / "models" / "unet_cascade"
+    assert json.loads((folder / "segmenter.json").read_text())["quality"] == QualityLimits().to_dict()
+    forced = ["--liver-ml", "1e6", "1e7", "--max-tumour-share", "0.9"]
+    result = segment(folder, volume, "--out", tmp_path, "--threads", "2", *forced)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "warning:" in line]
+    assert any(f"warning: {volume}: liver volume" in line and "range 1e+06 to 1e+07 ml" in line for line in warnings)
+    quality = json.loads((tmp_path / "patient-x.json").read_text())["quality"]
+    assert quality["limits"] == QualityLimits(liver_ml=(1e6, 1e7), max_tumour_share=0.9).to_dict()
+    assert len(warnings) == len(quality["warnings"])
+    assert pd.read_csv(tmp_path / "volumes.csv").loc[0, "warnings"] == "; ".join(quality["warnings"])

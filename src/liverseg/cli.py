@@ -150,7 +150,12 @@ def _segment(a):
     from liverseg.segment import segment_scans
 
     _set_threads(a.threads)
-    failures = segment_scans(a.model, a.inputs, a.out, a.device, a.flip_tta, a.tracking_uri)
+    limits = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key in ("liver_ml", "max_tumour_share", "max_liver_components", "liver_hu", "max_uncertain_share")
+        if (value := getattr(a, key)) is not None
+    }
+    failures = segment_scans(a.model, a.inputs, a.out, a.device, a.flip_tta, a.tracking_uri, limits)
     if failures:
         raise ValueError(f"{failures} of the inputs could not be segmented (named above); the others are in {a.out}")
 
@@ -394,6 +399,14 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--tracking-uri", help="the MLflow store of a models:/ MODEL (default: $MLFLOW_TRACKING_URI)")
     s.add_argument("--device", default="auto")
     s.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    checks = s.add_argument_group("quality checks (a failing one is a warning; defaults: the segmenter's)")
+    checks.add_argument("--liver-ml", type=float, nargs=2, metavar=("MIN", "MAX"), help="adult liver volume range")
+    checks.add_argument("--max-tumour-share", type=float, help="of the liver's volume (0 to 1)")
+    checks.add_argument("--max-liver-components", type=int, help="connected pieces of liver")
+    checks.add_argument("--liver-hu", type=float, nargs=2, metavar=("MIN", "MAX"), help="mean HU of the liver")
+    checks.add_argument(
+        "--max-uncertain-share", type=float, help="voxels of liver probability 0.25 to 0.75, per voxel called liver"
+    )
 
     s = step("ui", _ui, "the MLflow UI on an experiment's runs (artifact links follow a moved project folder)")
     s.add_argument("experiment", nargs="?", default="synthetic", help="the experiment's name: experiments/NAME/")

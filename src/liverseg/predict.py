@@ -43,6 +43,11 @@ def probabilities_to_classes(probabilities: torch.Tensor, head: str) -> torch.Te
     return inside.sum(1).to(torch.uint8)
 
 
+def first_region(probabilities: torch.Tensor, head: str) -> torch.Tensor:
+    """(N, C, H, W) -> (N, H, W): the probability of the outermost region (the liver, for stage 1)."""
+    return probabilities[:, 0] if head == "sigmoid" else 1 - probabilities[:, 0]
+
+
 def segment_slices(
     model,
     recipe: Recipe,
@@ -51,9 +56,11 @@ def segment_slices(
     device,
     batch_size: int = 16,
     flip_tta: bool = False,
+    observe=None,
 ) -> np.ndarray:
     """(n, H, W) normalised slices of one case -> (n, *size) class maps. With `flip_tta`, the probabilities are the
-    mean of the slices' and their left-right mirror's (the flip that training augments with)."""
+    mean of the slices' and their left-right mirror's (the flip that training augments with). `observe`, if given, is
+    called with each batch's outermost-region probabilities, at the model's resolution."""
     stacks = neighbour_index([len(images)], recipe.input_slices)
     images = torch.from_numpy(images.astype(np.float32))
     out = np.zeros((len(images), *size), dtype=np.uint8)
@@ -64,6 +71,8 @@ def segment_slices(
             if flip_tta:
                 mirrored = output_probabilities(model(x.flip(-2)), recipe.head).flip(-2)
                 probabilities = (probabilities + mirrored) / 2
+            if observe is not None:
+                observe(first_region(probabilities, recipe.head).cpu())
             out[start : start + batch_size] = classes_at(probabilities.cpu(), size, recipe.head)
     return out
 
@@ -90,11 +99,15 @@ def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, d
     nifti.save_label_like(labels, reference, out)
 
 
-def stage1_labels(model, recipe: Recipe, image_size: int, scan, window, device, flip_tta: bool = False) -> np.ndarray:
+def stage1_labels(
+    model, recipe: Recipe, image_size: int, scan, window, device, flip_tta: bool = False, observe=None
+) -> np.ndarray:
     """Canonical (X, Y, Z) class map of a whole scan by a stage-1 model, from the scan itself."""
     slices = normalised_slices(scan, window, image_size)
     in_plane = nifti.canonical(np.broadcast_to(np.False_, scan.shape), scan).shape[:2]  # a shape, no memory
-    return segment_slices(model, recipe, slices, in_plane, device, flip_tta=flip_tta).transpose(1, 2, 0)
+    return segment_slices(model, recipe, slices, in_plane, device, flip_tta=flip_tta, observe=observe).transpose(
+        1, 2, 0
+    )
 
 
 def tumour_stage(model, recipe: Recipe, scan, liver: np.ndarray, window, device, flip_tta: bool = False) -> np.ndarray:

@@ -8,6 +8,7 @@ post-processing of the run. Each scan gives a label map in its own geometry (`<n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from liverseg.devices import select_device
 from liverseg.lesions import lesion_sizes
 from liverseg.postprocess import PostSettings, postprocessed
 from liverseg.predict import load_model, stage1_labels, tumour_stage
+from liverseg.quality import QualityLimits, Uncertainty, quality_report
 
 SEGMENTER_FILE = "segmenter.json"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -40,6 +42,7 @@ def write_segmenter(name: str, out: Path, stages: dict[str, Path], window, postp
         "stages": {role: Path(os.path.relpath(path, out.parent)).as_posix() for role, path in stages.items()},
         "window": [float(v) for v in window],
         "postprocess": postprocess,
+        "quality": QualityLimits().to_dict(),  # the defaults `segment` checks each scan's result against
     }
     write_json(description, out)
 
@@ -64,6 +67,7 @@ class Segmenter:
     stages: dict  # role -> (model, recipe, image size)
     window: tuple[float, float]
     post: PostSettings
+    quality: QualityLimits
 
     @classmethod
     def load(cls, folder: Path, device) -> Segmenter:
@@ -80,16 +84,21 @@ class Segmenter:
                 raise FileNotFoundError(f"{path}: its {role} stage's weights {Path(folder) / weights} are missing")
             stages[role] = load_model(Path(folder) / weights, device)
         return cls(
-            description["name"], stages, tuple(description["window"]), PostSettings(**description["postprocess"])
+            description["name"],
+            stages,
+            tuple(description["window"]),
+            PostSettings(**description["postprocess"]),
+            QualityLimits.from_dict(description.get("quality", {})),  # older descriptions: the defaults
         )
 
-    def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False) -> np.ndarray:
+    def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
         """Canonical (X, Y, Z) labels of a scan: stage 1, post-processed; then, for a cascade, the tumour stage inside
-        that liver, post-processed again (the workflow's prediction, post-processing and cascade rules in one)."""
+        that liver, post-processed again (the workflow's prediction, post-processing and cascade rules in one).
+        `observe` sees the stage-1 liver probabilities batch by batch."""
         spacing = nifti.canonical_spacing(scan)
         model, recipe, size = self.stages["liver"]
         labels = postprocessed(
-            stage1_labels(model, recipe, size, scan, self.window, device, flip_tta), spacing, self.post
+            stage1_labels(model, recipe, size, scan, self.window, device, flip_tta, observe), spacing, self.post
         )
         if "tumour" in self.stages:
             model, recipe, _ = self.stages["tumour"]
@@ -139,8 +148,8 @@ def read_scan(path: Path) -> nib.Nifti1Image:
     return scan
 
 
-def volume_report(name: str, source: Path, labels: np.ndarray, scan: nib.Nifti1Image) -> dict:
-    """Liver volume, and each tumour's volume and largest diameter, of canonical labels."""
+def volume_report(name: str, source: Path, labels: np.ndarray, scan: nib.Nifti1Image, quality: dict) -> dict:
+    """Liver volume, and each tumour's volume and largest diameter, of canonical labels; with the quality checks."""
     spacing = nifti.canonical_spacing(scan)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     tumours = lesion_sizes(labels == 2, spacing)
@@ -153,6 +162,7 @@ def volume_report(name: str, source: Path, labels: np.ndarray, scan: nib.Nifti1I
         "tumour_count": len(tumours),
         "tumour_ml": float(sum(t["volume_ml"] for t in tumours)),
         "tumours": tumours,
+        "quality": quality,
     }
 
 
@@ -167,10 +177,10 @@ def write_volume_table(out_dir: Path) -> pd.DataFrame:
         rows.append(
             {k: report[k] for k in ("scan", "liver_ml", "tumour_count", "tumour_ml")}
             | {"largest_tumour_diameter_mm": largest, "input": report["input"]}
+            | {"warnings": "; ".join(report.get("quality", {}).get("warnings", []))}
         )
-    table = pd.DataFrame(
-        rows, columns=["scan", "liver_ml", "tumour_count", "tumour_ml", "largest_tumour_diameter_mm", "input"]
-    )
+    columns = ["scan", "liver_ml", "tumour_count", "tumour_ml", "largest_tumour_diameter_mm", "input", "warnings"]
+    table = pd.DataFrame(rows, columns=columns)
     with atomic_path(out_dir / "volumes.csv") as partial:
         table.to_csv(partial, index=False, float_format="%.2f")
     return table
@@ -193,11 +203,14 @@ def segment_scans(
     device: str = "auto",
     flip_tta: bool = False,
     tracking_uri: str | None = None,
+    limits: dict | None = None,
 ) -> int:
-    """Segment every scan; a scan that fails is named with its problem and the others go on. Returns the failures."""
+    """Segment every scan; a scan that fails is named with its problem and the others go on. Returns the failures.
+    `limits` replace some of the segmenter's quality limits."""
     scans = scan_inputs(inputs)
     dev = select_device(device)
     segmenter = load_segmenter(str(model), dev, tracking_uri)
+    quality = dataclasses.replace(segmenter.quality, **(limits or {}))
     for name, path in scans:
         if (out_dir / f"{name}.nii.gz").resolve() == path.resolve():
             raise ValueError(f"{path}: the output folder holds this input; write to another folder")
@@ -210,15 +223,19 @@ def segment_scans(
             print(
                 f"{name}: {path}, {'x'.join(map(str, scan.shape))} voxels, {nifti.orientation_codes(scan)}", flush=True
             )
-            labels = segmenter.labels(scan, dev, flip_tta)
+            uncertainty = Uncertainty()
+            labels = segmenter.labels(scan, dev, flip_tta, observe=uncertainty)
         except (ValueError, FileNotFoundError) as error:  # VolumeError included: name the scan, keep going
             named = str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
             print(f"liverseg segment: error: {named}", file=sys.stderr, flush=True)
             failures += 1
             continue
         nifti.save_label_like(labels, scan, label_file)
-        report = volume_report(name, path, labels, scan)
+        checks = quality_report(labels, scan, quality, segmenter.window, uncertainty.share)
+        report = volume_report(name, path, labels, scan, checks)
         write_json(report, out_dir / f"{name}.json")
+        for warning in checks["warnings"]:
+            print(f"liverseg segment: warning: {path}: {warning}", file=sys.stderr, flush=True)
         print(
             f"{name}: liver {report['liver_ml']:.0f} ml, {report['tumour_count']} tumours "
             f"({report['tumour_ml']:.1f} ml) -> {label_file}",
