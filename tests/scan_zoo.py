@@ -27,6 +27,7 @@ class Scan:
     expected: str  # LABEL_MAP, or a phrase of the error line
     same_labels_as: str | None = None  # a scan holding the same HU voxels on the same grid: the same label map
     make: callable = field(default=None, repr=False)
+    says: str | None = None  # what the log must say of this scan
 
 
 def _crop(case: Case, x=slice(None), z=slice(None)) -> Case:
@@ -136,8 +137,14 @@ ZOO = [
         LABEL_MAP,
         make=_write_as(lambda c: _middle_slices(_in_plane(c, (1024, 1024)), 12)),
     ),
-    Scan("oblique_12_degrees", LABEL_MAP, make=_oblique),
-    Scan("pixdim_disagrees_with_sform", LABEL_MAP, same_labels_as="int16", make=_pixdim_disagrees),
+    Scan("oblique_12_degrees", LABEL_MAP, make=_oblique, says="oblique by 12.0 degrees, read along its nearest axes"),
+    Scan(
+        "pixdim_disagrees_with_sform",
+        LABEL_MAP,
+        same_labels_as="int16",
+        make=_pixdim_disagrees,
+        says="pixdim 1x1x1 mm disagrees with the affine's voxel size",
+    ),
     Scan("int16", LABEL_MAP, make=lambda c, p: _stored_as(c, p, np.int16)),
     Scan("int16_slope_intercept", LABEL_MAP, "int16", lambda c, p: _stored_as(c, p, np.int16, 1.0, -1024.0)),
     Scan("uint16_intercept", LABEL_MAP, "int16", lambda c, p: _stored_as(c, p, np.uint16, 1.0, -1024.0)),

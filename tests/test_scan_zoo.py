@@ -17,7 +17,7 @@ pytestmark = pytest.mark.workflow
 
 @pytest.fixture(scope="module")
 def zoo(segment_experiment, tmp_path_factory):
-    """Every zoo scan segmented by the cascade in one call: (scan paths, output folder, error lines)."""
+    """Every zoo scan segmented by the cascade in one call: (scan paths, output folder, error lines, log lines)."""
     folder = tmp_path_factory.mktemp("zoo")
     scans = write_zoo(folder / "scans")
     command = ["liverseg", "segment", str(segment_experiment / "models" / "unet_cascade"), *map(str, scans.values())]
@@ -31,7 +31,7 @@ def zoo(segment_experiment, tmp_path_factory):
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
     refused = sum(scan.expected != LABEL_MAP for scan in ZOO)
     assert result.returncode == (1 if refused else 0), result.stderr[-5000:]
-    return scans, folder / "out", errors
+    return scans, folder / "out", errors, result.stdout.splitlines()
 
 
 def _labels(out, name):
@@ -40,9 +40,11 @@ def _labels(out, name):
 
 @pytest.mark.parametrize("scan", ZOO, ids=lambda scan: scan.name)
 def test_each_zoo_scan_gives_its_expected_outcome(zoo, scan):
-    paths, out, errors = zoo
+    paths, out, errors, log = zoo
     path = paths[scan.name]
     named = [line for line in errors if str(path) in line]
+    if scan.says:
+        assert any(line.startswith(f"{path}: ") and scan.says in line for line in log), log
     if scan.expected != LABEL_MAP:
         assert len(named) == 1 and scan.expected in named[0], errors
         assert not list(out.glob(f"{scan.name}.*")), "nothing written for a refused scan"
@@ -59,7 +61,7 @@ def test_each_zoo_scan_gives_its_expected_outcome(zoo, scan):
 
 
 def test_the_volume_table_lists_every_segmented_zoo_scan(zoo):
-    _, out, _ = zoo
+    _, out, _, _ = zoo
     table = pd.read_csv(out / "volumes.csv")
     assert sorted(table["scan"]) == sorted(scan.name for scan in ZOO if scan.expected == LABEL_MAP)
 
