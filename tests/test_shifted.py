@@ -81,3 +81,39 @@ def test_ablation_table_shows_each_change():
     assert "| a | 0.100 | 0.000 | 0.000 | - | 0.970 | 2.0 |  |  |" in table
     assert "| b | 0.450 | 0.500 | 0.250 | 0.500 | 0.960 | 4.0 | +0.350 | +0.500 |" in table
     assert "2026-11-25, 2 CPU cores" in table
+
+
+def _liver_median(case):
+    return float(np.median(case.image[case.label == 1]))
+
+
+@pytest.mark.parametrize("design", ["non-contrast", "liver-centred", "ascites-oral-contrast"])
+def test_each_unseen_design_keeps_the_anatomy_and_draws_what_it_names(design):
+    """Against the default design's phantom of the same seed (the same patient: the designs draw the same numbers)."""
+    from liverseg.data.synthetic import DESIGNS, LIVER
+
+    case, default = make_case(4, DESIGNS[design]), make_case(4)
+    liver = np.argwhere(case.label >= LIVER)
+    assert liver[:, 0].mean() > case.image.shape[0] * 0.4, "the liver on the patient's right (canonical R is +x)"
+    assert np.argwhere(case.image > 400)[:, 1].mean() < liver[:, 1].mean(), "the spine behind the liver"
+    count = lambda image, low, high: int(((image > low) & (image < high) & (case.label == 0)).sum())  # noqa: E731
+    if design == "non-contrast":
+        assert 30 <= _liver_median(case) <= 70
+        assert count(case.image, 130, 220) < 0.2 * count(default.image, 130, 220), "kidneys and aorta unenhanced"
+    if design == "liver-centred":
+        assert case.spacing[2] <= 1.5 and case.image.shape[2] * case.spacing[2] >= 200
+        edges = np.concatenate([case.image[0].ravel(), case.image[-1].ravel()])
+        assert (edges > -300).mean() > 0.2, "the field of view cuts the body wall"
+    if design == "ascites-oral-contrast":
+        assert count(case.image, 220, 350) > 3 * count(default.image, 220, 350), "bowel with oral contrast"
+        assert count(case.image, -130, -50) < 0.8 * count(default.image, -130, -50), "fluid in place of visceral fat"
+        assert count(case.image, -5, 30) > 1.2 * count(default.image, -5, 30), "fluid (0 to 20 HU)"
+
+
+def test_the_command_offers_every_design():
+    from liverseg.cli import parser
+    from liverseg.data.synthetic import DESIGNS
+
+    shifted = parser()._subparsers._group_actions[0].choices["shifted"]
+    (design,) = [action for action in shifted._actions if action.dest == "design"]
+    assert set(design.choices) == set(DESIGNS)

@@ -226,13 +226,13 @@ def _ablation(a):
 def _shifted(a):
     import yaml
 
-    from liverseg.data.synthetic import DEFAULT_STYLE, SHIFTED
+    from liverseg.data.synthetic import DESIGNS
     from liverseg.report import write_summary
     from liverseg.shifted import check_shifted
 
     _set_threads(a.threads)
-    style = {"shifted": SHIFTED, "default": DEFAULT_STYLE}[a.design]
-    summary = check_shifted(yaml.safe_load(a.config.read_text()), a.models_dir, a.cases, a.seed, a.out_dir, style)
+    config = yaml.safe_load(a.config.read_text())
+    summary = check_shifted(config, a.models_dir, a.cases, a.seed, a.out_dir, DESIGNS[a.design])
     write_summary(
         summary, a.out_dir / "summary.csv", a.out_dir / "summary.md", a.out_dir / "metrics.json", scored_on="new"
     )
@@ -488,9 +488,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=99)
     s.add_argument(
         "--design",
-        choices=("shifted", "default"),
+        choices=("shifted", "default", "non-contrast", "liver-centred", "ascites-oral-contrast"),
         default="shifted",
-        help="default: the training set's design, new patients",
+        help="default: the training set's design, new patients; the others: designs no training draws from",
     )
     s.add_argument("--out-dir", type=Path, required=True)
     s.add_argument("--threads", type=int, default=2)

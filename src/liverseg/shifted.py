@@ -1,6 +1,8 @@
-"""Trained models checked on new phantoms: of another design than the training set's (`synthetic.SHIFTED`: other
-liver and lesion contrasts, lumpier outlines, coarser texture and more noise), or of the same design, drawn from
-another seed, for a larger sample than a run's test split. Every case is new to every model."""
+"""Trained models checked on new phantoms: of another design than the training set's (`synthetic.DESIGNS`: SHIFTED,
+other liver and lesion contrasts, lumpier outlines, coarser texture and more noise; a scan without contrast; a
+liver-centred reconstruction of thin slices that cuts the body wall; ascites and bowel full of oral contrast), or of
+the same design, drawn from another seed, for a larger sample than a run's test split. Every case is new to every
+model."""
 
 from __future__ import annotations
 

@@ -54,6 +54,18 @@ class PhantomStyle:
     outline_amplitude: float = 0.08  # how far organ outlines depart from ellipses
     mottle_hu: float = 40.0  # low-frequency texture
     quantum_noise_hu: tuple[float, float] = (8, 18)
+    # contrast phase: the other tissues' HU (spleen and vessels relative to the liver)
+    spleen_offset_hu: tuple[float, float] = (-8, 15)
+    kidney_hu: tuple[float, float] = (150, 190)
+    aorta_hu: tuple[float, float] = (150, 200)
+    ivc_hu: tuple[float, float] = (120, 150)
+    vessel_offset_hu: tuple[float, float] = (40, 70)
+    bowel_hu: float = 30.0  # bowel wall and content; oral contrast makes it bright
+    ascites_mm: float = 0.0  # fluid (0 to 20 HU) filling the peritoneal cavity this far around the liver and bowel
+    # the field of view: the whole body, or a reconstruction centred on the liver that cuts the body wall
+    field_of_view_mm: tuple[float, float] = (360, 440)
+    liver_centred: bool = False
+    slice_mm: tuple[float, ...] = (2.5, 3.0, 4.0, 5.0)
 
 
 DEFAULT_STYLE = PhantomStyle()
@@ -68,6 +80,28 @@ SHIFTED = PhantomStyle(
     mottle_hu=70.0,
     quantum_noise_hu=(15, 28),
 )
+
+
+# designs no training draws from, to judge models on what they never saw (issue 19: fixed before any training)
+NON_CONTRAST = PhantomStyle(
+    liver_hu=(40, 60),
+    lesion_contrast_hu=(8, 20),
+    hypodense_share=1.0,
+    spleen_offset_hu=(5, 12),  # spleen brighter than the liver, as without contrast it often is not after it
+    kidney_hu=(25, 40),
+    aorta_hu=(35, 50),
+    ivc_hu=(30, 45),
+    vessel_offset_hu=(-12, -4),  # unenhanced veins are darker than the liver
+)
+LIVER_CENTRED = PhantomStyle(field_of_view_mm=(250, 300), liver_centred=True, slice_mm=(1.0, 1.25, 1.5))
+ASCITES_ORAL_CONTRAST = PhantomStyle(bowel_hu=280.0, ascites_mm=12.0)
+DESIGNS = {
+    "default": DEFAULT_STYLE,
+    "shifted": SHIFTED,
+    "non-contrast": NON_CONTRAST,
+    "liver-centred": LIVER_CENTRED,
+    "ascites-oral-contrast": ASCITES_ORAL_CONTRAST,
+}
 
 
 @dataclass(frozen=True)
@@ -191,18 +225,22 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
     nx = int(rng.choice([192, 224, 256]))
     ny = int(nx - rng.choice([0, 32]))
     nz = int(rng.integers(32, 65))
-    in_plane = rng.uniform(360, 440) / max(nx, ny)  # a field of view that holds the whole body, as in real scans
-    spacing = (float(in_plane), float(in_plane), float(rng.choice([2.5, 3.0, 4.0, 5.0])))
+    in_plane = rng.uniform(*style.field_of_view_mm) / max(nx, ny)  # by default it holds the whole body
+    spacing = (float(in_plane), float(in_plane), float(rng.choice(style.slice_mm)))
     organs = _anatomy(rng, style.outline_amplitude)
-    u = (np.arange(nx) - nx / 2 + 0.5)[:, None] * spacing[0] * np.ones((1, ny))
-    v = (np.arange(ny) - ny / 2 + 0.5)[None, :] * spacing[1] * np.ones((nx, 1))
+    # a liver-centred reconstruction: the slices' centre on the liver, 200 to 260 mm of thin slices
+    centre = organs["liver"].centre if style.liver_centred else (0.0, 0.0)
+    if style.liver_centred:
+        nz = int(np.ceil(rng.uniform(200, 260) / spacing[2]))
+    u = (np.arange(nx) - nx / 2 + 0.5)[:, None] * spacing[0] * np.ones((1, ny)) + centre[0]
+    v = (np.arange(ny) - ny / 2 + 0.5)[None, :] * spacing[1] * np.ones((nx, 1)) + centre[1]
     liver_hu = rng.uniform(*style.liver_hu)
     densities = {
-        "spleen": liver_hu + rng.uniform(-8, 15),
-        "kidney": rng.uniform(150, 190),
-        "aorta": rng.uniform(150, 200),
-        "ivc": rng.uniform(120, 150),
-        "vessel": liver_hu + rng.uniform(40, 70),
+        "spleen": liver_hu + rng.uniform(*style.spleen_offset_hu),
+        "kidney": rng.uniform(*style.kidney_hu),
+        "aorta": rng.uniform(*style.aorta_hu),
+        "ivc": rng.uniform(*style.ivc_hu),
+        "vessel": liver_hu + rng.uniform(*style.vessel_offset_hu),
     }
     image = np.full((nx, ny, nz), AIR_HU, dtype=np.float32)
     label = np.zeros((nx, ny, nz), dtype=np.uint8)
@@ -219,7 +257,7 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
         sl[inner] = 45.0  # abdominal wall and back muscles
         sl[cavity] = -85.0  # visceral fat
         bowel = cavity & (bowel_field[:, :, k] > bowel_level) & (v > -40)
-        sl[bowel] = 30.0
+        sl[bowel] = style.bowel_hu
         sl[bowel & (bowel_field[:, :, k] > gas_level)] = -700.0  # gas in the bowel
         sl[m["stomach"]] = 15.0
         sl[m["stomach"] & (v > organs["stomach"].centre[1] + gas_side * organs["stomach"].semi_axes[1])] = -900.0
@@ -229,6 +267,9 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
             sl[medulla.mask(u, v, t)] = densities["kidney"] - 60.0
         sl[m["spleen"]] = densities["spleen"]
         liver = (m["liver"] | m["left_lobe"]) & cavity
+        if style.ascites_mm > 0:  # fluid in the visceral fat next to the liver and the bowel
+            near = ndimage.binary_dilation(liver | bowel, iterations=max(1, int(style.ascites_mm / spacing[0])))
+            sl[near & cavity & (sl == -85.0)] = 12.0
         sl[liver] = liver_hu
         sl[liver & _intrahepatic_vessels(u, v, organs["liver"], t, k)] = densities["vessel"]
         sl[m["aorta"]] = densities["aorta"]
