@@ -157,14 +157,10 @@ ZOO = [
 ]
 
 
-def zoo_phantom(seed: int = 777_002) -> Case:
-    """The patient every zoo scan is made from, in canonical (R, A, S) order."""
-    return make_case(seed)
-
-
-def write_zoo(folder: Path, scans=ZOO) -> dict[str, Path]:
+def write_zoo(folder: Path, scans=ZOO, seed: int = 777_002) -> dict[str, Path]:
+    """Every zoo scan, made from one patient: name -> file."""
     folder.mkdir(parents=True, exist_ok=True)
-    case = zoo_phantom()
+    case = make_case(seed)
     return {scan.name: scan.make(case, folder / f"{scan.name}.nii.gz") for scan in scans}
 
 

@@ -147,14 +147,14 @@ def _ui(a):
 
 
 def _segment(a):
+    from dataclasses import fields
+
+    from liverseg.quality import QualityLimits
     from liverseg.segment import segment_scans
 
     _set_threads(a.threads)
-    limits = {
-        key: tuple(value) if isinstance(value, list) else value
-        for key in ("liver_ml", "max_tumour_share", "max_liver_components", "liver_hu", "max_uncertain_share")
-        if (value := getattr(a, key)) is not None
-    }
+    given = ((f.name, getattr(a, f.name)) for f in fields(QualityLimits))  # the options are named after the limits
+    limits = {name: value for name, value in given if value is not None}
     failures = segment_scans(a.model, a.inputs, a.out, a.device, a.flip_tta, a.tracking_uri, limits)
     if failures:
         raise ValueError(f"{failures} of the inputs could not be segmented (named above); the others are in {a.out}")

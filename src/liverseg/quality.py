@@ -72,8 +72,7 @@ def quality_report(
     liver = labels >= 1
     liver_ml = float(np.count_nonzero(liver)) * voxel_ml
     tumour_share = float(np.count_nonzero(labels == 2) / np.count_nonzero(liver)) if liver.any() else None
-    values = {
-        "liver_ml": liver_ml,
+    values = {  # the liver's volume is the report's own liver_ml
         "tumour_share": tumour_share,
         "liver_components": liver_components(liver),
         "liver_mean_hu": mean_hu(scan, liver),

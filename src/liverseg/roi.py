@@ -74,11 +74,12 @@ def liver_box(mask: np.ndarray, spacing: tuple[float, float, float], margin_mm: 
 
 
 def _overlap(start: int, stop: int, n: int) -> tuple[slice, slice]:
-    """Along one axis, the part of [start, stop) inside [0, n): as a slice of the volume and of the box. Empty slices
-    for a box wholly outside (never a negative index, which numpy would count from the end)."""
+    """Along one axis, the part of [start, stop) inside [0, n): as a slice of the volume and of the box. Both are
+    empty for a box wholly outside: the ends are clamped into [0, n], so no stop is negative (numpy would count it
+    from the end)."""
     first = min(max(start, 0), n)
     last = max(min(stop, n), first)
-    return slice(first, last), slice(first - start, last - start) if last > first else slice(0, 0)
+    return slice(first, last), slice(first - start, last - start)
 
 
 def cut_box(volume: np.ndarray, box: Box, fill=0, dtype=None) -> np.ndarray:

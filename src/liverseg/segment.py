@@ -8,7 +8,6 @@ post-processing of the run. Each scan gives a label map in its own geometry (`<n
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -206,11 +205,11 @@ def segment_scans(
     limits: dict | None = None,
 ) -> int:
     """Segment every scan; a scan that fails is named with its problem and the others go on. Returns the failures.
-    `limits` replace some of the segmenter's quality limits."""
+    `limits` replace some of the segmenter's quality limits (as in its description)."""
     scans = scan_inputs(inputs)
     dev = select_device(device)
     segmenter = load_segmenter(str(model), dev, tracking_uri)
-    quality = dataclasses.replace(segmenter.quality, **(limits or {}))
+    quality = QualityLimits.from_dict(segmenter.quality.to_dict() | (limits or {}))
     for name, path in scans:
         if (out_dir / f"{name}.nii.gz").resolve() == path.resolve():
             raise ValueError(f"{path}: the output folder holds this input; write to another folder")

@@ -30,7 +30,7 @@ def load(path: Path) -> nib.Nifti1Image:
     if image.ndim != 3:
         raise VolumeError(f"{path}: expected a 3D volume, found shape {image.shape}")
     if (kind := image.get_data_dtype().kind) not in "iuf":
-        what = {"c": "complex numbers", "V": "several values per voxel (RGB)", "b": "true or false"}.get(kind, "")
+        what = {"c": "complex numbers", "V": "several values per voxel (RGB)"}.get(kind, "")
         raise VolumeError(
             f"{path}: voxels stored as {image.get_data_dtype()} ({what or 'not numbers'}); a scan or label map holds "
             "one real number per voxel"

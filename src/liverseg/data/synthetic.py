@@ -228,7 +228,8 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
     in_plane = rng.uniform(*style.field_of_view_mm) / max(nx, ny)  # by default it holds the whole body
     spacing = (float(in_plane), float(in_plane), float(rng.choice(style.slice_mm)))
     organs = _anatomy(rng, style.outline_amplitude)
-    # a liver-centred reconstruction: the slices' centre on the liver, 200 to 260 mm of thin slices
+    # a liver-centred reconstruction: the slices' centre on the liver, 200 to 260 mm of thin slices (nz is still
+    # drawn above, so that every later draw is the same patient's as in the other designs)
     centre = organs["liver"].centre if style.liver_centred else (0.0, 0.0)
     if style.liver_centred:
         nz = int(np.ceil(rng.uniform(200, 260) / spacing[2]))
