@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from liverseg.augment import AugmentSettings, augment_batch, draw_preview, jitter_intensity, paste_lesions, warp
+from liverseg.augment import (
+    AugmentSettings,
+    augment_batch,
+    draw_preview,
+    jitter_intensity,
+    paste_lesions,
+    tissue_contrast,
+    warp,
+)
 from liverseg.data.slices import save_slices
 from liverseg.training_set import box_view
 
@@ -114,6 +122,31 @@ def test_intensity_and_texture_changes():
     blurred = jitter_intensity(edge, AugmentSettings(**{**STILL, "blur_sigma": (1.5, 1.5)}), torch.Generator())
     assert 0 < float(blurred[0, 0, 0, 7]) < 0.5 < float(blurred[0, 0, 0, 8]) < 1
     assert torch.allclose(blurred.sum(), edge.sum(), rtol=1e-4), "blur keeps the mass"
+
+
+def test_tissue_contrast_moves_the_liver_and_scales_lesions_without_inverting_them():
+    images, labels = _batch(64)
+    images[:, 0][labels == 2] = 0.3  # hypodense lesions in a liver of 0.5
+    generator = torch.Generator().manual_seed(0)
+    shifted = tissue_contrast(images, labels, AugmentSettings(**STILL, liver_shift=0.2), generator)
+    far = torch.nn.functional.max_pool2d((labels >= 1)[:, None].float(), 7, stride=1, padding=3)[:, 0] == 0
+    assert torch.equal(shifted[:, 0][far], images[:, 0][far]), "nothing far from the liver moves"
+    moved = (shifted - images)[:, 0, 9, 16]  # a liver pixel away from the lesion and the edge
+    assert float(moved.abs().max()) <= 0.2 + 1e-6 and float(moved.std()) > 0.05, "a shift of its own per sample"
+    lesion = shifted[:, 0][labels == 2].reshape(64, -1) - shifted[:, 0, 9, 16][:, None]
+    assert torch.allclose(lesion, torch.full_like(lesion, -0.2), atol=1e-5), "the lesions move with their liver"
+
+    scaled = tissue_contrast(images, labels, AugmentSettings(**STILL, lesion_contrast=(0.25, 2.0)), generator)
+    contrast = (scaled[:, 0][labels == 2].reshape(64, -1) - 0.5).mean(1)
+    assert float(contrast.max()) < 0 and -0.4 - 1e-5 <= float(contrast.min()), "fainter or stronger, still hypodense"
+    assert float(contrast.max()) > -0.1 and float(contrast.min()) < -0.3, "the factor's whole range is drawn"
+    assert torch.equal(scaled[:, 0][far], images[:, 0][far])
+
+    bias = tissue_contrast(images, labels, AugmentSettings(**STILL, bias=0.1), generator) - images
+    assert 0 < float(bias.abs().amax((1, 2, 3)).max()) <= 0.1 + 1e-6
+    assert float((bias[..., 1:] - bias[..., :-1]).abs().max()) < 0.02, "smooth: no step between neighbours"
+    same = tissue_contrast(images, labels, AugmentSettings(**STILL), generator)
+    assert torch.equal(same, images), "off by default"
 
 
 def test_box_view_shows_the_box_and_jitters_it():

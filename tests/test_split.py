@@ -1,3 +1,6 @@
+import json
+
+import pandas as pd
 import pytest
 
 from liverseg.split import split_by_patient, tumour_strata
@@ -56,3 +59,25 @@ def test_a_stratified_split_gives_every_part_each_stratum_in_proportion():
         split_by_patient(patient_of, 0.2, 0, 0.2, strata)["val"]
         != split_by_patient(patient_of, 0.2, 1, 0.2, strata)["val"]
     )
+
+
+def test_train_only_cases_join_training_and_leave_the_split_of_the_others_as_it_was(tmp_path, capsys):
+    from liverseg.cli import main
+
+    rows = [(f"case_{i:03d}", f"case_{i:03d}", 0.0 if i % 3 == 0 else float(i)) for i in range(12)]
+    rows += [(f"case_{1000 + k}", f"case_{1000 + k}", 500.0) for k in range(3)]
+    table = tmp_path / "cases.tsv"
+    pd.DataFrame(rows, columns=["case", "patient", "tumour_ml"]).to_csv(table, sep="\t", index=False)
+    plain = pd.DataFrame(rows[:12], columns=["case", "patient", "tumour_ml"])
+    plain.to_csv(tmp_path / "plain.tsv", sep="\t", index=False)
+    common = ["--val-fraction", "0.2", "--test-fraction", "0.2", "--stratify-tumour", "--seed", "1"]
+    main(["split", "--cases", str(tmp_path / "plain.tsv"), *common, "--out", str(tmp_path / "plain.json")])
+    extra = ["case_1000", "case_1001", "case_1002"]
+    main(["split", "--cases", str(table), *common, "--train-only", *extra, "--out", str(tmp_path / "mixed.json")])
+    plain, mixed = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("plain", "mixed"))
+    assert mixed["val"] == plain["val"] and mixed["test"] == plain["test"]
+    assert mixed["train"] == sorted(plain["train"] + extra) and mixed["train_only"] == extra
+    with pytest.raises(SystemExit):
+        main(["split", "--cases", str(table), *common, "--train-only", "case_1009", "--out", str(tmp_path / "x.json")])
+    assert "no cases ['case_1009'], named by --train-only" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -31,8 +31,11 @@ def test_every_declared_output_exists(finished_run):
     workdir, _, result = finished_run
     split = json.loads((workdir / "data/split.json").read_text())
     cases = pd.read_csv(workdir / "data/cases.tsv", sep="\t")
-    assert list(cases["case"]) == ["case_000", "case_001", "case_002"]
+    assert list(cases["case"]) == ["case_000", "case_001", "case_002", "case_1000"]
     assert len(split["val"]) == 1 and not set(split["val"]) & set(split["train"])
+    assert split["train_only"] == ["case_1000"] and "case_1000" in split["train"], "the randomised case only trains"
+    designs = json.loads((workdir / "data/raw/synthetic/randomised.json").read_text())
+    assert list(designs) == ["volume-1000.nii.gz"] and designs["volume-1000.nii.gz"]["max_slices"] == 24
     for case in cases["case"]:
         assert (workdir / f"data/slices/{case}.npz").is_file()
     for case in cases["case"]:

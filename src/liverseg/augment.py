@@ -2,7 +2,8 @@
 
 One sampling grid per sample moves image and labels together (labels by nearest neighbour, so no new label values
 appear): the study's rotations and flips, optional zoom and elastic deformation, and for crop sets the jittered box.
-Intensity changes follow on the image alone: the study's scaling, then an optional shift, gamma, Gaussian blur and
+Optional changes of tissue contrast follow (the liver against its surroundings, lesions against their liver, a smooth
+bias), then intensity changes on the image alone: the study's scaling, then an optional shift, gamma, Gaussian blur and
 noise, so that models learn shapes and contrasts rather than one scanner's exact grey values and texture. A tumour
 stage can also paste lesions from one sample into another's liver (TumorCP, Yang et al., MICCAI 2021), so that few
 patients still show it lesions in many places, sizes of liver and surroundings.
@@ -31,6 +32,12 @@ class AugmentSettings:
     noise_std: float = 0.0  # each sample's noise level is uniform in [0, noise_std]
     lesion_paste: float = 0.0  # probability that a sample receives the lesions of another sample of the batch
     elastic_px: float = 0.0  # elastic deformation: sd of the displacement, in pixels, at a 5x5 grid of control points
+    # tissue contrasts, as a contrast phase changes them: the liver (with its lesions) moved against its surroundings
+    # by up to this much, in units of the HU window; each lesion's difference from its liver scaled in this range
+    # (fainter or stronger, never inverted); a smooth additive bias of up to this amplitude
+    liver_shift: float = 0.0
+    lesion_contrast: tuple[float, float] = (1.0, 1.0)
+    bias: float = 0.0
 
 
 def _uniform(generator: torch.Generator, n: int, bounds) -> torch.Tensor:
@@ -143,6 +150,43 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return flat.reshape(n, c, h, w)
 
 
+def _soft(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) mask -> (N, 1, H, W) weights: 1 inside, fading over a pixel or two outside. A change of contrast that
+    stopped at the label's edge would draw the label's outline into the image."""
+    weights = mask[:, None].to(images.dtype)
+    return torch.maximum(weights, _gaussian_blur(weights, torch.ones(len(mask), device=images.device)))
+
+
+def _smooth_field(n: int, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """(n, 1, H, W) fields of largest magnitude about 1: bicubic interpolation of 4x4 normal draws."""
+    coarse = torch.randn(n, 1, 4, 4, generator=generator)
+    field = F.interpolate(coarse, size=shape, mode="bicubic", align_corners=True)
+    return field / field.abs().amax((2, 3), keepdim=True).clamp(min=1e-6)
+
+
+def tissue_contrast(
+    images: torch.Tensor, labels: torch.Tensor, settings: AugmentSettings, generator: torch.Generator
+) -> torch.Tensor:
+    """The liver moved against its surroundings, its lesions made fainter or stronger, a smooth bias added."""
+    n = len(images)
+    per_sample = lambda values: values.to(images.device, images.dtype)[:, None, None, None]  # noqa: E731
+    if settings.lesion_contrast != (1.0, 1.0):
+        liver_mean, has_liver = _liver_mean(images, labels)
+        factor = per_sample(torch.where(has_liver.cpu(), _uniform(generator, n, settings.lesion_contrast), 1.0))
+        lesion = _soft(labels == 2, images)
+        images = images + (factor - 1) * (images - liver_mean[:, :, None, None]) * lesion
+    if settings.liver_shift > 0:
+        shift = per_sample(_uniform(generator, n, (-settings.liver_shift, settings.liver_shift)))
+        images = images + shift * _soft(labels >= 1, images)
+    if settings.bias > 0:
+        field = (
+            _smooth_field(n, tuple(images.shape[-2:]), generator)
+            * _uniform(generator, n, (0, settings.bias))[:, None, None, None]
+        )
+        images = images + field.to(images.device, images.dtype)
+    return images
+
+
 def jitter_intensity(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
     n = len(images)
     per_sample = lambda values: values.to(images.device, images.dtype)[:, None, None, None]  # noqa: E731
@@ -178,6 +222,7 @@ def augment_batch(
     images, labels = warp(images, labels, theta, field)
     if settings.lesion_paste > 0:
         images, labels = paste_lesions(images, labels, settings.lesion_paste, generator)
+    images = tissue_contrast(images, labels, settings, generator)
     return jitter_intensity(images, settings, generator), labels
 
 

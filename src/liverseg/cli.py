@@ -11,9 +11,13 @@ from pathlib import Path
 
 
 def _synthesise(a):
+    from liverseg.data.randomised import RandomisedRanges, randomised_styles
     from liverseg.data.synthetic import generate_dataset
 
-    generate_dataset(a.out, a.cases, a.seed)
+    ranges = RandomisedRanges.from_dict(json.loads(a.ranges))
+    generate_dataset(
+        a.out, a.cases, a.seed, randomised=randomised_styles(a.randomised_cases, a.randomised_seed, ranges)
+    )
 
 
 def _download(a):
@@ -41,6 +45,10 @@ def _split(a):
     from liverseg.split import split_by_patient, tumour_strata
 
     table = read_cases_table(a.cases)
+    unknown = sorted(set(a.train_only) - set(table["case"]))
+    if unknown:
+        raise ValueError(f"{a.cases}: no cases {unknown}, named by --train-only")
+    table = table[~table["case"].isin(a.train_only)]  # split as if they were not there
     strata = None
     if a.stratify_tumour:
         if "tumour_ml" not in table:
@@ -49,6 +57,8 @@ def _split(a):
     split = split_by_patient(
         dict(zip(table["case"], table["patient"])), a.val_fraction, a.seed, a.test_fraction, strata
     )
+    split["train"] = sorted(split["train"] + a.train_only)
+    split["train_only"] = sorted(a.train_only)
     write_json(split, a.out)
     print(f"train: {len(split['train'])} cases, validation: {split['val']}, test: {split['test']}")
 
@@ -276,8 +286,13 @@ def parser() -> argparse.ArgumentParser:
         return s
 
     s = step("synthesise", _synthesise, "write the synthetic CT set in the LiTS layout")
-    s.add_argument("--cases", type=int, required=True)
+    s.add_argument("--cases", type=int, required=True, help="cases of the default design, numbered from 0")
     s.add_argument("--seed", type=int, required=True)
+    s.add_argument(
+        "--randomised-cases", type=int, default=0, help="domain-randomised cases, numbered from 1000, for training"
+    )
+    s.add_argument("--randomised-seed", type=int, default=0, help="the seed of the randomised cases' designs")
+    s.add_argument("--ranges", default="{}", help="JSON: the ranges the designs are drawn from (RandomisedRanges)")
     s.add_argument("--out", type=Path, required=True)
 
     s = step("download", _download, "download the MSD Task03_Liver archive (resumed, checked) and extract it")
@@ -318,6 +333,13 @@ def parser() -> argparse.ArgumentParser:
         help="each part holds patients without tumour, with smaller and with larger tumours in proportion",
     )
     s.add_argument("--seed", type=int, required=True)
+    s.add_argument(
+        "--train-only",
+        nargs="*",
+        default=[],
+        metavar="CASE",
+        help="cases that only train (the randomised phantoms): the others are split as without them",
+    )
     s.add_argument("--out", type=Path, required=True)
 
     s = step("augment", _augment, "a preview of what augmentation does (training augments on the fly)")

@@ -16,6 +16,11 @@ SOURCE = config["data"]["source"]
 RAW_DIR = (
     config["data"]["path"] if SOURCE in ("lits", "folder") else f"data/raw/{SOURCE}"
 )
+# domain-randomised phantoms (synthetic source only): numbered from 1000, they train and are never validated or scored
+RANDOMISED = {"cases": 0, "seed": 0, "ranges": {}} | config["data"].get(
+    "synthetic", {}
+).get("randomised", {})
+RANDOMISED_CASES = [f"case_{1000 + k}" for k in range(RANDOMISED["cases"])]
 LAYOUT = {"synthetic": "lits", "msd": "msd", "lits": "lits", "folder": "msd"}[SOURCE]
 # with a test split, only the untouched test cases are scored; validation still judges post-processing
 SCORED_ON = "test" if config["split"]["test_fraction"] > 0 else "val"

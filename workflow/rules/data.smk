@@ -10,8 +10,13 @@ if SOURCE == "synthetic":
         params:
             cases=config["data"]["synthetic"]["cases"],
             seed=config["data"]["synthetic"]["seed"],
+            randomised=RANDOMISED["cases"],
+            randomised_seed=RANDOMISED["seed"],
+            ranges=shlex.quote(json.dumps(RANDOMISED["ranges"])),
         shell:
-            "python -m liverseg synthesise --cases {params.cases} --seed {params.seed} --out {output} > {log} 2>&1"
+            "python -m liverseg synthesise --cases {params.cases} --seed {params.seed} "
+            "--randomised-cases {params.randomised} --randomised-seed {params.randomised_seed} "
+            "--ranges {params.ranges} --out {output} > {log} 2>&1"
 
 
 if SOURCE == "msd":
@@ -85,10 +90,11 @@ checkpoint split:
         test_fraction=config["split"]["test_fraction"],
         stratify="--stratify-tumour" if config["split"]["stratify_tumour"] else "",
         seed=config["split"]["seed"],
+        train_only=" ".join(RANDOMISED_CASES),
     shell:
         "python -m liverseg split --cases {input} --val-fraction {params.val_fraction} "
         "--test-fraction {params.test_fraction} {params.stratify} --seed {params.seed} "
-        "--out {output} > {log} 2>&1"
+        "--train-only {params.train_only} --out {output} > {log} 2>&1"
 
 
 rule crop:

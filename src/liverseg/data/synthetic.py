@@ -9,7 +9,9 @@ storage orientation change between cases.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -66,6 +68,17 @@ class PhantomStyle:
     field_of_view_mm: tuple[float, float] = (360, 440)
     liver_centred: bool = False
     slice_mm: tuple[float, ...] = (2.5, 3.0, 4.0, 5.0)
+    max_slices: int = 0  # a cap on the number of slices; 0: none
+    body_scale: tuple[float, float] = (0.88, 1.12)  # the patient's size
+    muscle_hu: float = 45.0
+    fat_hu: float = -100.0  # subcutaneous
+    visceral_fat_hu: float = -85.0  # between the organs; a lean patient's is closer to soft tissue
+    # lesion kinds and their weights (hypodense, hyperdense, rim-enhancing, cystic, calcified); empty: the polarity is
+    # drawn with hypodense_share
+    lesion_kinds: tuple[tuple[str, float], ...] = ()
+    blur_mm: float = 0.0  # partial-volume blur, in mm; 0: 0.7 voxels in plane and 0.3 across slices
+    mottle_px: float = 3.0  # the texture's grain
+    bias_hu: float = 0.0  # largest HU of a smooth additive bias over the volume
 
 
 DEFAULT_STYLE = PhantomStyle()
@@ -120,9 +133,9 @@ def _outline(rng: np.random.Generator, n: int = 3, amplitude: float = 0.08) -> t
     return tuple((float(rng.uniform(0, amplitude)), float(rng.uniform(0, 2 * np.pi))) for _ in range(n))
 
 
-def _anatomy(rng: np.random.Generator, amplitude: float) -> dict[str, Organ]:
+def _anatomy(rng: np.random.Generator, amplitude: float, body_scale: tuple[float, float]) -> dict[str, Organ]:
     """Organ placement for one patient, varied around a typical upper abdomen."""
-    s = rng.uniform(0.88, 1.12)  # patient size
+    s = rng.uniform(*body_scale)  # patient size
     j = lambda value, spread: _jitter(rng, value, spread)  # noqa: E731 - local shorthand
     return {
         "body": Organ((0, j(0, 5)), (s * j(165, 10), s * j(118, 8)), (-1, 2), _outline(rng, 2, 0.03)),
@@ -198,7 +211,7 @@ def _intrahepatic_vessels(u: np.ndarray, v: np.ndarray, liver: Organ, t: float, 
 
 def _place_tumours(
     rng: np.random.Generator, liver: np.ndarray, spacing, count: int, style: PhantomStyle
-) -> list[tuple[np.ndarray, bool]]:
+) -> list[tuple[np.ndarray, str]]:
     """Ellipsoids centred inside the liver, radii log-uniform from about a voxel to several centimetres."""
     inside = np.argwhere(liver)
     grid = np.indices(liver.shape, dtype=np.float32)
@@ -215,8 +228,44 @@ def _place_tumours(
         mask[box] = (dist <= 1.0) & liver[box]
         if not mask.any():
             mask[tuple(centre)] = True  # a tumour smaller than a voxel still marks the voxel it sits in
-        tumours.append((mask, bool(rng.random() < style.hypodense_share)))
+        if style.lesion_kinds:
+            names, weights = zip(*style.lesion_kinds)
+            kind = str(rng.choice(names, p=np.array(weights) / sum(weights)))
+        else:
+            kind = "hypodense" if rng.random() < style.hypodense_share else "hyperdense"
+        tumours.append((mask, kind))
     return tumours
+
+
+def _paint_lesion(
+    image: np.ndarray, mask: np.ndarray, kind: str, liver_hu: float, contrast: float, spacing, rng: np.random.Generator
+) -> None:
+    """A lesion's HU: below or above the liver; a hypodense core in a bright rim; fluid (a cyst); or a hypodense lesion
+    with a calcified core."""
+    if kind in ("hypodense", "hyperdense"):
+        image[mask] = liver_hu - contrast if kind == "hypodense" else liver_hu + contrast
+        return
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+    inner = ndimage.distance_transform_edt(mask[box], sampling=spacing)  # mm from the lesion's edge
+    region = image[box]
+    if kind == "cystic":
+        region[mask[box]] = rng.uniform(0, 20)
+    elif kind == "rim-enhancing":
+        region[mask[box]] = liver_hu - contrast
+        region[mask[box] & (inner <= rng.uniform(1.5, 4.0))] = liver_hu + 0.8 * contrast
+    elif kind == "calcified":
+        region[mask[box]] = liver_hu - contrast
+        region[mask[box] & (inner >= 0.6 * inner.max())] = rng.uniform(300, 900)
+    else:
+        raise ValueError(f"unknown lesion kind {kind!r}")
+
+
+def _bias_field(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
+    """A smooth field of largest magnitude 1: cubic interpolation of a 4x4x2 grid of normal draws."""
+    coarse = rng.normal(size=(4, 4, 2))
+    field = ndimage.zoom(coarse, np.array(shape) / coarse.shape, order=3, grid_mode=True, mode="nearest")
+    return (field / np.abs(field).max()).astype(np.float32)
 
 
 def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
@@ -227,12 +276,13 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
     nz = int(rng.integers(32, 65))
     in_plane = rng.uniform(*style.field_of_view_mm) / max(nx, ny)  # by default it holds the whole body
     spacing = (float(in_plane), float(in_plane), float(rng.choice(style.slice_mm)))
-    organs = _anatomy(rng, style.outline_amplitude)
+    organs = _anatomy(rng, style.outline_amplitude, style.body_scale)
     # a liver-centred reconstruction: the slices' centre on the liver, 200 to 260 mm of thin slices (nz is still
     # drawn above, so that every later draw is the same patient's as in the other designs)
     centre = organs["liver"].centre if style.liver_centred else (0.0, 0.0)
     if style.liver_centred:
         nz = int(np.ceil(rng.uniform(200, 260) / spacing[2]))
+    nz = min(nz, style.max_slices or nz)
     u = (np.arange(nx) - nx / 2 + 0.5)[:, None] * spacing[0] * np.ones((1, ny)) + centre[0]
     v = (np.arange(ny) - ny / 2 + 0.5)[None, :] * spacing[1] * np.ones((nx, 1)) + centre[1]
     liver_hu = rng.uniform(*style.liver_hu)
@@ -254,9 +304,9 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
         inner = Organ(organs["body"].centre, tuple(a - 14 for a in organs["body"].semi_axes), (-1, 2)).mask(u, v, t)
         cavity = Organ(organs["body"].centre, tuple(a - 24 for a in organs["body"].semi_axes), (-1, 2)).mask(u, v, t)
         sl = image[:, :, k]
-        sl[m["body"]] = -100.0  # subcutaneous fat
-        sl[inner] = 45.0  # abdominal wall and back muscles
-        sl[cavity] = -85.0  # visceral fat
+        sl[m["body"]] = style.fat_hu  # subcutaneous fat
+        sl[inner] = style.muscle_hu  # abdominal wall and back muscles
+        sl[cavity] = style.visceral_fat_hu
         bowel = cavity & (bowel_field[:, :, k] > bowel_level) & (v > -40)
         sl[bowel] = style.bowel_hu
         sl[bowel & (bowel_field[:, :, k] > gas_level)] = -700.0  # gas in the bowel
@@ -270,7 +320,7 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
         liver = (m["liver"] | m["left_lobe"]) & cavity
         if style.ascites_mm > 0:  # fluid in the visceral fat next to the liver and the bowel
             near = ndimage.binary_dilation(liver | bowel, iterations=max(1, int(style.ascites_mm / spacing[0])))
-            sl[near & cavity & (sl == -85.0)] = 12.0
+            sl[near & cavity & (sl == np.float32(style.visceral_fat_hu))] = 12.0
         sl[liver] = liver_hu
         sl[liver & _intrahepatic_vessels(u, v, organs["liver"], t, k)] = densities["vessel"]
         sl[m["aorta"]] = densities["aorta"]
@@ -285,15 +335,18 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
     liver = label == LIVER
     if liver.any():
         count = 0 if rng.random() < 0.2 else int(rng.integers(1, 7))
-        for mask, hypodense in _place_tumours(rng, liver, np.array(spacing), count, style):
+        for mask, kind in _place_tumours(rng, liver, np.array(spacing), count, style):
             contrast = rng.uniform(*style.lesion_contrast_hu)
-            image[mask] = liver_hu - contrast if hypodense else liver_hu + contrast
+            _paint_lesion(image, mask, kind, liver_hu, contrast, spacing, rng)
             label[mask] = TUMOUR
-    image = ndimage.gaussian_filter(image, sigma=(0.7, 0.7, 0.3))  # partial-volume blur
+    blur = np.array(style.blur_mm) / spacing if style.blur_mm else (0.7, 0.7, 0.3)
+    image = ndimage.gaussian_filter(image, sigma=blur)  # partial-volume blur
     image += ndimage.gaussian_filter(
-        rng.normal(0, style.mottle_hu, image.shape).astype(np.float32), sigma=(3, 3, 0)
+        rng.normal(0, style.mottle_hu, image.shape).astype(np.float32), sigma=(style.mottle_px, style.mottle_px, 0)
     )  # mottle
     image += rng.normal(0, rng.uniform(*style.quantum_noise_hu), image.shape).astype(np.float32)  # quantum noise
+    if style.bias_hu:
+        image += style.bias_hu * _bias_field(rng, image.shape)
     orientation = STORAGE_ORIENTATIONS[int(rng.integers(len(STORAGE_ORIENTATIONS)))]
     return Case(np.clip(np.rint(image), -1024, 3071).astype(np.int16), label, spacing, orientation)
 
@@ -319,13 +372,28 @@ def write_case(case: Case, volume_path: Path, label_path: Path) -> None:
         nib.save(image, path)
 
 
-def generate_dataset(out_dir: Path, cases: int, seed: int, style: PhantomStyle = DEFAULT_STYLE) -> list[int]:
+RANDOMISED_FIRST = 1000  # randomised phantoms are numbered from here on, apart from the cases of one design
+
+
+def case_seed(seed: int, number: int) -> int:
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+def generate_dataset(
+    out_dir: Path, cases: int, seed: int, style: PhantomStyle = DEFAULT_STYLE, randomised: Sequence[PhantomStyle] = ()
+) -> list[int]:
     """Write `cases` phantoms as volume-N.nii.gz / segmentation-N.nii.gz; case N always gets the same patient.
 
-    The folder appears complete or not at all.
+    `randomised` adds one case per design given, numbered from RANDOMISED_FIRST, and lists their designs in
+    randomised.json. The folder appears complete or not at all.
     """
+    numbered = [(n, style) for n in range(cases)]
+    numbered += [(RANDOMISED_FIRST + k, design) for k, design in enumerate(randomised)]
     with atomic_dir(out_dir) as partial:
-        for n in range(cases):
-            case = make_case(int(np.random.SeedSequence([seed, n]).generate_state(1)[0]), style)
+        for n, design in numbered:
+            case = make_case(case_seed(seed, n), design)
             write_case(case, partial / f"volume-{n}.nii.gz", partial / f"segmentation-{n}.nii.gz")
-    return list(range(cases))
+        if randomised:
+            designs = {f"volume-{n}.nii.gz": asdict(design) for n, design in numbered[cases:]}
+            (partial / "randomised.json").write_text(json.dumps(designs, indent=1) + "\n")
+    return [n for n, _ in numbered]

@@ -1,0 +1,116 @@
+"""Domain-randomised phantoms: every case draws its own design from wide ranges (after SynthSeg, Billot et al., Medical
+Image Analysis 2023), so that a model trained on them learns the liver's shape and place rather than one design's
+grey values.
+
+Each tissue's HU is drawn on its own, from a liver without contrast (40 HU) to one in the portal-venous phase (150 HU),
+with spleen, kidneys, vessels, muscle and bowel brighter or darker than it; fat from lean to obese; bowel holding
+fluid, soft content or oral contrast beside its gas; ascites in some; five lesion kinds from faint to strong; body
+sizes, fields of view (a third centred on the liver, cutting the body), slice thickness, blur, noise, texture grain
+and a smooth bias. The anatomy is the phantom's own (liver on the patient's right, spine behind) in every storage
+orientation. A case's design comes from its own seed, apart from its patient's: case N is the same patient with or
+without randomisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from liverseg.data.synthetic import PhantomStyle
+
+Range = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class RandomisedRanges:
+    """The ranges each case's design is drawn from (uniform unless said); the config's data.synthetic.randomised.ranges
+    overrides any of them."""
+
+    liver_hu: Range = (40, 150)
+    spleen_offset_hu: Range = (-40, 40)  # relative to the liver
+    kidney_hu: Range = (25, 250)
+    aorta_hu: Range = (35, 320)
+    ivc_hu: Range = (30, 220)
+    vessel_offset_hu: Range = (-20, 80)  # portal and hepatic veins, relative to the liver
+    muscle_hu: Range = (30, 75)
+    fat_hu: Range = (-130, -70)
+    visceral_fat_hu: Range = (-120, -20)
+    bowel_hu: tuple[Range, ...] = ((0, 30), (30, 60), (150, 400))  # fluid, soft content, oral contrast: one of them
+    ascites_share: float = 0.3  # cases with ascites
+    ascites_mm: Range = (3, 20)
+    lesion_contrast_hu: Range = (8, 80)
+    lesion_kinds: tuple[tuple[str, float], ...] = (
+        ("hypodense", 0.4),
+        ("hyperdense", 0.2),
+        ("rim-enhancing", 0.15),
+        ("cystic", 0.15),
+        ("calcified", 0.1),
+    )
+    lesion_radius_mm: Range = (1.8, 26.0)  # log-uniform between these, per lesion
+    outline_amplitude: Range = (0.04, 0.16)
+    body_scale: Range = (0.8, 1.25)
+    field_of_view_mm: Range = (250, 480)  # of the whole body; a liver-centred one is 250 to 300 mm
+    liver_centred_share: float = 0.3
+    slice_mm: Range = (0.7, 5.0)
+    max_slices: int = 48  # at most this many slices (thin ones centred on the liver would be 370): a bounded set
+    blur_mm: Range = (0.3, 1.5)
+    mottle_hu: Range = (10, 80)
+    mottle_px: Range = (1, 5)
+    quantum_noise_hu: Range = (3, 35)
+    bias_hu: Range = (0, 40)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RandomisedRanges:
+        """From the config's ranges (lists for tuples); unknown names are refused by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown randomised phantom ranges {unknown}; known: {sorted(known)}")
+        as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, list | tuple) else v  # noqa: E731
+        return cls(**{key: as_tuple(value) for key, value in values.items()})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def draw_style(rng: np.random.Generator, ranges: RandomisedRanges) -> PhantomStyle:
+    """One case's design."""
+    u = lambda bounds: float(rng.uniform(*bounds))  # noqa: E731 - local shorthand
+    liver_centred = bool(rng.random() < ranges.liver_centred_share)
+    field_of_view = (250.0, 300.0) if liver_centred else (u(ranges.field_of_view_mm),) * 2
+    liver = u(ranges.liver_hu)
+    bowel = ranges.bowel_hu[int(rng.integers(len(ranges.bowel_hu)))]
+    noise = u(ranges.quantum_noise_hu)
+    return PhantomStyle(
+        liver_hu=(liver, liver),
+        lesion_contrast_hu=ranges.lesion_contrast_hu,
+        lesion_kinds=ranges.lesion_kinds,
+        lesion_radius_mm=ranges.lesion_radius_mm,
+        outline_amplitude=u(ranges.outline_amplitude),
+        mottle_hu=u(ranges.mottle_hu),
+        mottle_px=u(ranges.mottle_px),
+        quantum_noise_hu=(noise, noise),
+        spleen_offset_hu=(u(ranges.spleen_offset_hu),) * 2,
+        kidney_hu=(u(ranges.kidney_hu),) * 2,
+        aorta_hu=(u(ranges.aorta_hu),) * 2,
+        ivc_hu=(u(ranges.ivc_hu),) * 2,
+        vessel_offset_hu=(u(ranges.vessel_offset_hu),) * 2,
+        bowel_hu=u(bowel),
+        ascites_mm=u(ranges.ascites_mm) if rng.random() < ranges.ascites_share else 0.0,
+        field_of_view_mm=field_of_view,
+        liver_centred=liver_centred,
+        slice_mm=(round(u(ranges.slice_mm), 2),),
+        max_slices=ranges.max_slices,
+        body_scale=ranges.body_scale,
+        muscle_hu=u(ranges.muscle_hu),
+        fat_hu=u(ranges.fat_hu),
+        visceral_fat_hu=u(ranges.visceral_fat_hu),
+        blur_mm=u(ranges.blur_mm),
+        bias_hu=u(ranges.bias_hu),
+    )
+
+
+def randomised_styles(cases: int, seed: int, ranges: RandomisedRanges) -> list[PhantomStyle]:
+    """The designs of `cases` randomised phantoms, each from its own seed."""
+    return [draw_style(np.random.default_rng([seed, n, 19]), ranges) for n in range(cases)]
