@@ -95,7 +95,7 @@ def test_a_changed_parameter_reruns_only_the_jobs_that_depend_on_it(project):
     root, run, _ = project
     models = digests(root / "experiments" / "tiny")
     log = run("dvc", "exp", "run", "-S", "config.yaml:postprocess.closing_radius_mm=1.5")
-    assert "rule postprocess:" in log and "rule evaluate:" in log and "rule aggregate:" in log
+    assert "rule postprocess:" in log and "rule score:" in log and "rule aggregate:" in log
     assert "rule train:" not in log and "rule predict:" not in log
     after = digests(root / "experiments" / "tiny")
     trained = [path for path in models if path.endswith(("best.pt", "history.csv"))]

@@ -151,10 +151,10 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 
 def _soft(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """(N, H, W) mask -> (N, 1, H, W) weights: 1 inside, fading over a pixel or two outside. A change of contrast that
-    stopped at the label's edge would draw the label's outline into the image."""
-    weights = mask[:, None].to(images.dtype)
-    return torch.maximum(weights, _gaussian_blur(weights, torch.ones(len(mask), device=images.device)))
+    """(N, H, W) mask -> (N, 1, H, W) weights blurred as partial volume blurs an edge: 0.5 at the label's edge, 1
+    inside. A change of contrast that stopped sharply at the edge would draw the label's outline into the image, and
+    one fading outside only would move the edge the image shows off the label's."""
+    return _gaussian_blur(mask[:, None].to(images.dtype), torch.full((len(mask),), 0.7, device=images.device))
 
 
 def _smooth_field(n: int, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:

@@ -182,10 +182,20 @@ def _postprocess(a):
     postprocess_case(a.prediction, a.out, _post_settings(a.settings))
 
 
-def _evaluate(a):
+def _score(a):
     from liverseg.evaluate import evaluate_case
 
     evaluate_case(a.model, a.case, a.label, a.prediction, a.postprocessed, _post_settings(a.settings), a.out)
+
+
+def _evaluate(a):
+    from liverseg.evaluate_folder import evaluate_folder
+
+    _set_threads(a.threads)
+    _, rejected = evaluate_folder(a.data, a.models, a.out, a.layout, a.device, a.flip_tta, a.tracking_uri)
+    print((a.out / "summary.md").read_text())
+    if rejected:
+        raise ValueError(f"{len(rejected)} files could not be scored (named above, in {a.out / 'rejected.tsv'})")
 
 
 def _aggregate(a):
@@ -430,6 +440,22 @@ def parser() -> argparse.ArgumentParser:
         "--max-uncertain-share", type=float, help="voxels of liver probability 0.25 to 0.75, per voxel called liver"
     )
 
+    s = step("evaluate", _evaluate, "segment and score a labelled folder (LiTS, MSD or image/label pairs)")
+    s.add_argument("data", type=Path, help="the folder: LiTS or MSD layout, or images/ and labels/ of the same names")
+    s.add_argument(
+        "--model",
+        dest="models",
+        nargs="+",
+        required=True,
+        help="model or cascade folders of finished runs, or registered segmenters (models:/...)",
+    )
+    s.add_argument("--out", type=Path, required=True, help="folder for the label maps, per-case scores and summary")
+    s.add_argument("--layout", choices=["auto", "lits", "msd", "pairs"], default="auto")
+    s.add_argument("--flip-tta", action="store_true", help="average each slice's prediction with its mirror's")
+    s.add_argument("--tracking-uri", help="the MLflow store of a models:/ MODEL (default: $MLFLOW_TRACKING_URI)")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+
     s = step("ui", _ui, "the MLflow UI on an experiment's runs (artifact links follow a moved project folder)")
     s.add_argument("experiment", nargs="?", default="synthetic", help="the experiment's name: experiments/NAME/")
     s.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only")
@@ -440,7 +466,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--settings", required=True, help="JSON: the config's postprocess section")
     s.add_argument("--out", type=Path, required=True)
 
-    s = step("evaluate", _evaluate, "per-case scores before, during and after post-processing")
+    s = step("score", _score, "per-case scores before, during and after post-processing")
     s.add_argument("--settings", required=True, help="JSON: the config's postprocess section")
     s.add_argument("--model", required=True)
     s.add_argument("--case", required=True)

@@ -74,11 +74,15 @@ def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: d
         row["tumour_dice_cases_with_tumour"] = holding["dice"].astype(float).mean()
         row["cases_with_tumour"] = len(holding)
         row.update(detection_scores(lesions[model]))
-        stages = [pd.read_csv(path) for path in history_paths]
-        row["seconds_per_epoch"] = stages[0]["epoch_seconds"].mean()
+        stages = [pd.read_csv(path) for path in history_paths]  # none for a model whose histories are not at hand
+        row["seconds_per_epoch"] = stages[0]["epoch_seconds"].mean() if stages else float("nan")
         row["tumour_stage_seconds_per_epoch"] = stages[1]["epoch_seconds"].mean() if len(stages) > 1 else float("nan")
-        row["training_minutes"] = sum((h["epoch_seconds"] + h["val_seconds"]).sum() for h in stages) / 60
-        row["epochs"] = " + ".join(f"{int(h.loc[h['val_dice'].fillna(-1).idxmax(), 'epoch'])}/{len(h)}" for h in stages)
+        row["training_minutes"] = sum((h["epoch_seconds"] + h["val_seconds"]).sum() for h in stages) / 60 or float(
+            "nan"
+        )
+        row["epochs"] = (
+            " + ".join(f"{int(h.loc[h['val_dice'].fillna(-1).idxmax(), 'epoch'])}/{len(h)}" for h in stages) or "-"
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -139,6 +143,7 @@ SCORED_ON = {
     "val": "validation cases, which also picked each model's best epoch and drove its learning rate (optimistic, "
     "as in the study)",
     "new": "new phantoms drawn for this check (never trained on, never used to pick an epoch)",
+    "folder": "the labelled cases of a folder given to `liverseg evaluate`",
 }
 
 

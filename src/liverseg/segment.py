@@ -67,6 +67,7 @@ class Segmenter:
     window: tuple[float, float]
     post: PostSettings
     quality: QualityLimits
+    histories: list[Path]  # each stage's training history, where it lies beside the stage's weights
 
     @classmethod
     def load(cls, folder: Path, device) -> Segmenter:
@@ -77,34 +78,40 @@ class Segmenter:
                 "(experiments/<experiment>/models/<name>/, written by the workflow's `segmenter` rule)"
             )
         description = json.loads(path.read_text())
-        stages = {}
+        stages, histories = {}, []
         for role, weights in description["stages"].items():
             if not (Path(folder) / weights).is_file():
                 raise FileNotFoundError(f"{path}: its {role} stage's weights {Path(folder) / weights} are missing")
             stages[role] = load_model(Path(folder) / weights, device)
+            histories += [path for path in [(Path(folder) / weights).parent / "history.csv"] if path.is_file()]
         return cls(
             description["name"],
             stages,
             tuple(description["window"]),
             PostSettings(**description["postprocess"]),
             QualityLimits.from_dict(description.get("quality", {})),  # older descriptions: the defaults
+            histories,
         )
 
-    def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
-        """Canonical (X, Y, Z) labels of a scan: stage 1, post-processed; then, for a cascade, the tumour stage inside
-        that liver, post-processed again (the workflow's prediction, post-processing and cascade rules in one).
-        `observe` sees the stage-1 liver probabilities batch by batch."""
-        spacing = nifti.canonical_spacing(scan)
+    def unprocessed(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
+        """Canonical (X, Y, Z) labels before the last post-processing, as the workflow's prediction rules write them:
+        stage 1's; for a cascade, the tumour stage's tumours inside stage 1's post-processed liver. `observe` sees
+        the stage-1 liver probabilities batch by batch."""
         model, recipe, size = self.stages["liver"]
-        labels = postprocessed(
-            stage1_labels(model, recipe, size, scan, self.window, device, flip_tta, observe), spacing, self.post
-        )
+        labels = stage1_labels(model, recipe, size, scan, self.window, device, flip_tta, observe)
         if "tumour" in self.stages:
             model, recipe, _ = self.stages["tumour"]
-            liver = labels >= 1
+            liver = postprocessed(labels, nifti.canonical_spacing(scan), self.post) >= 1
             tumour = tumour_stage(model, recipe, scan, liver, self.window, device, flip_tta)
-            labels = postprocessed(liver.astype(np.uint8) + tumour.astype(np.uint8), spacing, self.post)
+            labels = liver.astype(np.uint8) + tumour.astype(np.uint8)
         return labels
+
+    def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
+        """Canonical labels of a scan, post-processed (the workflow's prediction, post-processing and cascade rules
+        in one)."""
+        return postprocessed(
+            self.unprocessed(scan, device, flip_tta, observe), nifti.canonical_spacing(scan), self.post
+        )
 
 
 def scan_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:
@@ -192,7 +199,9 @@ def load_segmenter(model: str, device, tracking_uri: str | None = None) -> Segme
     from liverseg.registry import download_segmenter
 
     with tempfile.TemporaryDirectory() as folder:
-        return Segmenter.load(download_segmenter(model, tracking_uri, Path(folder)), device)
+        segmenter = Segmenter.load(download_segmenter(model, tracking_uri, Path(folder)), device)
+    segmenter.histories = []  # they were in the downloaded folder, gone now
+    return segmenter
 
 
 def segment_scans(

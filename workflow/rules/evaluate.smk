@@ -60,7 +60,7 @@ rule postprocess:
         "python -m liverseg postprocess --prediction {input} --settings {params.settings:q} --out {output} > {log} 2>&1"
 
 
-rule evaluate:
+rule score:
     input:
         label=raw_file("label"),
         prediction="results/{entry}/pred/{case}.nii.gz",
@@ -68,12 +68,12 @@ rule evaluate:
     output:
         "results/{entry}/metrics/{case}.json",
     log:
-        "logs/evaluate/{entry}/{case}.log",
+        "logs/score/{entry}/{case}.log",
     conda:
         LIVERSEG_ENV
     params:
         settings=json.dumps(config["postprocess"]),
     shell:
-        "python -m liverseg evaluate --model {wildcards.entry} --case {wildcards.case} --label {input.label} "
+        "python -m liverseg score --model {wildcards.entry} --case {wildcards.case} --label {input.label} "
         "--prediction {input.prediction} --postprocessed {input.postprocessed} --settings {params.settings:q} "
         "--out {output} > {log} 2>&1"
