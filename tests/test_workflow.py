@@ -36,6 +36,12 @@ def test_every_declared_output_exists(finished_run):
     assert split["train_only"] == ["case_1000"] and "case_1000" in split["train"], "the randomised case only trains"
     designs = json.loads((workdir / "data/raw/synthetic/randomised.json").read_text())
     assert list(designs) == ["volume-1000.nii.gz"] and designs["volume-1000.nii.gz"]["max_slices"] == 24
+    client = MlflowClient(f"sqlite:///{workdir}/mlflow.db")
+    for model, with_phantom in (("unet", True), ("resnet50_unet", False)):  # resnet50_unet: randomised_phantoms false
+        run = client.get_run(json.loads((workdir / f"models/{model}/run.json").read_text())["run_id"])
+        trained = next(d for d in run.inputs.dataset_inputs if d.tags[0].value == "training")
+        files = json.loads(trained.dataset.source)["files"]
+        assert ("case_1000.npz" in files) == with_phantom and len(files) == len(split["train"]) - (not with_phantom)
     for case in cases["case"]:
         assert (workdir / f"data/slices/{case}.npz").is_file()
     for case in cases["case"]:

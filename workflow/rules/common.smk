@@ -69,14 +69,18 @@ def case_slices(part):
 
 
 def training_inputs(part):
-    """Whole slices for a stage-1 model, the liver crops made for it for a tumour stage."""
+    """Whole slices for a stage-1 model, the liver crops made for it for a tumour stage; without the randomised
+    phantoms for a model that says `randomised_phantoms: false`."""
 
     def files(wildcards):
         if wildcards.model in TUMOUR_STAGES:
             pattern = f"data/crops/{wildcards.model}/{{case}}.npz"
         else:
             pattern = "data/slices/{case}.npz"
-        return expand(pattern, case=split_cases(part))
+        cases = split_cases(part)
+        if not config["models"][wildcards.model].get("randomised_phantoms", True):
+            cases = [case for case in cases if case not in RANDOMISED_CASES]
+        return expand(pattern, case=cases)
 
     return files
 
