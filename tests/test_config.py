@@ -96,6 +96,21 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
         assert pastes == {"unet": False, "resnet50_unet": False, "tumour_unet": True}
 
 
+@pytest.mark.parametrize("overlays", [["randomised.yaml"], ["randomised.yaml", "randomised_all.yaml"]])
+def test_the_randomised_overlays_add_to_the_default_config(tmp_path, tool_env, overlays):
+    files = [str(ROOT / "config.yaml"), *(str(ROOT / "config" / name) for name in overlays)]
+    command = ["snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", *files]
+    result = subprocess.run(command, env=tool_env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "synthesise --cases 32 --seed 2024 --randomised-cases 6 --randomised-seed 19" in result.stdout
+    train_jobs = [
+        line for line in result.stdout.splitlines() if line.startswith("Shell command: python -m liverseg train")
+    ]
+    shifts = {line.split("--name ")[1].split()[0]: '"liver_shift": 0.1' in line for line in train_jobs}
+    every = len(overlays) == 2
+    assert shifts == {"unet": every, "resnet50_unet": every, "tumour_unet": True}
+
+
 def test_a_config_names_only_what_its_source_uses(tmp_path, tool_env):
     study = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())
     study["data"]["synthetic"] = {"cases": 15, "seed": 1}
