@@ -69,6 +69,8 @@ def test_ranges_come_from_the_config_and_unknown_names_are_refused():
     assert 60 <= style.liver_hu[0] <= 61 and 300 <= style.bowel_hu <= 301
     with pytest.raises(ValueError, match="livr_hu"):
         RandomisedRanges.from_dict({"livr_hu": [60, 61]})
+    with pytest.raises(ValueError, match="unknown lesion kinds .'cystc'"):
+        RandomisedRanges.from_dict({"lesion_kinds": [["cystc", 1.0]]})
 
 
 def test_randomised_cases_are_numbered_apart_and_leave_the_others_as_they_were(tmp_path):

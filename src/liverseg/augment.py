@@ -150,6 +150,11 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return flat.reshape(n, c, h, w)
 
 
+def _per_sample(images: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """(N,) values of the samples, shaped to broadcast over (N, C, H, W) images on their device."""
+    return values.to(images.device, images.dtype)[:, None, None, None]
+
+
 def _soft(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """(N, H, W) mask -> (N, 1, H, W) weights blurred as partial volume blurs an edge: 0.5 at the label's edge, 1
     inside. A change of contrast that stopped sharply at the edge would draw the label's outline into the image, and
@@ -169,31 +174,28 @@ def tissue_contrast(
 ) -> torch.Tensor:
     """The liver moved against its surroundings, its lesions made fainter or stronger, a smooth bias added."""
     n = len(images)
-    per_sample = lambda values: values.to(images.device, images.dtype)[:, None, None, None]  # noqa: E731
     if settings.lesion_contrast != (1.0, 1.0):
         liver_mean, has_liver = _liver_mean(images, labels)
-        factor = per_sample(torch.where(has_liver.cpu(), _uniform(generator, n, settings.lesion_contrast), 1.0))
+        factor = _per_sample(
+            images, torch.where(has_liver.cpu(), _uniform(generator, n, settings.lesion_contrast), 1.0)
+        )
         lesion = _soft(labels == 2, images)
         images = images + (factor - 1) * (images - liver_mean[:, :, None, None]) * lesion
     if settings.liver_shift > 0:
-        shift = per_sample(_uniform(generator, n, (-settings.liver_shift, settings.liver_shift)))
+        shift = _per_sample(images, _uniform(generator, n, (-settings.liver_shift, settings.liver_shift)))
         images = images + shift * _soft(labels >= 1, images)
     if settings.bias > 0:
-        field = (
-            _smooth_field(n, tuple(images.shape[-2:]), generator)
-            * _uniform(generator, n, (0, settings.bias))[:, None, None, None]
-        )
-        images = images + field.to(images.device, images.dtype)
+        field = _smooth_field(n, tuple(images.shape[-2:]), generator).to(images.device, images.dtype)
+        images = images + field * _per_sample(images, _uniform(generator, n, (0, settings.bias)))
     return images
 
 
 def jitter_intensity(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
     n = len(images)
-    per_sample = lambda values: values.to(images.device, images.dtype)[:, None, None, None]  # noqa: E731
-    images = images * per_sample(_uniform(generator, n, settings.intensity_scale))
-    images = images + per_sample(_uniform(generator, n, (-settings.intensity_shift, settings.intensity_shift)))
+    images = images * _per_sample(images, _uniform(generator, n, settings.intensity_scale))
+    images = images + _per_sample(images, _uniform(generator, n, (-settings.intensity_shift, settings.intensity_shift)))
     if settings.gamma != (1.0, 1.0):
-        images = images.clamp(min=0) ** per_sample(_uniform(generator, n, settings.gamma))
+        images = images.clamp(min=0) ** _per_sample(images, _uniform(generator, n, settings.gamma))
     if settings.blur_sigma[1] > 0:
         images = _gaussian_blur(images, _uniform(generator, n, settings.blur_sigma))
     if settings.noise_std > 0:

@@ -49,10 +49,24 @@ def evaluate_case(
     """Scores against the reference labels of the prediction ("pred"), of each enabled post-processing step applied
     to it in turn (named by the step), and of the post-processed file ("post"), as JSON (NaN -> null)."""
     reference = nifti.load(label)
-    spacing = nifti.canonical_spacing(reference)
     ref = nifti.to_canonical(reference, dtype=np.uint8)
     pred = nifti.to_canonical(_read_matching(prediction, reference), dtype=np.uint8)
     post = nifti.to_canonical(_read_matching(postprocessed, reference), dtype=np.uint8)
+    return score_labels(model, case, reference, ref, pred, post, settings, out)
+
+
+def score_labels(
+    model: str,
+    case: str,
+    reference: nib.Nifti1Image,
+    ref: np.ndarray,
+    pred: np.ndarray,
+    post: np.ndarray,
+    settings: PostSettings,
+    out: Path,
+) -> dict:
+    """`evaluate_case` on canonical label maps already in memory: `ref` is the reference image's labels."""
+    spacing = nifti.canonical_spacing(reference)
     result = {"model": model, "case": case, "shape": list(reference.shape), "spacing": list(spacing)}
     steps = apply_steps(pred, spacing, settings)
     result["steps"] = ["pred", *(name for name, _ in steps), "post"]

@@ -13,14 +13,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from liverseg.atomic import atomic_path
 from liverseg.data import nifti
 from liverseg.data.cases import check_label, find_cases
 from liverseg.devices import select_device
-from liverseg.evaluate import evaluate_case
-from liverseg.postprocess import postprocessed
+from liverseg.evaluate import score_labels
 from liverseg.report import read_case_scores, summarise, write_summary
 from liverseg.segment import NIFTI_SUFFIXES, load_segmenter, read_scan, scan_name
 
@@ -85,6 +85,8 @@ def evaluate_folder(
         try:
             scan = read_scan(volume)
             check_label(label, scan, volume)
+            reference = nifti.load(label)
+            ref = nifti.to_canonical(reference, dtype=np.uint8)
         except (ValueError, FileNotFoundError) as error:  # VolumeError included: name it, keep going
             named = str(error) if str(error).startswith((str(volume), str(label))) else f"{volume}: {error}"
             print(f"liverseg evaluate: error: {named}", file=sys.stderr, flush=True)
@@ -93,19 +95,11 @@ def evaluate_folder(
         for segmenter in segmenters:
             entry = out_dir / segmenter.name
             unprocessed = segmenter.unprocessed(scan, dev, flip_tta)
-            labels = postprocessed(unprocessed, nifti.canonical_spacing(scan), segmenter.post)
+            labels = segmenter.postprocessed(unprocessed, scan)
             for stage, values in (("pred", unprocessed), ("post", labels)):
                 nifti.save_label_like(values, scan, entry / stage / f"{case}.nii.gz")
             score_files.append(entry / "metrics" / f"{case}.json")
-            evaluate_case(
-                segmenter.name,
-                case,
-                label,
-                entry / "pred" / f"{case}.nii.gz",
-                entry / "post" / f"{case}.nii.gz",
-                segmenter.post,
-                score_files[-1],
-            )
+            score_labels(segmenter.name, case, reference, ref, unprocessed, labels, segmenter.post, score_files[-1])
             print(f"{case}: {segmenter.name} scored", flush=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "rejected.tsv") as partial:

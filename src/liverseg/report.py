@@ -77,8 +77,8 @@ def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: d
         stages = [pd.read_csv(path) for path in history_paths]  # none for a model whose histories are not at hand
         row["seconds_per_epoch"] = stages[0]["epoch_seconds"].mean() if stages else float("nan")
         row["tumour_stage_seconds_per_epoch"] = stages[1]["epoch_seconds"].mean() if len(stages) > 1 else float("nan")
-        row["training_minutes"] = sum((h["epoch_seconds"] + h["val_seconds"]).sum() for h in stages) / 60 or float(
-            "nan"
+        row["training_minutes"] = (
+            sum((h["epoch_seconds"] + h["val_seconds"]).sum() for h in stages) / 60 if stages else float("nan")
         )
         row["epochs"] = (
             " + ".join(f"{int(h.loc[h['val_dice'].fillna(-1).idxmax(), 'epoch'])}/{len(h)}" for h in stages) or "-"

@@ -101,17 +101,18 @@ class Segmenter:
         labels = stage1_labels(model, recipe, size, scan, self.window, device, flip_tta, observe)
         if "tumour" in self.stages:
             model, recipe, _ = self.stages["tumour"]
-            liver = postprocessed(labels, nifti.canonical_spacing(scan), self.post) >= 1
+            liver = self.postprocessed(labels, scan) >= 1
             tumour = tumour_stage(model, recipe, scan, liver, self.window, device, flip_tta)
             labels = liver.astype(np.uint8) + tumour.astype(np.uint8)
         return labels
 
+    def postprocessed(self, labels: np.ndarray, scan: nib.Nifti1Image) -> np.ndarray:
+        return postprocessed(labels, nifti.canonical_spacing(scan), self.post)
+
     def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
         """Canonical labels of a scan, post-processed (the workflow's prediction, post-processing and cascade rules
         in one)."""
-        return postprocessed(
-            self.unprocessed(scan, device, flip_tta, observe), nifti.canonical_spacing(scan), self.post
-        )
+        return self.postprocessed(self.unprocessed(scan, device, flip_tta, observe), scan)
 
 
 def scan_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:

@@ -16,7 +16,8 @@ SOURCE = config["data"]["source"]
 RAW_DIR = (
     config["data"]["path"] if SOURCE in ("lits", "folder") else f"data/raw/{SOURCE}"
 )
-# domain-randomised phantoms (synthetic source only): numbered from 1000, they train and are never validated or scored
+# domain-randomised phantoms (synthetic source only): numbered from 1000 (liverseg.data.synthetic.RANDOMISED_FIRST;
+# the workflow test checks the two agree), they train and are never validated or scored
 RANDOMISED = {"cases": 0, "seed": 0, "ranges": {}} | config["data"].get(
     "synthetic", {}
 ).get("randomised", {})

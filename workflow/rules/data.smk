@@ -12,11 +12,11 @@ if SOURCE == "synthetic":
             seed=config["data"]["synthetic"]["seed"],
             randomised=RANDOMISED["cases"],
             randomised_seed=RANDOMISED["seed"],
-            ranges=shlex.quote(json.dumps(RANDOMISED["ranges"])),
+            ranges=json.dumps(RANDOMISED["ranges"]),
         shell:
             "python -m liverseg synthesise --cases {params.cases} --seed {params.seed} "
             "--randomised-cases {params.randomised} --randomised-seed {params.randomised_seed} "
-            "--ranges {params.ranges} --out {output} > {log} 2>&1"
+            "--ranges {params.ranges:q} --out {output} > {log} 2>&1"
 
 
 if SOURCE == "msd":

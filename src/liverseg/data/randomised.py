@@ -13,11 +13,11 @@ without randomisation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from liverseg.data.synthetic import PhantomStyle
+from liverseg.data.synthetic import LESION_KINDS, LIVER_CENTRED, PhantomStyle
 
 Range = tuple[float, float]
 
@@ -68,17 +68,17 @@ class RandomisedRanges:
         if unknown:
             raise ValueError(f"unknown randomised phantom ranges {unknown}; known: {sorted(known)}")
         as_tuple = lambda v: tuple(as_tuple(x) for x in v) if isinstance(v, list | tuple) else v  # noqa: E731
-        return cls(**{key: as_tuple(value) for key, value in values.items()})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+        ranges = cls(**{key: as_tuple(value) for key, value in values.items()})
+        if strange := sorted({name for name, _ in ranges.lesion_kinds} - set(LESION_KINDS)):
+            raise ValueError(f"unknown lesion kinds {strange}; known: {list(LESION_KINDS)}")
+        return ranges
 
 
 def draw_style(rng: np.random.Generator, ranges: RandomisedRanges) -> PhantomStyle:
     """One case's design."""
     u = lambda bounds: float(rng.uniform(*bounds))  # noqa: E731 - local shorthand
     liver_centred = bool(rng.random() < ranges.liver_centred_share)
-    field_of_view = (250.0, 300.0) if liver_centred else (u(ranges.field_of_view_mm),) * 2
+    field_of_view = LIVER_CENTRED.field_of_view_mm if liver_centred else (u(ranges.field_of_view_mm),) * 2
     liver = u(ranges.liver_hu)
     bowel = ranges.bowel_hu[int(rng.integers(len(ranges.bowel_hu)))]
     noise = u(ranges.quantum_noise_hu)
@@ -113,4 +113,5 @@ def draw_style(rng: np.random.Generator, ranges: RandomisedRanges) -> PhantomSty
 
 def randomised_styles(cases: int, seed: int, ranges: RandomisedRanges) -> list[PhantomStyle]:
     """The designs of `cases` randomised phantoms, each from its own seed."""
+    # the trailing 19 sets these streams apart from the patients' (SeedSequence([seed, number])) for any seed
     return [draw_style(np.random.default_rng([seed, n, 19]), ranges) for n in range(cases)]

@@ -23,6 +23,7 @@ from liverseg.atomic import atomic_dir
 BACKGROUND, LIVER, TUMOUR = 0, 1, 2
 AIR_HU = -1000.0
 STORAGE_ORIENTATIONS = (("R", "A", "S"), ("L", "P", "S"), ("L", "A", "S"), ("R", "P", "I"))
+LESION_KINDS = ("hypodense", "hyperdense", "rim-enhancing", "cystic", "calcified")
 
 
 @dataclass(frozen=True)
@@ -254,11 +255,9 @@ def _paint_lesion(
     elif kind == "rim-enhancing":
         region[mask[box]] = liver_hu - contrast
         region[mask[box] & (inner <= rng.uniform(1.5, 4.0))] = liver_hu + 0.8 * contrast
-    elif kind == "calcified":
+    else:  # calcified
         region[mask[box]] = liver_hu - contrast
         region[mask[box] & (inner >= 0.6 * inner.max())] = rng.uniform(300, 900)
-    else:
-        raise ValueError(f"unknown lesion kind {kind!r}")
 
 
 def _bias_field(rng: np.random.Generator, shape: tuple[int, int, int]) -> np.ndarray:
