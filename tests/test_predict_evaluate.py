@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from liverseg.data import nifti
+from liverseg.data.crops import crop_case
 from liverseg.data.slices import save_slices, slice_case
 from liverseg.evaluate import evaluate_case
-from liverseg.models import build_model
+from liverseg.models import Recipe, build_model
 from liverseg.postprocess import PostSettings
-from liverseg.predict import predict_cascade, predict_case, probabilities_to_classes
+from liverseg.predict import predict_cascade, predict_case, probabilities_to_classes, tumour_stage
 from liverseg.report import markdown_table, read_case_scores, step_effects, steps_markdown, summarise
 
 
@@ -188,3 +189,28 @@ def test_each_post_processing_step_is_scored_and_judged(tmp_path):
     assert "| m | liver | largest_component |" in steps_markdown(
         step_effects(read_case_scores([tmp_path / "s.json"])[0])
     )
+
+
+def test_tumour_stage_sees_the_training_crops_shifted_to_its_liver(phantom_files, tmp_path, monkeypatch):
+    """With `liver_hu`, prediction cuts the crops that training cut from the same liver, and a scan whose HU are all
+    50 higher (another contrast phase, to a first approximation) gives the same crops."""
+    volume, label = phantom_files / "volume-1.nii.gz", phantom_files / "segmentation-1.nii.gz"
+    brighter = tmp_path / "brighter.nii.gz"
+    scan = nib.load(volume)
+    nib.save(nib.Nifti1Image(np.asarray(scan.dataobj) + np.int16(50), scan.affine, scan.header), brighter)
+    liver = nifti.to_canonical(nib.load(label), dtype=np.uint8) >= 1
+    recipe = Recipe.from_spec({"kind": "unet", "crop": {"size": 32, "margin_mm": 5.0, "liver_hu": 100.0}})
+    seen = []
+    monkeypatch.setattr(
+        "liverseg.predict.segment_slices",
+        lambda model, recipe, crops, size, device, flip_tta=False: seen.append(crops) or np.zeros((len(crops), *size)),
+    )
+    for path in (volume, brighter):
+        tumour_stage(None, recipe, nib.load(path), liver, (-150, 250), "cpu")
+    trained = crop_case(volume, label, (-150, 250), 32, margin_mm=5.0, jitter_mm=0.0, liver_hu=100.0)["image"]
+    assert np.allclose(seen[0], trained, atol=1e-3), "prediction's crops are training's"
+    assert np.allclose(seen[0], seen[1], atol=1e-4), "a uniform HU shift changes nothing"
+    liver_crop = crop_case(volume, label, (-150, 250), 32, 5.0, 0.0, liver_hu=100.0)["label"] >= 1
+    assert np.median(trained[liver_crop]) == pytest.approx(250 / 400, abs=0.02), "the liver's median at 100 HU"
+    unshifted = crop_case(brighter, label, (-150, 250), 32, 5.0, 0.0)["image"]
+    assert not np.allclose(unshifted, trained, atol=0.05), "without liver_hu the HU are as scanned"

@@ -67,7 +67,7 @@ def _crop(a):
     from liverseg.data.crops import crop_case
     from liverseg.data.slices import save_slices
 
-    save_slices(crop_case(a.volume, a.label, tuple(a.window), a.size, a.margin_mm, a.jitter_mm), a.out)
+    save_slices(crop_case(a.volume, a.label, tuple(a.window), a.size, a.margin_mm, a.jitter_mm, a.liver_hu), a.out)
 
 
 def _augment_settings(text: str):
@@ -331,6 +331,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, required=True)
     s.add_argument("--margin-mm", type=float, required=True)
     s.add_argument("--jitter-mm", type=float, required=True)
+    s.add_argument("--liver-hu", type=float, help="shift the HU so that the liver's median lies here")
     s.add_argument("--out", type=Path, required=True)
 
     s = step("split", _split, "patient-wise train/validation split")

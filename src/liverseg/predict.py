@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from liverseg.data import nifti
-from liverseg.data.crops import crop_images, scaled_box
+from liverseg.data.crops import crop_images, liver_offset, scaled_box
 from liverseg.data.slices import load_slices, normalised_slices, resize_images
 from liverseg.devices import autocast, select_device
 from liverseg.models import Recipe, build_model
@@ -112,14 +112,19 @@ def stage1_labels(
 
 def tumour_stage(model, recipe: Recipe, scan, liver: np.ndarray, window, device, flip_tta: bool = False) -> np.ndarray:
     """The tumour stage's tumours in the box of the largest component of a canonical liver mask, inside the liver."""
-    box = liver_box(largest_component(liver), nifti.canonical_spacing(scan), recipe.crop["margin_mm"])
+    component = largest_component(liver)
+    box = liver_box(component, nifti.canonical_spacing(scan), recipe.crop["margin_mm"])
     if box is None:
         return np.zeros_like(liver)
     stored, slope, inter = nifti.stored_voxels(scan)
     stored = nifti.canonical(stored, scan)
+    offset = liver_offset(stored[component] * np.float32(slope) + np.float32(inter), recipe.crop.get("liver_hu"))
     # a few slices of the box at a time: a box as large as the scan never becomes float32 in full
     crops = np.concatenate(
-        [crop_images(scaled_box(stored, slope, inter, slab), window, recipe.crop["size"]) for slab in box.slabs(32)]
+        [
+            crop_images(scaled_box(stored, slope, inter, slab) + np.float32(offset), window, recipe.crop["size"])
+            for slab in box.slabs(32)
+        ]
     )
     classes = segment_slices(model, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
     return paste_box(classes.transpose(1, 2, 0) == 1, box, liver.shape) & liver

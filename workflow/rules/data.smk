@@ -111,10 +111,13 @@ rule crop:
     params:
         window=config["preprocess"]["window"],
         crop=lambda wildcards: config["models"][wildcards.model]["crop"],
+        liver_hu=lambda wildcards: (
+            f"--liver-hu {hu}" if (hu := config["models"][wildcards.model]["crop"].get("liver_hu")) is not None else ""
+        ),
     shell:
         "python -m liverseg crop --volume {input.volume} --label {input.label} --window {params.window} "
         "--size {params.crop[size]} --margin-mm {params.crop[margin_mm]} --jitter-mm {params.crop[jitter_mm]} "
-        "--out {output} > {log} 2>&1"
+        "{params.liver_hu} --out {output} > {log} 2>&1"
 
 
 rule augment:
