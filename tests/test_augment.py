@@ -126,7 +126,7 @@ def test_intensity_and_texture_changes():
 
 def test_tissue_contrast_moves_the_liver_and_scales_lesions_without_inverting_them():
     images, labels = _batch(64)
-    labels[:, 6:10, 6:10] = 2
+    labels[:, 5:11, 5:11] = 2
     images[:, 0][labels == 2] = 0.3  # hypodense lesions in a liver of 0.5
     generator = torch.Generator().manual_seed(0)
     shifted = tissue_contrast(images, labels, AugmentSettings(**STILL, liver_shift=0.2), generator)
@@ -145,6 +145,12 @@ def test_tissue_contrast_moves_the_liver_and_scales_lesions_without_inverting_th
     assert float(contrast.max()) < 0 and -0.4 - 1e-3 <= float(contrast.min()), "fainter or stronger, still hypodense"
     assert float(contrast.max()) > -0.1 and float(contrast.min()) < -0.3, "the factor's whole range is drawn"
     assert torch.equal(scaled[:, 0][far], images[:, 0][far])
+    grain = torch.zeros_like(images)
+    grain[:, 0, 5:11, 5:11] = 0.05 * torch.tensor([[1.0, -1.0] * 3, [-1.0, 1.0] * 3] * 3)  # a checkerboard of noise
+    faint = tissue_contrast(images + grain, labels, AugmentSettings(**STILL, lesion_contrast=(0.25, 0.25)), generator)
+    core = faint[:, 0, 7:9, 7:9]
+    assert float((core.mean((1, 2)) - 0.5).max()) > -0.1, "fainter"
+    assert float((core - core.mean((1, 2), keepdim=True)).abs().min()) > 0.035, "the noise on it kept"
 
     bias = tissue_contrast(images, labels, AugmentSettings(**STILL, bias=0.1), generator) - images
     assert 0 < float(bias.abs().amax((1, 2, 3)).max()) <= 0.1 + 1e-6

@@ -1,10 +1,13 @@
 """Phantoms of another design, and the check that scores trained models on them."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from liverseg.data.randomised import RandomisedRanges, randomised_styles
 from liverseg.data.synthetic import DEFAULT_STYLE, SHIFTED, make_case
 from liverseg.models import build_model
 from liverseg.report import ablation_markdown
@@ -20,7 +23,8 @@ def test_shifted_phantoms_differ_where_a_model_could_learn_by_heart():
     assert not np.array_equal(default.label >= 1, shifted.label >= 1), "other organ outlines"
 
 
-def test_check_scores_every_entry_on_new_cases(tmp_path):
+def _trained(tmp_path) -> dict:
+    """A config of a stage-1 model and a cascade, with untrained models saved under tmp_path/models."""
     config = {
         "preprocess": {"window": [-150, 250], "image_size": 32},
         "postprocess": {"closing_radius_mm": 3.0},
@@ -44,6 +48,11 @@ def test_check_scores_every_entry_on_new_cases(tmp_path):
             tmp_path / "models" / name / "best.pt",
         )
         (tmp_path / "models" / name / "history.csv").write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.5,2,1\n")
+    return config
+
+
+def test_check_scores_every_entry_on_new_cases(tmp_path):
+    config = _trained(tmp_path)
     summary = check_shifted(config, tmp_path / "models", cases=2, seed=5, out_dir=tmp_path / "shifted").set_index(
         "model"
     )
@@ -52,6 +61,21 @@ def test_check_scores_every_entry_on_new_cases(tmp_path):
     for entry in ("unet", "cascade"):
         assert len(list((tmp_path / "shifted" / entry / "metrics").glob("case_*.json"))) == 2
     assert summary.loc["cascade", "liver_dice"] == pytest.approx(summary.loc["unet", "liver_dice"])
+
+
+def test_randomised_designs_are_scored_one_a_case(tmp_path):
+    config = _trained(tmp_path)
+    ranges = RandomisedRanges.from_dict({"max_slices": 12, "field_of_view_mm": [250, 300]})
+    designs = randomised_styles(2, seed=7, ranges=ranges)
+    summary = check_shifted(config, tmp_path / "models", 2, 7, tmp_path / "rand", randomised=designs)
+    assert (summary["scored_cases"] == 2).all()
+    written = json.loads((tmp_path / "rand" / "raw" / "randomised.json").read_text())
+    assert list(written) == ["volume-1000.nii.gz", "volume-1001.nii.gz"]
+    assert [written[f]["liver_hu"] for f in written] == [list(d.liver_hu) for d in designs], "each case its own design"
+    assert sorted(p.name for p in (tmp_path / "rand" / "cascade" / "metrics").glob("*.json")) == [
+        "case_1000.json",
+        "case_1001.json",
+    ]
 
 
 def test_ablation_table_shows_each_change():
@@ -116,4 +140,4 @@ def test_the_command_offers_every_design():
 
     shifted = parser()._subparsers._group_actions[0].choices["shifted"]
     (design,) = [action for action in shifted._actions if action.dest == "design"]
-    assert set(design.choices) == set(DESIGNS)
+    assert set(design.choices) == set(DESIGNS) | {"randomised"}

@@ -180,7 +180,10 @@ def tissue_contrast(
             images, torch.where(has_liver.cpu(), _uniform(generator, n, settings.lesion_contrast), 1.0)
         )
         lesion = _soft(labels == 2, images)
-        images = images + (factor - 1) * (images - liver_mean[:, :, None, None]) * lesion
+        # the lesion's smooth difference from its liver is scaled, not the noise on it: a faint lesion keeps the
+        # scan's grain instead of turning smooth, which would give it away
+        difference = _gaussian_blur(images - liver_mean[:, :, None, None], torch.ones(n, device=images.device))
+        images = images + (factor - 1) * difference * lesion
     if settings.liver_shift > 0:
         shift = _per_sample(images, _uniform(generator, n, (-settings.liver_shift, settings.liver_shift)))
         images = images + shift * _soft(labels >= 1, images)

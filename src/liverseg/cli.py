@@ -246,13 +246,20 @@ def _ablation(a):
 def _shifted(a):
     import yaml
 
+    from liverseg.data.randomised import RandomisedRanges, randomised_styles
     from liverseg.data.synthetic import DESIGNS
     from liverseg.report import write_summary
     from liverseg.shifted import check_shifted
 
     _set_threads(a.threads)
     config = yaml.safe_load(a.config.read_text())
-    summary = check_shifted(config, a.models_dir, a.cases, a.seed, a.out_dir, DESIGNS[a.design])
+    if a.design == "randomised":
+        ranges = RandomisedRanges.from_dict(config["data"]["synthetic"]["randomised"]["ranges"])
+        summary = check_shifted(
+            config, a.models_dir, a.cases, a.seed, a.out_dir, randomised=randomised_styles(a.cases, a.seed, ranges)
+        )
+    else:
+        summary = check_shifted(config, a.models_dir, a.cases, a.seed, a.out_dir, DESIGNS[a.design])
     write_summary(
         summary, a.out_dir / "summary.csv", a.out_dir / "summary.md", a.out_dir / "metrics.json", scored_on="new"
     )
@@ -537,9 +544,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=99)
     s.add_argument(
         "--design",
-        choices=("shifted", "default", "non-contrast", "liver-centred", "ascites-oral-contrast"),
+        choices=("shifted", "default", "non-contrast", "liver-centred", "ascites-oral-contrast", "randomised"),
         default="shifted",
-        help="default: the training set's design, new patients; the others: designs no training draws from",
+        help="default: the training set's design, new patients; randomised: a design per case from the config's "
+        "ranges (data.synthetic.randomised.ranges), drawn with --seed; the others: designs no training draws from",
     )
     s.add_argument("--out-dir", type=Path, required=True)
     s.add_argument("--threads", type=int, default=2)

@@ -1,11 +1,13 @@
 """Trained models checked on new phantoms: of another design than the training set's (`synthetic.DESIGNS`: SHIFTED,
 other liver and lesion contrasts, lumpier outlines, coarser texture and more noise; a scan without contrast; a
 liver-centred reconstruction of thin slices that cuts the body wall; ascites and bowel full of oral contrast), or of
-the same design, drawn from another seed, for a larger sample than a run's test split. Every case is new to every
-model."""
+the same design, drawn from another seed, for a larger sample than a run's test split; or of randomised designs, one
+per case, drawn from the config's ranges (`data.synthetic.randomised.ranges`) with another seed than training's: a
+stress test over every contrast, field of view and resolution those ranges allow. Every case is new to every model."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -19,15 +21,26 @@ from liverseg.report import read_case_scores, summarise
 
 
 def check_shifted(
-    config: dict, models_dir: Path, cases: int, seed: int, out_dir: Path, style: PhantomStyle = SHIFTED
+    config: dict,
+    models_dir: Path,
+    cases: int,
+    seed: int,
+    out_dir: Path,
+    style: PhantomStyle = SHIFTED,
+    randomised: Sequence[PhantomStyle] = (),
 ) -> pd.DataFrame:
-    """Predict, close and score `cases` new phantoms of `style` with every stage-1 model and cascade of `config`."""
+    """Predict, close and score `cases` new phantoms of `style`, or one of each `randomised` design instead, with
+    every stage-1 model and cascade of `config`."""
     window, size = tuple(config["preprocess"]["window"]), config["preprocess"]["image_size"]
     post_settings = PostSettings(**config["postprocess"])
     stage1 = [name for name, spec in config["models"].items() if "crop" not in spec]
     cascades = config.get("cascades", {})
     raw = out_dir / "raw"
-    generate_dataset(raw, cases, seed, style)
+    numbers = (
+        generate_dataset(raw, 0, seed, randomised=randomised)
+        if randomised
+        else generate_dataset(raw, cases, seed, style)
+    )
     score_files = []
 
     def close_and_score(entry: str, case: str, label: Path, pred: Path) -> None:
@@ -36,7 +49,7 @@ def check_shifted(
         score_files.append(out_dir / entry / "metrics" / f"{case}.json")
         evaluate_case(entry, case, label, pred, post, post_settings, score_files[-1])
 
-    for n in range(cases):
+    for n in numbers:
         case = f"case_{n:03d}"
         volume, label = raw / f"volume-{n}.nii.gz", raw / f"segmentation-{n}.nii.gz"
         slices = out_dir / "slices" / f"{case}.npz"
