@@ -47,6 +47,8 @@ def test_every_declared_output_exists(finished_run):
     for case in cases["case"]:
         with np.load(workdir / f"data/crops/tumour_unet/{case}.npz") as crops:
             assert crops["image"].shape[1:] == (32, 32) and (crops["label"] >= 1).any()
+            liver = crops["image"][crops["label"] >= 1].astype(np.float32)
+            assert abs(np.median(liver) - 250 / 400) < 0.03, "liver_hu: the liver's median at 100 HU of [-150, 250]"
     assert plt_image(workdir / "data/train/preview.png").ndim == 3
     for model in MODELS:
         for name in ("best.pt", "history.csv", "run.json"):

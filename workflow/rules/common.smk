@@ -105,6 +105,12 @@ def train_settings(model):
     return {**settings, **config["models"][model].get("train", {})}
 
 
+def liver_hu_option(model):
+    """The crop step's --liver-hu for a tumour stage that sets it, else nothing."""
+    liver_hu = config["models"][model]["crop"].get("liver_hu")
+    return "" if liver_hu is None else f"--liver-hu {liver_hu}"
+
+
 def stage_dirs(entry):
     """Folders of the trained stages of a scored entry, in order."""
     if entry in CASCADES:

@@ -111,9 +111,7 @@ rule crop:
     params:
         window=config["preprocess"]["window"],
         crop=lambda wildcards: config["models"][wildcards.model]["crop"],
-        liver_hu=lambda wildcards: (
-            f"--liver-hu {hu}" if (hu := config["models"][wildcards.model]["crop"].get("liver_hu")) is not None else ""
-        ),
+        liver_hu=lambda wildcards: liver_hu_option(wildcards.model),
     shell:
         "python -m liverseg crop --volume {input.volume} --label {input.label} --window {params.window} "
         "--size {params.crop[size]} --margin-mm {params.crop[margin_mm]} --jitter-mm {params.crop[jitter_mm]} "
