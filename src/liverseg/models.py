@@ -26,7 +26,7 @@ class Recipe:
     input_slices: int = 1  # 2.5D: neighbouring slices as channels
     tumour_oversample: float = 1.0
     background_fraction: float = 1.0
-    crop: dict | None = None  # tumour stage: {size, margin_mm, jitter_mm}
+    crop: dict | None = None  # tumour stage: {size, margin_mm, jitter_mm, liver_hu}
 
     @classmethod
     def from_spec(cls, spec: dict) -> Recipe:
