@@ -211,6 +211,6 @@ def test_tumour_stage_sees_the_training_crops_shifted_to_its_liver(phantom_files
     assert np.allclose(seen[0], trained, atol=1e-3), "prediction's crops are training's"
     assert np.allclose(seen[0], seen[1], atol=1e-4), "a uniform HU shift changes nothing"
     liver_crop = crop_case(volume, label, (-150, 250), 32, 5.0, 0.0, liver_hu=100.0)["label"] >= 1
-    assert np.median(trained[liver_crop]) == pytest.approx(250 / 400, abs=0.02), "the liver's median at 100 HU"
+    assert np.median(trained[liver_crop]) == pytest.approx((100 + 150) / (250 + 150), abs=0.02), "liver at 100 HU"
     unshifted = crop_case(brighter, label, (-150, 250), 32, 5.0, 0.0)["image"]
     assert not np.allclose(unshifted, trained, atol=0.05), "without liver_hu the HU are as scanned"

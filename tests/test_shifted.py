@@ -65,9 +65,10 @@ def test_check_scores_every_entry_on_new_cases(tmp_path):
 
 def test_randomised_designs_are_scored_one_a_case(tmp_path):
     config = _trained(tmp_path)
-    ranges = RandomisedRanges.from_dict({"max_slices": 12, "field_of_view_mm": [250, 300]})
-    designs = randomised_styles(2, seed=7, ranges=ranges)
-    summary = check_shifted(config, tmp_path / "models", 2, 7, tmp_path / "rand", randomised=designs)
+    ranges = {"max_slices": 12, "field_of_view_mm": [250, 300]}
+    config["data"] = {"synthetic": {"randomised": {"ranges": ranges}}}
+    designs = randomised_styles(2, seed=7, ranges=RandomisedRanges.from_dict(ranges))
+    summary = check_shifted(config, tmp_path / "models", 2, 7, tmp_path / "rand", design="randomised")
     assert (summary["scored_cases"] == 2).all()
     written = json.loads((tmp_path / "rand" / "raw" / "randomised.json").read_text())
     assert list(written) == ["volume-1000.nii.gz", "volume-1001.nii.gz"]

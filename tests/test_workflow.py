@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import ROOT, free_port, snakemake, tool_environment
@@ -44,11 +45,13 @@ def test_every_declared_output_exists(finished_run):
         assert ("case_1000.npz" in files) == with_phantom and len(files) == len(split["train"]) - (not with_phantom)
     for case in cases["case"]:
         assert (workdir / f"data/slices/{case}.npz").is_file()
+    config = yaml.safe_load(TINY.read_text())
+    (low, high), liver_hu = config["preprocess"]["window"], config["models"]["tumour_unet"]["crop"]["liver_hu"]
     for case in cases["case"]:
         with np.load(workdir / f"data/crops/tumour_unet/{case}.npz") as crops:
             assert crops["image"].shape[1:] == (32, 32) and (crops["label"] >= 1).any()
             liver = crops["image"][crops["label"] >= 1].astype(np.float32)
-            assert abs(np.median(liver) - 250 / 400) < 0.03, "liver_hu: the liver's median at 100 HU of [-150, 250]"
+            assert abs(np.median(liver) - (liver_hu - low) / (high - low)) < 0.03, "the liver's median at liver_hu"
     assert plt_image(workdir / "data/train/preview.png").ndim == 3
     for model in MODELS:
         for name in ("best.pt", "history.csv", "run.json"):

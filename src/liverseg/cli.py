@@ -246,20 +246,12 @@ def _ablation(a):
 def _shifted(a):
     import yaml
 
-    from liverseg.data.randomised import RandomisedRanges, randomised_styles
-    from liverseg.data.synthetic import DESIGNS
     from liverseg.report import write_summary
     from liverseg.shifted import check_shifted
 
     _set_threads(a.threads)
     config = yaml.safe_load(a.config.read_text())
-    if a.design == "randomised":
-        ranges = RandomisedRanges.from_dict(config["data"]["synthetic"]["randomised"]["ranges"])
-        summary = check_shifted(
-            config, a.models_dir, a.cases, a.seed, a.out_dir, randomised=randomised_styles(a.cases, a.seed, ranges)
-        )
-    else:
-        summary = check_shifted(config, a.models_dir, a.cases, a.seed, a.out_dir, DESIGNS[a.design])
+    summary = check_shifted(config, a.models_dir, a.cases, a.seed, a.out_dir, a.design)
     write_summary(
         summary, a.out_dir / "summary.csv", a.out_dir / "summary.md", a.out_dir / "metrics.json", scored_on="new"
     )

@@ -7,13 +7,13 @@ stress test over every contrast, field of view and resolution those ranges allow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
+from liverseg.data.randomised import RandomisedRanges, randomised_styles
 from liverseg.data.slices import save_slices, slice_case
-from liverseg.data.synthetic import SHIFTED, PhantomStyle, generate_dataset
+from liverseg.data.synthetic import DESIGNS, generate_dataset
 from liverseg.evaluate import evaluate_case
 from liverseg.postprocess import PostSettings, postprocess_case
 from liverseg.predict import predict_cascade, predict_case
@@ -26,21 +26,20 @@ def check_shifted(
     cases: int,
     seed: int,
     out_dir: Path,
-    style: PhantomStyle = SHIFTED,
-    randomised: Sequence[PhantomStyle] = (),
+    design: str = "shifted",
 ) -> pd.DataFrame:
-    """Predict, close and score `cases` new phantoms of `style`, or one of each `randomised` design instead, with
-    every stage-1 model and cascade of `config`."""
+    """Predict, close and score `cases` new phantoms of a design of `synthetic.DESIGNS`, or of `randomised` designs
+    (one a case, from the config's ranges), with every stage-1 model and cascade of `config`."""
     window, size = tuple(config["preprocess"]["window"]), config["preprocess"]["image_size"]
     post_settings = PostSettings(**config["postprocess"])
     stage1 = [name for name, spec in config["models"].items() if "crop" not in spec]
     cascades = config.get("cascades", {})
     raw = out_dir / "raw"
-    numbers = (
-        generate_dataset(raw, 0, seed, randomised=randomised)
-        if randomised
-        else generate_dataset(raw, cases, seed, style)
-    )
+    if design == "randomised":
+        ranges = RandomisedRanges.from_dict(config["data"]["synthetic"]["randomised"]["ranges"])
+        numbers = generate_dataset(raw, 0, seed, randomised=randomised_styles(cases, seed, ranges))
+    else:
+        numbers = generate_dataset(raw, cases, seed, DESIGNS[design])
     score_files = []
 
     def close_and_score(entry: str, case: str, label: Path, pred: Path) -> None:

@@ -38,7 +38,7 @@ def box_hu(image, box: Box) -> np.ndarray:
 
 def liver_offset(liver_values: np.ndarray, liver_hu: float | None) -> float:
     """HU to add to a crop so that the median of its liver's voxels (HU) lies at `liver_hu`; 0 when it is None."""
-    if liver_hu is None or liver_values.size == 0:
+    if liver_hu is None:
         return 0.0
     return float(liver_hu - np.median(liver_values))
 
