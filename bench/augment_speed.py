@@ -4,7 +4,7 @@ Both do the default experiment's augmentation of 128x128 slices with their label
 (image bilinear, labels nearest), intensity scale and shift, gamma, Gaussian blur and noise. The baseline is what a
 per-sample pipeline does (scipy.ndimage, or torchvision's v2 transforms, per slice, in torch's DataLoader with one
 worker per core); liverseg draws one
-affine grid per sample and warps the whole batch at once (`liverseg.augment.augment_batch`). Targets: at least 10x
+affine grid per sample and warps the whole batch at once (`liverseg.training.augment.augment_batch`). Targets: at least 10x
 the baseline, and at least 3,000 slices per second on 2 cores. Writes bench/results/augment_speed.md.
 
     python bench/augment_speed.py [--slices 2048]
@@ -20,7 +20,7 @@ from measure import write_result
 from scipy import ndimage
 from torch.utils.data import DataLoader, Dataset
 
-from liverseg.augment import AugmentSettings, augment_batch
+from liverseg.training.augment import AugmentSettings, augment_batch
 
 SETTINGS = AugmentSettings(
     rotation_degrees=15,
@@ -154,7 +154,7 @@ def main() -> None:
             "| pipeline | slices per second |",
             "|---|---|",
             *[f"| {name} | {rate:,.0f} |" for name, rate in baselines.items()],
-            f"| liverseg.augment.augment_batch (one batch at a time, {cores} threads) | {ours:,.0f} |",
+            f"| liverseg.training.augment.augment_batch (one batch at a time, {cores} threads) | {ours:,.0f} |",
             "",
             *verdicts,
             f"{ours:,.0f} slices per second: {'meets' if ours >= 3000 else 'MISSES'} the 3,000 target.",

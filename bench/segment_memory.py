@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from measure import peak_of, python, write_peak_table
 
-from liverseg.models import build_model
+from liverseg.models.networks import build_model
 
-BASELINE = "import liverseg.cli, liverseg.segment, torch, nibabel, SimpleITK"
+BASELINE = "import liverseg.cli, liverseg.inference.segment, torch, nibabel, SimpleITK"
 STAGES = {  # role: (spec, image size, output biases: liver everywhere, tumour nowhere)
     "liver": ({"kind": "unet", "base_channels": 16, "depth": 4}, 128, [8.0, -8.0]),
     "tumour": (

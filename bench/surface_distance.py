@@ -19,7 +19,7 @@ SPACING = (0.7, 0.7, 1.0)
 SETUP = """
 import numpy as np
 from scipy import ndimage
-from liverseg.surface import surface, surface_distances
+from liverseg.evaluation.surface import surface, surface_distances
 masks = np.load({path!r})
 pred, ref = masks["pred"], masks["ref"]
 """

@@ -1,6 +1,6 @@
 """Images per second of liverseg's training loop against a bare loop over the same model and batches, same run.
 
-liverseg's loop (`liverseg.train.train_model`) draws each epoch's slices, assembles 2.5D batches, augments them on the
+liverseg's loop (`liverseg.training.train.train_model`) draws each epoch's slices, assembles 2.5D batches, augments them on the
 device, steps Adam, validates and logs to MLflow. The bare loop only steps the same model over batches prepared
 beforehand (the same augmented batches), which is the most a loop could reach. Target: at least 0.95 of it. Each
 runs three epochs and the fastest of the last two counts (the first warms up; one epoch's time varies by a few percent
@@ -20,13 +20,13 @@ import torch
 import yaml
 from measure import write_result
 
-from liverseg.augment import AugmentSettings
 from liverseg.data.slices import save_slices
-from liverseg.losses import CombinedLoss
-from liverseg.models import Recipe, build_model
-from liverseg.sampling import epoch_indices
-from liverseg.train import TrainSettings, train_model
-from liverseg.training_set import Batches, load_slice_set
+from liverseg.models.networks import Recipe, build_model
+from liverseg.training.augment import AugmentSettings
+from liverseg.training.dataset import Batches, load_slice_set
+from liverseg.training.losses import CombinedLoss
+from liverseg.training.sampling import epoch_indices
+from liverseg.training.train import TrainSettings, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3

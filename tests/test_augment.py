@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from liverseg.augment import (
+from liverseg.data.slices import save_slices
+from liverseg.training.augment import (
     AugmentSettings,
     augment_batch,
     draw_preview,
@@ -11,8 +12,7 @@ from liverseg.augment import (
     tissue_contrast,
     warp,
 )
-from liverseg.data.slices import save_slices
-from liverseg.training_set import box_view
+from liverseg.training.dataset import box_view
 
 STILL = dict(rotation_degrees=0, flip_lr=0.0, flip_ap=0.0, intensity_scale=(1.0, 1.0))
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from liverseg.figures import chosen_slices, in_plane_view
+from liverseg.reporting.figures import chosen_slices, in_plane_view
 
 
 def volumes():

@@ -10,7 +10,7 @@ from scipy import ndimage
 from liverseg.data import nifti
 from liverseg.data.cases import describe_case
 from liverseg.data.slices import slice_case
-from liverseg.predict import classes_at
+from liverseg.inference.predict import classes_at
 
 WINDOW = (-150.0, 250.0)
 

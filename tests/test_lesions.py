@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from liverseg.lesions import detection_scores, equivalent_diameter_mm, match_lesions
+from liverseg.evaluation.lesions import detection_scores, equivalent_diameter_mm, match_lesions
 
 SPACING = (1.0, 1.0, 1.0)
 

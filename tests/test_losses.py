@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from liverseg.losses import (
+from liverseg.training.losses import (
     CombinedLoss,
     bce_loss,
     class_index,

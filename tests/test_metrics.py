@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from liverseg.metrics import label_metrics, overlap_metrics
+from liverseg.evaluation.metrics import label_metrics, overlap_metrics
 
 
 def test_hand_computed_overlap():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from liverseg.models import Recipe, UNet, build_model
+from liverseg.models.networks import Recipe, UNet, build_model
 
 
 def test_classic_unet_shapes_and_width():

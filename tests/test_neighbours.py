@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from liverseg.neighbours import neighbour_index
+from liverseg.models.neighbours import neighbour_index
 
 
 def test_stacks_repeat_the_end_slices_and_never_cross_cases():

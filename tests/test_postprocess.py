@@ -1,7 +1,7 @@
 import nibabel as nib
 import numpy as np
 
-from liverseg.postprocess import (
+from liverseg.inference.postprocess import (
     PostSettings,
     apply_steps,
     close_labels,

@@ -8,11 +8,11 @@ import torch
 from liverseg.data import nifti
 from liverseg.data.crops import crop_case
 from liverseg.data.slices import save_slices, slice_case
-from liverseg.evaluate import evaluate_case
-from liverseg.models import Recipe, build_model
-from liverseg.postprocess import PostSettings
-from liverseg.predict import predict_cascade, predict_case, probabilities_to_classes, tumour_stage
-from liverseg.report import markdown_table, read_case_scores, step_effects, steps_markdown, summarise
+from liverseg.evaluation.evaluate import evaluate_case
+from liverseg.inference.postprocess import PostSettings
+from liverseg.inference.predict import predict_cascade, predict_case, probabilities_to_classes, tumour_stage
+from liverseg.models.networks import Recipe, build_model
+from liverseg.reporting.report import markdown_table, read_case_scores, step_effects, steps_markdown, summarise
 
 
 def test_tumour_only_inside_liver():
@@ -75,7 +75,7 @@ def test_cascade_keeps_the_stage1_liver_and_puts_tumour_inside_it(phantom_files,
         {"spec": spec, "targets": ["tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()},
         tmp_path / "t.pt",
     )
-    monkeypatch.setattr("liverseg.predict.build_model", lambda spec, pretrained: _Painter())
+    monkeypatch.setattr("liverseg.inference.predict.build_model", lambda spec, pretrained: _Painter())
     monkeypatch.setattr(_Painter, "load_state_dict", lambda self, state: None, raising=False)
     volume, label = phantom_files / "volume-1.nii.gz", phantom_files / "segmentation-1.nii.gz"
     reference = nib.load(label)
@@ -202,7 +202,7 @@ def test_tumour_stage_sees_the_training_crops_shifted_to_its_liver(phantom_files
     recipe = Recipe.from_spec({"kind": "unet", "crop": {"size": 32, "margin_mm": 5.0, "liver_hu": 100.0}})
     seen = []
     monkeypatch.setattr(
-        "liverseg.predict.segment_slices",
+        "liverseg.inference.predict.segment_slices",
         lambda model, recipe, crops, size, device, flip_tta=False: seen.append(crops) or np.zeros((len(crops), *size)),
     )
     for path in (volume, brighter):

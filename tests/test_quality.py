@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from liverseg.quality import QualityLimits, Uncertainty, liver_components, quality_report
+from liverseg.inference.quality import QualityLimits, Uncertainty, liver_components, quality_report
 
 SPACING = (2.0, 2.0, 2.0)  # 0.008 ml a voxel
 WINDOW = (-150.0, 250.0)

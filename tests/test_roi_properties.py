@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from liverseg.data import nifti
-from liverseg.neighbours import neighbour_index
+from liverseg.models.neighbours import neighbour_index
 from liverseg.roi import Box, cut_box, liver_box, paste_box
 from tests.test_nifti import ORIENTATIONS, _affine
 

@@ -1,6 +1,6 @@
 import torch
 
-from liverseg.sampling import epoch_indices
+from liverseg.training.sampling import epoch_indices
 
 
 def _flags():

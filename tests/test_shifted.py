@@ -9,9 +9,9 @@ import torch
 
 from liverseg.data.randomised import RandomisedRanges, randomised_styles
 from liverseg.data.synthetic import DEFAULT_STYLE, SHIFTED, make_case
-from liverseg.models import build_model
-from liverseg.report import ablation_markdown
-from liverseg.shifted import check_shifted
+from liverseg.external.designs import check_shifted
+from liverseg.models.networks import build_model
+from liverseg.reporting.report import ablation_markdown
 
 
 def test_shifted_phantoms_differ_where_a_model_could_learn_by_heart():

@@ -4,7 +4,7 @@ import pytest
 
 from liverseg.data import nifti
 from liverseg.data.slices import load_slices, normalise_hu, resize_images, resize_labels, save_slices, slice_case
-from liverseg.metrics import overlap_metrics
+from liverseg.evaluation.metrics import overlap_metrics
 
 
 def test_normalise_hu_clips_and_scales():

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import pytest
 
-from liverseg.split import split_by_patient, tumour_strata
+from liverseg.data.split import split_by_patient, tumour_strata
 
 
 def test_patients_never_on_both_sides_and_seeded():

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from liverseg.report import case_statistics, paired_comparisons, statistics_markdown
-from liverseg.stats import bootstrap_ci, describe, paired_comparison
+from liverseg.evaluation.stats import bootstrap_ci, describe, paired_comparison
+from liverseg.reporting.report import case_statistics, paired_comparisons, statistics_markdown
 
 
 def test_the_bootstrap_interval_of_a_normal_mean_has_the_textbook_width():

@@ -9,8 +9,8 @@ from medpy.metric import binary as medpy
 from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 from scipy import ndimage
 
-from liverseg.metrics import overlap_metrics
-from liverseg.surface import surface_distances
+from liverseg.evaluation.metrics import overlap_metrics
+from liverseg.evaluation.surface import surface_distances
 
 
 def monai_distances(pred, ref, spacing):

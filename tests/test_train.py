@@ -10,11 +10,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from liverseg import resume, tracking
-from liverseg.augment import AugmentSettings
 from liverseg.data.slices import save_slices
-from liverseg.models import build_model
-from liverseg.train import TrainSettings, train_model
+from liverseg.models.networks import build_model
+from liverseg.tracking import runs as tracking_runs
+from liverseg.training import resume
+from liverseg.training.augment import AugmentSettings
+from liverseg.training.train import TrainSettings, train_model
 
 MODEL = {"kind": "unet", "base_channels": 4, "depth": 2}
 STILL = AugmentSettings(rotation_degrees=0, flip_lr=0.0, intensity_scale=(1.0, 1.0))
@@ -157,17 +158,17 @@ def test_same_config_and_seed_train_identically(tmp_path, slice_files):
 
 def _interrupted(tmp_path, slice_files, name, monkeypatch, at_epoch, **settings):
     """Train until the metrics of `at_epoch` are logged, then stop as a kill would (the state of the epoch before stays)."""
-    original = tracking.log_metrics
+    original = tracking_runs.log_metrics
 
     def log_or_stop(client, run_id, metrics, step=None):
         if step == at_epoch:
             raise KeyboardInterrupt
         original(client, run_id, metrics, step)
 
-    monkeypatch.setattr(tracking, "log_metrics", log_or_stop)
+    monkeypatch.setattr(tracking_runs, "log_metrics", log_or_stop)
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, slice_files, name=name, **settings)
-    monkeypatch.setattr(tracking, "log_metrics", original)
+    monkeypatch.setattr(tracking_runs, "log_metrics", original)
 
 
 def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_if_never_stopped(

@@ -1,9 +1,9 @@
 import numpy as np
 import torch
 
-from liverseg.augment import AugmentSettings
 from liverseg.data.slices import save_slices
-from liverseg.training_set import Batches, load_slice_set, region_targets
+from liverseg.training.augment import AugmentSettings
+from liverseg.training.dataset import Batches, load_slice_set, region_targets
 
 
 def _case(path, n, value, crop=False):

@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import save_file
 from segmentation_models_pytorch.encoders import get_encoder
 
-from liverseg.models import build_model
-from liverseg.weights import WeightsUnavailable, fetch_weights, weights_url
+from liverseg.models.networks import build_model
+from liverseg.models.weights import WeightsUnavailable, fetch_weights, weights_url
 
 SPEC = {"kind": "smp", "arch": "Unet", "encoder": "resnet18", "encoder_weights": "imagenet"}
 

@@ -42,7 +42,7 @@ def _preprocess(a):
 def _split(a):
     from liverseg.atomic import write_json
     from liverseg.data.cases import read_cases_table
-    from liverseg.split import split_by_patient, tumour_strata
+    from liverseg.data.split import split_by_patient, tumour_strata
 
     table = read_cases_table(a.cases)
     unknown = sorted(set(a.train_only) - set(table["case"]))
@@ -71,7 +71,7 @@ def _crop(a):
 
 
 def _augment_settings(text: str):
-    from liverseg.augment import AugmentSettings
+    from liverseg.training.augment import AugmentSettings
 
     settings = json.loads(text)
     settings.pop("seed", None)
@@ -79,7 +79,7 @@ def _augment_settings(text: str):
 
 
 def _augment(a):
-    from liverseg.augment import draw_preview
+    from liverseg.training.augment import draw_preview
 
     draw_preview(a.slices, a.preview, _augment_settings(a.settings), json.loads(a.settings)["seed"])
 
@@ -92,7 +92,7 @@ def _set_threads(threads: int) -> None:
 
 
 def _train(a):
-    from liverseg.train import TrainSettings, train_model
+    from liverseg.training.train import TrainSettings, train_model
 
     _set_threads(a.threads)
     settings = TrainSettings.from_config(json.loads(a.settings))
@@ -112,20 +112,20 @@ def _train(a):
 
 
 def _fetch_weights(a):
-    from liverseg.weights import fetch_weights
+    from liverseg.models.weights import fetch_weights
 
     fetch_weights(a.encoder, a.weights, a.out, a.endpoint)
 
 
 def _predict(a):
-    from liverseg.predict import predict_case
+    from liverseg.inference.predict import predict_case
 
     _set_threads(a.threads)
     predict_case(a.checkpoint, a.slices, a.volume, a.out, a.device)
 
 
 def _cascade(a):
-    from liverseg.predict import predict_cascade
+    from liverseg.inference.predict import predict_cascade
 
     _set_threads(a.threads)
     voxels = predict_cascade(a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device)
@@ -133,7 +133,7 @@ def _cascade(a):
 
 
 def _segmenter(a):
-    from liverseg.segment import write_segmenter
+    from liverseg.inference.segment import write_segmenter
 
     stages = dict(stage.split("=", 1) for stage in a.stage)
     write_segmenter(
@@ -143,7 +143,7 @@ def _segmenter(a):
 
 def _register(a):
     from liverseg.atomic import write_json
-    from liverseg.registry import register_segmenter
+    from liverseg.tracking.registry import register_segmenter
 
     registered = register_segmenter(a.tracking_uri, a.experiment, a.name, a.folder)
     write_json(registered, a.out)
@@ -151,7 +151,7 @@ def _register(a):
 
 
 def _ui(a):
-    from liverseg.mlflow_ui import serve
+    from liverseg.tracking.ui import serve
 
     serve(Path("experiments") / a.experiment, a.host, a.port)
 
@@ -159,8 +159,8 @@ def _ui(a):
 def _segment(a):
     from dataclasses import fields
 
-    from liverseg.quality import QualityLimits
-    from liverseg.segment import segment_scans
+    from liverseg.inference.quality import QualityLimits
+    from liverseg.inference.segment import segment_scans
 
     _set_threads(a.threads)
     given = ((f.name, getattr(a, f.name)) for f in fields(QualityLimits))  # the options are named after the limits
@@ -171,25 +171,25 @@ def _segment(a):
 
 
 def _post_settings(text: str):
-    from liverseg.postprocess import PostSettings
+    from liverseg.inference.postprocess import PostSettings
 
     return PostSettings(**json.loads(text))
 
 
 def _postprocess(a):
-    from liverseg.postprocess import postprocess_case
+    from liverseg.inference.postprocess import postprocess_case
 
     postprocess_case(a.prediction, a.out, _post_settings(a.settings))
 
 
 def _score(a):
-    from liverseg.evaluate import evaluate_case
+    from liverseg.evaluation.evaluate import evaluate_case
 
     evaluate_case(a.model, a.case, a.label, a.prediction, a.postprocessed, _post_settings(a.settings), a.out)
 
 
 def _evaluate(a):
-    from liverseg.evaluate_folder import evaluate_folder
+    from liverseg.external.folder import evaluate_folder
 
     _set_threads(a.threads)
     _, rejected = evaluate_folder(a.data, a.models, a.out, a.layout, a.device, a.flip_tta, a.tracking_uri)
@@ -200,7 +200,7 @@ def _evaluate(a):
 
 def _aggregate(a):
     from liverseg.atomic import atomic_path
-    from liverseg.report import (
+    from liverseg.reporting.report import (
         case_statistics,
         log_to_runs,
         paired_comparisons,
@@ -233,7 +233,7 @@ def _ablation(a):
     import torch
 
     from liverseg.atomic import atomic_path
-    from liverseg.report import ablation_markdown
+    from liverseg.reporting.report import ablation_markdown
 
     cpu = f"{len(os.sched_getaffinity(0))} CPU cores ({platform.machine()}, {platform.system()})"
     machine = f"{torch.cuda.get_device_name(0)} GPU" if torch.cuda.is_available() else f"{cpu}, no GPU"
@@ -246,8 +246,8 @@ def _ablation(a):
 def _shifted(a):
     import yaml
 
-    from liverseg.report import write_summary
-    from liverseg.shifted import check_shifted
+    from liverseg.external.designs import check_shifted
+    from liverseg.reporting.report import write_summary
 
     _set_threads(a.threads)
     config = yaml.safe_load(a.config.read_text())
@@ -259,26 +259,26 @@ def _shifted(a):
 
 
 def _overlay(a):
-    from liverseg.figures import overlay_case
+    from liverseg.reporting.figures import overlay_case
 
     predictions = {model: Path(path) for model, path in (item.split("=", 1) for item in a.predictions)}
     overlay_case(a.case, a.volume, a.label, predictions, tuple(a.window), a.out)
 
 
 def _curves(a):
-    from liverseg.figures import learning_curves
+    from liverseg.reporting.figures import learning_curves
 
     learning_curves({Path(path).parent.name: Path(path) for path in a.histories}, a.out)
 
 
 def _case_dice(a):
-    from liverseg.figures import case_dice_plot
+    from liverseg.reporting.figures import case_dice_plot
 
     case_dice_plot(a.cases, a.out)
 
 
 def _report_pages(a):
-    from liverseg.report import write_report_pages
+    from liverseg.reporting.report import write_report_pages
 
     write_report_pages(a.summary_md, a.cases, json.loads(a.config), a.summary_html, a.cases_html, a.config_html)
 

@@ -234,7 +234,7 @@ def augment_batch(
 def draw_preview(slice_files, preview, settings: AugmentSettings, seed: int, count: int = 4) -> None:
     """Originals above augmented variants, for the slices with most tumour (then liver), one per case."""
     from liverseg.data.slices import load_slices
-    from liverseg.figures import augmentation_preview, slice_interest
+    from liverseg.reporting.figures import augmentation_preview, slice_interest
 
     shown = []
     for path in slice_files:

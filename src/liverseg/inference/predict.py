@@ -16,8 +16,8 @@ from liverseg.data import nifti
 from liverseg.data.crops import crop_images, liver_offset, scaled_box
 from liverseg.data.slices import load_slices, normalised_slices, resize_images
 from liverseg.devices import autocast, select_device
-from liverseg.models import Recipe, build_model
-from liverseg.neighbours import neighbour_index
+from liverseg.models.neighbours import neighbour_index
+from liverseg.models.networks import Recipe, build_model
 from liverseg.roi import largest_component, liver_box, paste_box
 
 

@@ -10,9 +10,9 @@ import numpy as np
 
 from liverseg.atomic import write_json
 from liverseg.data import nifti
-from liverseg.lesions import match_lesions
-from liverseg.metrics import label_metrics, tumour_burden
-from liverseg.postprocess import PostSettings, apply_steps
+from liverseg.evaluation.lesions import match_lesions
+from liverseg.evaluation.metrics import label_metrics, tumour_burden
+from liverseg.inference.postprocess import PostSettings, apply_steps
 
 
 def _read_matching(path: Path, reference: nib.Nifti1Image) -> nib.Nifti1Image:

@@ -21,16 +21,17 @@ import torch
 from mlflow.tracking import MlflowClient
 from tqdm import tqdm
 
-from liverseg import resume, tracking
 from liverseg.atomic import atomic_path, write_json
-from liverseg.augment import AugmentSettings, draw_preview
 from liverseg.devices import autocast, device_name, grad_scaler, select_device
-from liverseg.figures import learning_curves
-from liverseg.losses import CombinedLoss, region_probabilities
-from liverseg.models import Recipe, build_model, input_divisor
-from liverseg.registry import register_best
-from liverseg.sampling import epoch_indices
-from liverseg.training_set import Batches, load_slice_set
+from liverseg.models.networks import Recipe, build_model, input_divisor
+from liverseg.reporting.figures import learning_curves
+from liverseg.tracking import runs
+from liverseg.tracking.registry import register_best
+from liverseg.training import resume
+from liverseg.training.augment import AugmentSettings, draw_preview
+from liverseg.training.dataset import Batches, load_slice_set
+from liverseg.training.losses import CombinedLoss, region_probabilities
+from liverseg.training.sampling import epoch_indices
 
 
 @dataclass(frozen=True)
@@ -131,11 +132,11 @@ def train_model(
     state = resume.load_state(out_dir, key)
     if state is None:
         tags = {"host": socket.gethostname(), "device": device_name(device), "dataset_digest": digests["training"]}
-        client, run_id = tracking.start_run(
+        client, run_id = runs.start_run(
             tracking_uri, experiment, name, {**params, "config": config or {}}, Path("mlartifacts"), tags
         )
-        tracking.log_data(client, run_id, train_files, len(train_set), "training", digests["training"])
-        tracking.log_data(client, run_id, val_files, len(val_set), "validation", digests["validation"])
+        runs.log_data(client, run_id, train_files, len(train_set), "training", digests["training"])
+        runs.log_data(client, run_id, val_files, len(val_set), "validation", digests["validation"])
     else:  # the same MLflow run goes on
         client, run_id = MlflowClient(tracking_uri=tracking_uri), state["run_id"]
         client.update_run(run_id, status="RUNNING")
@@ -144,7 +145,7 @@ def train_model(
     )
 
     try:
-        with tracking.system_metrics(tracking_uri, run_id, resumed=state is not None):
+        with runs.system_metrics(tracking_uri, run_id, resumed=state is not None):
             table = _fit(
                 name, spec, recipe, settings, model, train_batches, val_batches, out_dir, client, run_id, key, state
             )
@@ -152,7 +153,7 @@ def train_model(
         client.set_terminated(run_id, "FAILED")
         raise
     best_row = table.loc[table["val_dice"].fillna(-1).idxmax()]
-    tracking.log_metrics(client, run_id, {"best_epoch": best_row["epoch"], "best_val_dice": best_row["val_dice"]})
+    runs.log_metrics(client, run_id, {"best_epoch": best_row["epoch"], "best_val_dice": best_row["val_dice"]})
     client.log_artifact(run_id, str(out_dir / "best.pt"), artifact_path="checkpoint")
     client.log_artifact(run_id, str(out_dir / "history.csv"))
     with tempfile.TemporaryDirectory() as folder:
@@ -181,7 +182,7 @@ def _fit(
     state,
 ):
     """The epoch loop: sample, train, validate, step the scheduler, log, keep the best epoch by validation Dice, and save
-    the whole state (`liverseg.resume`); from `state`, it goes on after the epoch it was saved at."""
+    the whole state (`liverseg.training.resume`); from `state`, it goes on after the epoch it was saved at."""
     device = train_batches.device
     loss_fn = CombinedLoss(recipe.loss, recipe.head)
     optimizer = OPTIMIZERS[settings.optimizer](model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -263,7 +264,7 @@ def _fit(
         }
         scheduler.step(val_loss)
         history.append(row)
-        tracking.log_metrics(client, run_id, {k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+        runs.log_metrics(client, run_id, {k: v for k, v in row.items() if k != "epoch"}, step=epoch)
         print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), flush=True)
         if np.nan_to_num(row["val_dice"], nan=-1.0) > best:
             best, best_epoch = np.nan_to_num(row["val_dice"], nan=-1.0), epoch

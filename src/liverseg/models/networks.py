@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from liverseg.losses import STUDY_LOSS, output_channels
-from liverseg.weights import WeightsUnavailable, load_pretrained
+from liverseg.models.weights import WeightsUnavailable, load_pretrained
+from liverseg.training.losses import STUDY_LOSS, output_channels
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def build_model(spec: dict, pretrained: bool = True, weights_path: Path | None =
     """A model from its config entry; `pretrained=False` ignores encoder_weights (weights come from a checkpoint).
 
     Pretrained smp encoders are read from `weights_path`, the cached file the workflow fetched before training
-    (`liverseg.weights`); nothing is downloaded here. With several input slices the first convolution's RGB weights
+    (`liverseg.models.weights`); nothing is downloaded here. With several input slices the first convolution's RGB weights
     are adapted to the channel count, as smp does.
     """
     recipe = Recipe.from_spec(spec)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from liverseg.augment import AugmentSettings, augment_batch, warp
-from liverseg.metrics import TARGETS
-from liverseg.neighbours import neighbour_index
+from liverseg.evaluation.metrics import TARGETS
+from liverseg.models.neighbours import neighbour_index
+from liverseg.training.augment import AugmentSettings, augment_batch, warp
 
 
 def region_targets(labels: torch.Tensor, regions: tuple[str, ...]) -> torch.Tensor:

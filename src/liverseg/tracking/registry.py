@@ -31,8 +31,8 @@ from mlflow.models import ModelSignature
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 import liverseg
-from liverseg import tracking
-from liverseg.tracking import store_lock
+from liverseg.tracking import runs
+from liverseg.tracking.runs import store_lock
 
 ALIAS = "champion"
 SEGMENTER_SUFFIX = "-segmenter"
@@ -40,12 +40,12 @@ SEGMENTER_SUFFIX = "-segmenter"
 
 class SliceSegmenter(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from liverseg.predict import load_model
+        from liverseg.inference.predict import load_model
 
         self.model, self.recipe, _ = load_model(Path(context.artifacts["checkpoint"]), torch.device("cpu"))
 
     def predict(self, context, model_input, params=None):
-        from liverseg.losses import region_probabilities
+        from liverseg.training.losses import region_probabilities
 
         with torch.no_grad():
             logits = self.model(torch.as_tensor(np.asarray(model_input, dtype=np.float32)))
@@ -54,7 +54,7 @@ class SliceSegmenter(mlflow.pyfunc.PythonModel):
 
 class ScanSegmenter(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from liverseg.segment import Segmenter
+        from liverseg.inference.segment import Segmenter
 
         self.segmenter = Segmenter.load(Path(context.artifacts["segmenter"]), torch.device("cpu"))
 
@@ -102,7 +102,7 @@ def register_best(tracking_uri: str, run_id: str, name: str, checkpoint: Path, i
 def register_segmenter(tracking_uri: str, experiment: str, entry: str, folder: Path) -> dict:
     """Register a model or cascade folder's segmenter as `<entry>-segmenter`, in a run of its own whose tags name the
     training runs of its stages; the registered name, version and run."""
-    from liverseg.segment import SEGMENTER_FILE, package_segmenter
+    from liverseg.inference.segment import SEGMENTER_FILE, package_segmenter
 
     description = json.loads((folder / SEGMENTER_FILE).read_text())
     tags = {"kind": "segmenter"}
@@ -111,7 +111,7 @@ def register_segmenter(tracking_uri: str, experiment: str, entry: str, folder: P
         if run_file.is_file():
             tags[f"{role}_run"] = json.loads(run_file.read_text())["run_id"]
     name = f"{entry}{SEGMENTER_SUFFIX}"
-    client, run_id = tracking.start_run(
+    client, run_id = runs.start_run(
         tracking_uri, experiment, name, {"segmenter": description}, Path("mlartifacts"), tags
     )
     signature = ModelSignature(

@@ -25,10 +25,10 @@ from liverseg.data import nifti
 from liverseg.data.cases import check_ct
 from liverseg.data.dicom import read_series
 from liverseg.devices import select_device
-from liverseg.lesions import lesion_sizes
-from liverseg.postprocess import PostSettings, postprocessed
-from liverseg.predict import load_model, stage1_labels, tumour_stage
-from liverseg.quality import QualityLimits, Uncertainty, quality_report
+from liverseg.evaluation.lesions import lesion_sizes
+from liverseg.inference.postprocess import PostSettings, postprocessed
+from liverseg.inference.predict import load_model, stage1_labels, tumour_stage
+from liverseg.inference.quality import QualityLimits, Uncertainty, quality_report
 
 SEGMENTER_FILE = "segmenter.json"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -197,7 +197,7 @@ def load_segmenter(model: str, device, tracking_uri: str | None = None) -> Segme
     """A model or cascade folder, or a segmenter registered in MLflow (`models:/<entry>-segmenter@champion`)."""
     if not model.startswith("models:/"):
         return Segmenter.load(Path(model), device)
-    from liverseg.registry import download_segmenter
+    from liverseg.tracking.registry import download_segmenter
 
     with tempfile.TemporaryDirectory() as folder:
         segmenter = Segmenter.load(download_segmenter(model, tracking_uri, Path(folder)), device)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from liverseg.surface import surface_distances
+from liverseg.evaluation.surface import surface_distances
 
 TARGETS = {"liver": lambda labels: labels >= 1, "tumour": lambda labels: labels == 2}
 

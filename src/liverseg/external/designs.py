@@ -14,10 +14,10 @@ import pandas as pd
 from liverseg.data.randomised import RandomisedRanges, randomised_styles
 from liverseg.data.slices import save_slices, slice_case
 from liverseg.data.synthetic import DESIGNS, generate_dataset
-from liverseg.evaluate import evaluate_case
-from liverseg.postprocess import PostSettings, postprocess_case
-from liverseg.predict import predict_cascade, predict_case
-from liverseg.report import read_case_scores, summarise
+from liverseg.evaluation.evaluate import evaluate_case
+from liverseg.inference.postprocess import PostSettings, postprocess_case
+from liverseg.inference.predict import predict_cascade, predict_case
+from liverseg.reporting.report import read_case_scores, summarise
 
 
 def check_shifted(

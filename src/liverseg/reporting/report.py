@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from liverseg.atomic import atomic_path, write_json
-from liverseg.lesions import SIZE_BINS, detection_scores
-from liverseg.stats import BOOTSTRAP_SAMPLES, MIN_WILCOXON_CASES, describe, paired_comparison
-from liverseg.surface import NAMES as SURFACE
+from liverseg.evaluation.lesions import SIZE_BINS, detection_scores
+from liverseg.evaluation.stats import BOOTSTRAP_SAMPLES, MIN_WILCOXON_CASES, describe, paired_comparison
+from liverseg.evaluation.surface import NAMES as SURFACE
 
 COLUMNS = {  # summary column -> (stage, target, metric)
     **{
@@ -329,14 +329,14 @@ def log_to_runs(summary: pd.DataFrame, run_files: dict[str, Path]) -> None:
     when that run belongs to another model, as for a cascade's tumour stage)."""
     from mlflow.tracking import MlflowClient
 
-    from liverseg import tracking
+    from liverseg.tracking import runs
 
     for row in summary.to_dict(orient="records"):
         run = json.loads(Path(run_files[row["model"]]).read_text())
         client = MlflowClient(tracking_uri=run["tracking_uri"])
         prefix = "eval_" if run["model"] == row["model"] else f"eval_{row['model']}_"
         numbers = {k: v for k, v in row.items() if k not in ("model", "epochs")}
-        tracking.log_metrics(client, run["run_id"], {prefix + k: v for k, v in numbers.items()})
+        runs.log_metrics(client, run["run_id"], {prefix + k: v for k, v in numbers.items()})
 
 
 ABLATION_COLUMNS = {  # summary column -> title
