@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from measure import peak_of, python, write_peak_table
 
+from liverseg.models.checkpoint import make_checkpoint, save_checkpoint
 from liverseg.models.networks import build_model
 
 BASELINE = "import liverseg.cli, liverseg.inference.segment, torch, nibabel, SimpleITK"
@@ -61,8 +62,7 @@ def write_cascade(folder: Path) -> None:
         with torch.no_grad():
             model.head.weight.zero_()
             model.head.bias.copy_(torch.tensor(biases))
-        state = {"spec": spec, "image_size": size, "state_dict": model.state_dict()}
-        torch.save(state, folder / f"{role}.pt")
+        save_checkpoint(make_checkpoint(spec, model.state_dict(), size), folder / f"{role}.pt")
     description = {
         "name": "bench",
         "stages": {role: f"{role}.pt" for role in STAGES},

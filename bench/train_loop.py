@@ -21,7 +21,8 @@ import yaml
 from measure import write_result
 
 from liverseg.data.slices import save_slices
-from liverseg.models.networks import Recipe, build_model
+from liverseg.models.networks import build_model
+from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings
 from liverseg.training.dataset import Batches, load_slice_set
 from liverseg.training.losses import CombinedLoss

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from liverseg.evaluation.lesions import detection_scores, equivalent_diameter_mm, match_lesions
+from liverseg.evaluation.lesions import detection_scores, match_lesions
+from liverseg.measurements import equivalent_diameter_mm
 
 SPACING = (1.0, 1.0, 1.0)
 

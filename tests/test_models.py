@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from liverseg.models.networks import Recipe, UNet, build_model
+from liverseg.models.networks import UNet, build_model
+from liverseg.models.recipe import Recipe
 
 
 def test_classic_unet_shapes_and_width():

@@ -10,9 +10,11 @@ from liverseg.data.crops import crop_case
 from liverseg.data.slices import save_slices, slice_case
 from liverseg.evaluation.evaluate import evaluate_case
 from liverseg.inference.postprocess import PostSettings
-from liverseg.inference.predict import predict_cascade, predict_case, probabilities_to_classes, tumour_stage
-from liverseg.models.networks import Recipe, build_model
+from liverseg.inference.predict import predict_cascade, predict_case, tumour_stage
+from liverseg.models.heads import probabilities_to_classes
+from liverseg.models.recipe import Recipe
 from liverseg.reporting.report import markdown_table, read_case_scores, step_effects, steps_markdown, summarise
+from tests.helpers import write_checkpoint
 
 
 def test_tumour_only_inside_liver():
@@ -28,13 +30,7 @@ def test_softmax_head_labels_are_the_most_likely_class():
 def test_prediction_has_the_input_geometry(phantom_files, tmp_path):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2}
     torch.manual_seed(0)
-    state = {
-        "spec": spec,
-        "targets": ["liver", "tumour"],
-        "image_size": 32,
-        "state_dict": build_model(spec).state_dict(),
-    }
-    torch.save(state, tmp_path / "best.pt")
+    write_checkpoint(tmp_path / "best.pt", spec)
     for n in range(3):  # the phantom cases come in several storage orientations
         volume = phantom_files / f"volume-{n}.nii.gz"
         save_slices(slice_case(volume, phantom_files / f"segmentation-{n}.nii.gz", (-150, 250), 32), tmp_path / "s.npz")
@@ -47,10 +43,7 @@ def test_prediction_has_the_input_geometry(phantom_files, tmp_path):
 
 def test_slices_of_another_case_are_refused(phantom_files, tmp_path):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2}
-    torch.save(
-        {"spec": spec, "targets": ["liver", "tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()},
-        tmp_path / "m.pt",
-    )
+    write_checkpoint(tmp_path / "m.pt", spec)
     save_slices(
         slice_case(phantom_files / "volume-0.nii.gz", phantom_files / "segmentation-0.nii.gz", (-150, 250), 32),
         tmp_path / "s.npz",
@@ -71,11 +64,8 @@ class _Painter(torch.nn.Module):
 
 def test_cascade_keeps_the_stage1_liver_and_puts_tumour_inside_it(phantom_files, tmp_path, monkeypatch):
     spec = {"kind": "unet", "base_channels": 2, "depth": 2, "input_slices": 3, "crop": {"size": 32, "margin_mm": 5.0}}
-    torch.save(
-        {"spec": spec, "targets": ["tumour"], "image_size": 32, "state_dict": build_model(spec).state_dict()},
-        tmp_path / "t.pt",
-    )
-    monkeypatch.setattr("liverseg.inference.predict.build_model", lambda spec, pretrained: _Painter())
+    write_checkpoint(tmp_path / "t.pt", spec)
+    monkeypatch.setattr("liverseg.models.checkpoint.build_model", lambda spec, pretrained: _Painter())
     monkeypatch.setattr(_Painter, "load_state_dict", lambda self, state: None, raising=False)
     volume, label = phantom_files / "volume-1.nii.gz", phantom_files / "segmentation-1.nii.gz"
     reference = nib.load(label)
@@ -161,7 +151,7 @@ def test_geometry_mismatch_is_named(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.uint8), np.eye(4)), ref)
     moved = tmp_path / "moved.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 2), np.uint8), np.diag([1, 1, 2, 1.0])), moved)
-    with pytest.raises(nifti.VolumeError, match="moved.nii.gz: geometry"):
+    with pytest.raises(nifti.VolumeError, match="moved.nii.gz: affine differs from its reference"):
         evaluate_case("m", "c", ref, moved, moved, NO_STEPS, tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()
 

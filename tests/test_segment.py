@@ -18,11 +18,11 @@ from mlflow.tracking import MlflowClient
 
 from liverseg.data.dicom import keeping_locale, read_series
 from liverseg.data.synthetic import make_case, write_case
-from liverseg.evaluation.lesions import largest_diameter_mm, lesion_sizes
 from liverseg.inference.predict import segment_slices
 from liverseg.inference.quality import QualityLimits
 from liverseg.inference.segment import scan_name
-from liverseg.models.networks import Recipe
+from liverseg.measurements import largest_diameter_mm, lesion_sizes
+from liverseg.models.recipe import Recipe
 from tests.conftest import tool_environment, write_nifti
 
 pytestmark = pytest.mark.workflow

@@ -10,8 +10,8 @@ import torch
 from liverseg.data.randomised import RandomisedRanges, randomised_styles
 from liverseg.data.synthetic import DEFAULT_STYLE, SHIFTED, make_case
 from liverseg.external.designs import check_shifted
-from liverseg.models.networks import build_model
 from liverseg.reporting.report import ablation_markdown
+from tests.helpers import write_checkpoint
 
 
 def test_shifted_phantoms_differ_where_a_model_could_learn_by_heart():
@@ -43,10 +43,7 @@ def _trained(tmp_path) -> dict:
     torch.manual_seed(0)
     for name, spec in config["models"].items():
         (tmp_path / "models" / name).mkdir(parents=True)
-        torch.save(
-            {"spec": spec, "image_size": 32, "state_dict": build_model(spec).state_dict()},
-            tmp_path / "models" / name / "best.pt",
-        )
+        write_checkpoint(tmp_path / "models" / name / "best.pt", spec)
         (tmp_path / "models" / name / "history.csv").write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.5,2,1\n")
     return config
 

@@ -133,7 +133,7 @@ def _cascade(a):
 
 
 def _segmenter(a):
-    from liverseg.inference.segment import write_segmenter
+    from liverseg.inference.segmenter import write_segmenter
 
     stages = dict(stage.split("=", 1) for stage in a.stage)
     write_segmenter(
@@ -159,13 +159,17 @@ def _ui(a):
 def _segment(a):
     from dataclasses import fields
 
+    from liverseg.devices import select_device
     from liverseg.inference.quality import QualityLimits
     from liverseg.inference.segment import segment_scans
+    from liverseg.tracking.registry import load_segmenter
 
     _set_threads(a.threads)
     given = ((f.name, getattr(a, f.name)) for f in fields(QualityLimits))  # the options are named after the limits
     limits = {name: value for name, value in given if value is not None}
-    failures = segment_scans(a.model, a.inputs, a.out, a.device, a.flip_tta, a.tracking_uri, limits)
+    device = select_device(a.device)
+    segmenter = load_segmenter(str(a.model), device, a.tracking_uri)
+    failures = segment_scans(segmenter, a.inputs, a.out, device, a.flip_tta, limits)
     if failures:
         raise ValueError(f"{failures} of the inputs could not be segmented (named above); the others are in {a.out}")
 

@@ -13,9 +13,10 @@ import pandas as pd
 
 from liverseg.atomic import atomic_path
 from liverseg.data import nifti
+from liverseg.data.geometry import check_same_grid
+from liverseg.labels import VALID as VALID_LABELS
+from liverseg.labels import liver_mask, tumour_mask
 
-VALID_LABELS = {0, 1, 2}
-AFFINE_TOLERANCE_MM = 1e-2
 # CT in Hounsfield units has air around the body (about -1000) and little above dense bone; a scan without any voxel
 # below AIR_BELOW_HU, or with more than 1% of its voxels above BONE_ABOVE_HU, was stored unscaled or normalised.
 AIR_BELOW_HU = -500.0
@@ -141,10 +142,7 @@ def check_image(path: Path) -> tuple:
 def check_label(path: Path, image: nib.Nifti1Image, volume: Path) -> np.ndarray:
     """The checks a label map must pass against its volume; returns its labels."""
     seg = nifti.load(path)
-    if seg.shape != image.shape:
-        raise nifti.VolumeError(f"{path}: shape {seg.shape} differs from its volume {volume} {image.shape}")
-    if not np.allclose(seg.affine, image.affine, rtol=0, atol=AFFINE_TOLERANCE_MM):
-        raise nifti.VolumeError(f"{path}: affine differs from its volume {volume} (tolerance {AFFINE_TOLERANCE_MM} mm)")
+    check_same_grid(seg, path, image, volume, "volume")
     labels = nifti.voxels(seg, dtype=seg.get_data_dtype())
     values = np.unique(labels)
     if not set(values.tolist()) <= VALID_LABELS:
@@ -169,8 +167,8 @@ def describe_case(case: str, volume: Path, label: Path) -> dict:
         "orientation": nifti.orientation_codes(image),
         "dtype": str(image.get_data_dtype()),
         "hu_range": f"{low:g}..{high:g}",
-        "liver_ml": round(np.count_nonzero(labels >= 1) * voxel_ml, 3),  # tumour included
-        "tumour_ml": round(np.count_nonzero(labels == 2) * voxel_ml, 3),
+        "liver_ml": round(np.count_nonzero(liver_mask(labels)) * voxel_ml, 3),  # tumour included
+        "tumour_ml": round(np.count_nonzero(tumour_mask(labels)) * voxel_ml, 3),
         "volume_sha256": sha256(volume),
         "label_sha256": sha256(label),
     }

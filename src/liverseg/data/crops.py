@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from liverseg.data import nifti
+from liverseg.data.geometry import check_same_grid
 from liverseg.data.slices import normalise_hu, resize_images, resize_labels
+from liverseg.labels import liver_mask
 from liverseg.roi import Box, cut_box, liver_box
 
 AIR_HU = -1024.0
@@ -53,16 +55,15 @@ def crop_case(
 ) -> dict[str, np.ndarray]:
     """Crops around the reference liver of one case, with the box's half side and jitter in crop units."""
     image, seg = nifti.load(volume), nifti.load(label)
-    if image.shape != seg.shape:
-        raise nifti.VolumeError(f"{label}: shape {seg.shape} differs from its volume {volume} {image.shape}")
+    check_same_grid(seg, label, image, volume, "volume")
     spacing = nifti.canonical_spacing(image)
     labels = nifti.to_canonical(seg, dtype=np.uint8)
-    box = liver_box(labels >= 1, spacing, margin_mm + jitter_mm)
+    box = liver_box(liver_mask(labels), spacing, margin_mm + jitter_mm)
     if box is None:
         raise nifti.VolumeError(f"{label}: no liver (label 1 or 2) to crop around")
     outer_mm = box.shape[0] * spacing[0]  # in-plane sides are equal in mm
     hu, box_labels = box_hu(image, box), cut_box(labels, box)
-    hu += liver_offset(hu[box_labels >= 1], liver_hu)
+    hu += liver_offset(hu[liver_mask(box_labels)], liver_hu)
     return {
         "image": crop_images(hu, window, size).astype(np.float16),
         "label": resize_labels(box_labels.transpose(2, 0, 1), (size, size)),

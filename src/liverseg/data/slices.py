@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from liverseg.atomic import atomic_path
 from liverseg.data import nifti
+from liverseg.data.geometry import check_same_grid
 
 
 def normalise_hu(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
@@ -61,8 +62,7 @@ def normalised_slices(image, window: tuple[float, float], size: int) -> np.ndarr
 def slice_case(volume: Path, label: Path, window: tuple[float, float], size: int) -> dict[str, np.ndarray]:
     """Axial slices (z, size, size) of the canonical volume, normalised, with their labels; one volume in memory."""
     image, seg = nifti.load(volume), nifti.load(label)
-    if image.shape != seg.shape:
-        raise nifti.VolumeError(f"{label}: shape {seg.shape} differs from its volume {volume} {image.shape}")
+    check_same_grid(seg, label, image, volume, "volume")
     nifti.log_geometry(image)
     labels = nifti.canonical_view(seg, dtype=np.uint8)
     return {

@@ -10,18 +10,16 @@ import numpy as np
 
 from liverseg.atomic import write_json
 from liverseg.data import nifti
+from liverseg.data.geometry import check_same_grid
 from liverseg.evaluation.lesions import match_lesions
 from liverseg.evaluation.metrics import label_metrics, tumour_burden
 from liverseg.inference.postprocess import PostSettings, apply_steps
+from liverseg.labels import tumour_mask
 
 
 def _read_matching(path: Path, reference: nib.Nifti1Image) -> nib.Nifti1Image:
     image = nifti.load(path)
-    if image.shape != reference.shape or not np.allclose(image.affine, reference.affine, atol=1e-3):
-        raise nifti.VolumeError(
-            f"{path}: geometry {image.shape} / {nifti.orientation_codes(image)} does not match the reference "
-            f"{reference.get_filename()} {reference.shape} / {nifti.orientation_codes(reference)}"
-        )
+    check_same_grid(image, path, reference, reference.get_filename(), "reference")
     return image
 
 
@@ -39,7 +37,7 @@ def _scores(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
         "accuracy": float(np.mean(pred == ref)),
         "tumour_burden_error": abs(burden - tumour_burden(ref)),
     }
-    scores["lesions"] = match_lesions(pred == 2, ref == 2, spacing)
+    scores["lesions"] = match_lesions(tumour_mask(pred), tumour_mask(ref), spacing)
     return scores
 
 

@@ -10,15 +10,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from liverseg.measurements import CONNECTIVITY, equivalent_diameter_mm
 from liverseg.roi import bounding_slices
 
 SIZE_BINS = {"lt10mm": (0.0, 10.0), "10to20mm": (10.0, 20.0), "gt20mm": (20.0, np.inf)}
-CONNECTIVITY = np.ones((3, 3, 3), dtype=bool)  # 26-neighbourhood
-
-
-def equivalent_diameter_mm(voxels: np.ndarray, spacing) -> np.ndarray:
-    volume = voxels * float(np.prod(spacing))
-    return np.cbrt(6 * volume / np.pi)
 
 
 def size_bin(diameter_mm: float) -> str:
@@ -73,32 +68,3 @@ def detection_scores(cases: list[dict]) -> dict[str, float]:
     large = [lesion["detected"] for lesion in lesions if lesion["diameter_mm"] >= 10.0]
     scores["lesion_recall_ge10mm"] = ratio(sum(large), len(large))
     return scores
-
-
-def largest_diameter_mm(mask: np.ndarray, spacing) -> float:
-    """The largest distance between two voxel centres of a lesion, in mm (its 3D maximum Feret diameter)."""
-    from scipy.spatial import ConvexHull, QhullError
-    from scipy.spatial.distance import pdist
-
-    boundary = mask & ~ndimage.binary_erosion(mask)
-    points = np.argwhere(boundary) * np.asarray(spacing, dtype=float)
-    if len(points) > 3:
-        try:
-            points = points[ConvexHull(points).vertices]  # the farthest pair are hull vertices
-        except QhullError:  # a flat or straight lesion: every boundary point is a candidate
-            pass
-    return float(pdist(points).max()) if len(points) > 1 else 0.0
-
-
-def lesion_sizes(tumour: np.ndarray, spacing) -> list[dict]:
-    """Each lesion (26-connected component) of a tumour mask: volume in ml and largest diameter in mm, largest first."""
-    box = bounding_slices(tumour)
-    if box is None:
-        return []
-    components, n = ndimage.label(tumour[box], structure=CONNECTIVITY)
-    voxel_ml = float(np.prod(spacing)) / 1000.0
-    lesions = [
-        {"volume_ml": float(box.sum()) * voxel_ml, "largest_diameter_mm": largest_diameter_mm(box, spacing)}
-        for box in (components[where] == label for label, where in enumerate(ndimage.find_objects(components), 1))
-    ]
-    return sorted(lesions, key=lambda lesion: -lesion["volume_ml"])

@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from liverseg.evaluation.surface import surface_distances
-
-TARGETS = {"liver": lambda labels: labels >= 1, "tumour": lambda labels: labels == 2}
+from liverseg.labels import REGIONS, liver_mask, tumour_mask
 
 
 def target_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
-    return {name: select(labels) for name, select in TARGETS.items()}
+    return {name: select(labels) for name, select in REGIONS.items()}
 
 
 def overlap_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -37,8 +36,8 @@ def overlap_metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 def tumour_burden(labels: np.ndarray) -> float:
     """Tumour volume over liver volume (tumour included), as LiTS defines the burden; NaN without liver."""
-    liver = int(np.count_nonzero(labels >= 1))
-    return np.count_nonzero(labels == 2) / liver if liver else float("nan")
+    liver = int(np.count_nonzero(liver_mask(labels)))
+    return np.count_nonzero(tumour_mask(labels)) / liver if liver else float("nan")
 
 
 def label_metrics(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing=None) -> dict[str, dict[str, float]]:
@@ -47,8 +46,8 @@ def label_metrics(pred_labels: np.ndarray, ref_labels: np.ndarray, spacing=None)
     if pred_labels.shape != ref_labels.shape:
         raise ValueError(f"prediction shape {pred_labels.shape} differs from reference {ref_labels.shape}")
     pred, ref = target_masks(pred_labels), target_masks(ref_labels)
-    scores = {name: overlap_metrics(pred[name], ref[name]) for name in TARGETS}
+    scores = {name: overlap_metrics(pred[name], ref[name]) for name in REGIONS}
     if spacing is not None:
-        for name in TARGETS:
+        for name in REGIONS:
             scores[name].update(surface_distances(pred[name], ref[name], spacing))
     return scores

@@ -21,8 +21,9 @@ from liverseg.data import nifti
 from liverseg.data.cases import check_label, find_cases
 from liverseg.devices import select_device
 from liverseg.evaluation.evaluate import score_labels
-from liverseg.inference.segment import NIFTI_SUFFIXES, load_segmenter, read_scan, scan_name
+from liverseg.inference.segment import NIFTI_SUFFIXES, read_scan, scan_name
 from liverseg.reporting.report import read_case_scores, summarise, write_summary
+from liverseg.tracking.registry import load_segmenter
 
 
 def find_pairs(folder: Path) -> tuple[dict[str, tuple[Path, Path]], list[dict]]:

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from liverseg.data import nifti
+from liverseg.labels import liver_mask, parenchyma_mask, tumour_mask
 from liverseg.roi import bounding_slices, largest_component
 
 NEIGHBOURS_3D = np.ones((3, 3, 3), dtype=bool)
@@ -52,27 +53,29 @@ def close_labels(labels: np.ndarray, spacing, radius_mm: float, three_d: bool = 
     structure = footprint(radius_mm, spacing, three_d)
     if structure.size == 1:
         return labels.copy()
-    liver = close_mask(labels >= 1, structure)
-    tumour = close_mask(labels == 2, structure)
+    liver = close_mask(liver_mask(labels), structure)
+    tumour = close_mask(tumour_mask(labels), structure)
     return np.where(tumour, 2, liver).astype(np.uint8)
 
 
 def keep_largest_liver(labels: np.ndarray) -> np.ndarray:
-    return np.where(largest_component(labels >= 1), labels, 0).astype(np.uint8)
+    return np.where(largest_component(liver_mask(labels)), labels, 0).astype(np.uint8)
 
 
 def drop_tumour_outside_liver(labels: np.ndarray) -> np.ndarray:
     """Tumour components (26-connected) without a liver voxel (label 1) beside them become background, unless they lie
     in the largest component of label >= 1 (the liver, all of it tumour in this prediction)."""
     out = labels.astype(np.uint8, copy=True)
-    box = bounding_slices(labels >= 1, pad=1)  # tumour is label >= 1 too; one voxel more for the dilation
+    box = bounding_slices(liver_mask(labels), pad=1)  # tumour is label >= 1 too; one voxel more for the dilation
     if box is None:
         return out
     crop = labels[box]
-    components, n = ndimage.label(crop == 2, structure=NEIGHBOURS_3D)
+    components, n = ndimage.label(tumour_mask(crop), structure=NEIGHBOURS_3D)
     if n == 0:
         return out
-    near_liver = ndimage.binary_dilation(crop == 1, structure=NEIGHBOURS_3D) | largest_component(crop >= 1)
+    near_liver = ndimage.binary_dilation(parenchyma_mask(crop), structure=NEIGHBOURS_3D) | largest_component(
+        liver_mask(crop)
+    )
     touching = np.unique(components[near_liver & (components > 0)])
     out[box] = np.where((components > 0) & ~np.isin(components, touching), 0, crop)
     return out

@@ -14,38 +14,15 @@ from tqdm import tqdm
 
 from liverseg.data import nifti
 from liverseg.data.crops import crop_images, liver_offset, scaled_box
+from liverseg.data.geometry import check_same_grid
 from liverseg.data.slices import load_slices, normalised_slices, resize_images
 from liverseg.devices import autocast, select_device
+from liverseg.labels import liver_mask
+from liverseg.models.checkpoint import load_model
+from liverseg.models.heads import first_region, output_probabilities, probabilities_to_classes
 from liverseg.models.neighbours import neighbour_index
-from liverseg.models.networks import Recipe, build_model
+from liverseg.models.recipe import Recipe
 from liverseg.roi import largest_component, liver_box, paste_box
-
-
-def load_model(checkpoint: Path, device: torch.device) -> tuple[torch.nn.Module, Recipe, int]:
-    """The trained model, its recipe, and the image size it was trained at (in-plane pixels)."""
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model = build_model(state["spec"], pretrained=False)
-    model.load_state_dict(state["state_dict"])
-    return model.to(device).eval(), Recipe.from_spec(state["spec"]), int(state["image_size"])
-
-
-def output_probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """Per-region probabilities for a sigmoid head, per-class for a softmax head."""
-    return torch.sigmoid(logits.float()) if head == "sigmoid" else torch.softmax(logits.float(), dim=1)
-
-
-def probabilities_to_classes(probabilities: torch.Tensor, head: str) -> torch.Tensor:
-    """(N, C, H, W) -> (N, H, W): how many nested regions hold each pixel (0 background, 1 liver, 2 tumour, for
-    stage 1). A sigmoid region counts only inside the region that contains it, so tumour stays inside the liver."""
-    if head == "softmax":
-        return probabilities.argmax(1).to(torch.uint8)
-    inside = torch.cumprod((probabilities > 0.5).to(torch.uint8), dim=1)
-    return inside.sum(1).to(torch.uint8)
-
-
-def first_region(probabilities: torch.Tensor, head: str) -> torch.Tensor:
-    """(N, C, H, W) -> (N, H, W): the probability of the outermost region (the liver, for stage 1)."""
-    return probabilities[:, 0] if head == "sigmoid" else 1 - probabilities[:, 0]
 
 
 def segment_slices(
@@ -135,11 +112,8 @@ def predict_cascade(checkpoint: Path, liver_labels: Path, volume: Path, window, 
     dev = select_device(device)
     model, recipe, _ = load_model(checkpoint, dev)
     reference, stage1 = nifti.load(volume), nifti.load(liver_labels)
-    if stage1.shape != reference.shape or not np.allclose(stage1.affine, reference.affine, atol=1e-3):
-        raise nifti.VolumeError(
-            f"{liver_labels}: geometry {stage1.shape} does not match its volume {volume} {reference.shape}"
-        )
-    liver = nifti.to_canonical(stage1, dtype=np.uint8) >= 1
+    check_same_grid(stage1, liver_labels, reference, volume, "volume")
+    liver = liver_mask(nifti.to_canonical(stage1, dtype=np.uint8))
     tumour = tumour_stage(model, recipe, reference, liver, window, dev)
     nifti.save_label_like(liver.astype(np.uint8) + tumour.astype(np.uint8), reference, out)
     return int(tumour.sum())

@@ -13,6 +13,7 @@ import torch
 from scipy import ndimage
 
 from liverseg.data import nifti
+from liverseg.labels import liver_mask, tumour_mask
 from liverseg.roi import bounding_slices
 
 UNCERTAIN_BAND = (0.25, 0.75)  # a liver probability in here is a guess
@@ -69,9 +70,9 @@ def quality_report(
 ) -> dict:
     """The checks' values for canonical labels of a scan, and one warning per check that fails."""
     voxel_ml = float(np.prod(nifti.voxel_spacing(scan))) / 1000
-    liver = labels >= 1
+    liver = liver_mask(labels)
     liver_ml = float(np.count_nonzero(liver)) * voxel_ml
-    tumour_share = float(np.count_nonzero(labels == 2) / np.count_nonzero(liver)) if liver.any() else None
+    tumour_share = float(np.count_nonzero(tumour_mask(labels)) / np.count_nonzero(liver)) if liver.any() else None
     values = {  # the liver's volume is the report's own liver_ml
         "tumour_share": tumour_share,
         "liver_components": liver_components(liver),

@@ -1,118 +1,31 @@
 """Apply a trained model or cascade to new scans: `liverseg segment MODEL INPUT... --out DIR`.
 
-A model folder holds `segmenter.json`, written by the workflow beside the weights: which trained stages to apply (a
-stage-1 model, or a cascade's stage-1 model and tumour stage), the HU window the stages were trained with, and the
-post-processing of the run. Each scan gives a label map in its own geometry (`<name>.nii.gz`) and a volume report
+The segmenter (`liverseg.inference.segmenter`) comes from a model or cascade folder or from the Model Registry
+(`liverseg.tracking.registry.load_segmenter`). Each scan gives a label map in its own geometry (`<name>.nii.gz`) and a volume report
 (`<name>.json`); `volumes.csv` in the output folder holds one row per scan segmented there.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import torch
 
 from liverseg.atomic import atomic_path, write_json
 from liverseg.data import nifti
 from liverseg.data.cases import check_ct
 from liverseg.data.dicom import read_series
-from liverseg.devices import select_device
-from liverseg.evaluation.lesions import lesion_sizes
-from liverseg.inference.postprocess import PostSettings, postprocessed
-from liverseg.inference.predict import load_model, stage1_labels, tumour_stage
 from liverseg.inference.quality import QualityLimits, Uncertainty, quality_report
+from liverseg.inference.segmenter import Segmenter
+from liverseg.labels import liver_mask, tumour_mask
+from liverseg.measurements import lesion_sizes
 
-SEGMENTER_FILE = "segmenter.json"
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
-
-def write_segmenter(name: str, out: Path, stages: dict[str, Path], window, postprocess: dict) -> None:
-    """Write `segmenter.json`; the stages' weights are named relative to its folder, so the models folder can move."""
-    description = {
-        "name": name,
-        "stages": {role: Path(os.path.relpath(path, out.parent)).as_posix() for role, path in stages.items()},
-        "window": [float(v) for v in window],
-        "postprocess": postprocess,
-        "quality": QualityLimits().to_dict(),  # the defaults `segment` checks each scan's result against
-    }
-    write_json(description, out)
-
-
-def package_segmenter(folder: Path, dest: Path) -> Path:
-    """A self-contained copy of a model folder's segmenter at `dest`: its description and each stage's weights as
-    `<role>.pt` (a cascade's stages live in other models' folders)."""
-    description = json.loads((folder / SEGMENTER_FILE).read_text())
-    dest.mkdir(parents=True)
-    for role, weights in description["stages"].items():
-        shutil.copyfile(folder / weights, dest / f"{role}.pt")
-        description["stages"][role] = f"{role}.pt"
-    write_json(description, dest / SEGMENTER_FILE)
-    return dest
-
-
-@dataclass
-class Segmenter:
-    """The loaded stages of a model folder and how to apply them."""
-
-    name: str
-    stages: dict  # role -> (model, recipe, image size)
-    window: tuple[float, float]
-    post: PostSettings
-    quality: QualityLimits
-    histories: list[Path]  # each stage's training history, where it lies beside the stage's weights
-
-    @classmethod
-    def load(cls, folder: Path, device) -> Segmenter:
-        path = Path(folder) / SEGMENTER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{folder}: no {SEGMENTER_FILE}; give a model or cascade folder of a finished run "
-                "(experiments/<experiment>/models/<name>/, written by the workflow's `segmenter` rule)"
-            )
-        description = json.loads(path.read_text())
-        stages, histories = {}, []
-        for role, weights in description["stages"].items():
-            if not (Path(folder) / weights).is_file():
-                raise FileNotFoundError(f"{path}: its {role} stage's weights {Path(folder) / weights} are missing")
-            stages[role] = load_model(Path(folder) / weights, device)
-            histories += [path for path in [(Path(folder) / weights).parent / "history.csv"] if path.is_file()]
-        return cls(
-            description["name"],
-            stages,
-            tuple(description["window"]),
-            PostSettings(**description["postprocess"]),
-            QualityLimits.from_dict(description.get("quality", {})),  # older descriptions: the defaults
-            histories,
-        )
-
-    def unprocessed(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
-        """Canonical (X, Y, Z) labels before the last post-processing, as the workflow's prediction rules write them:
-        stage 1's; for a cascade, the tumour stage's tumours inside stage 1's post-processed liver. `observe` sees
-        the stage-1 liver probabilities batch by batch."""
-        model, recipe, size = self.stages["liver"]
-        labels = stage1_labels(model, recipe, size, scan, self.window, device, flip_tta, observe)
-        if "tumour" in self.stages:
-            model, recipe, _ = self.stages["tumour"]
-            liver = self.postprocessed(labels, scan) >= 1
-            tumour = tumour_stage(model, recipe, scan, liver, self.window, device, flip_tta)
-            labels = liver.astype(np.uint8) + tumour.astype(np.uint8)
-        return labels
-
-    def postprocessed(self, labels: np.ndarray, scan: nib.Nifti1Image) -> np.ndarray:
-        return postprocessed(labels, nifti.canonical_spacing(scan), self.post)
-
-    def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
-        """Canonical labels of a scan, post-processed (the workflow's prediction, post-processing and cascade rules
-        in one)."""
-        return self.postprocessed(self.unprocessed(scan, device, flip_tta, observe), scan)
 
 
 def scan_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:
@@ -159,13 +72,13 @@ def volume_report(name: str, source: Path, labels: np.ndarray, scan: nib.Nifti1I
     """Liver volume, and each tumour's volume and largest diameter, of canonical labels; with the quality checks."""
     spacing = nifti.canonical_spacing(scan)
     voxel_ml = float(np.prod(spacing)) / 1000.0
-    tumours = lesion_sizes(labels == 2, spacing)
+    tumours = lesion_sizes(tumour_mask(labels), spacing)
     return {
         "scan": name,
         "input": str(source),
         "shape": list(scan.shape),
         "spacing_mm": list(nifti.voxel_spacing(scan)),
-        "liver_ml": float(np.count_nonzero(labels >= 1)) * voxel_ml,  # liver with its tumours, as LiTS counts it
+        "liver_ml": float(np.count_nonzero(liver_mask(labels))) * voxel_ml,  # liver with its tumours, as LiTS counts it
         "tumour_count": len(tumours),
         "tumour_ml": float(sum(t["volume_ml"] for t in tumours)),
         "tumours": tumours,
@@ -193,32 +106,17 @@ def write_volume_table(out_dir: Path) -> pd.DataFrame:
     return table
 
 
-def load_segmenter(model: str, device, tracking_uri: str | None = None) -> Segmenter:
-    """A model or cascade folder, or a segmenter registered in MLflow (`models:/<entry>-segmenter@champion`)."""
-    if not model.startswith("models:/"):
-        return Segmenter.load(Path(model), device)
-    from liverseg.tracking.registry import download_segmenter
-
-    with tempfile.TemporaryDirectory() as folder:
-        segmenter = Segmenter.load(download_segmenter(model, tracking_uri, Path(folder)), device)
-    segmenter.histories = []  # they were in the downloaded folder, gone now
-    return segmenter
-
-
 def segment_scans(
-    model: str,
+    segmenter: Segmenter,
     inputs: list[Path],
     out_dir: Path,
-    device: str = "auto",
+    device: torch.device,
     flip_tta: bool = False,
-    tracking_uri: str | None = None,
     limits: dict | None = None,
 ) -> int:
     """Segment every scan; a scan that fails is named with its problem and the others go on. Returns the failures.
     `limits` replace some of the segmenter's quality limits (as in its description)."""
     scans = scan_inputs(inputs)
-    dev = select_device(device)
-    segmenter = load_segmenter(str(model), dev, tracking_uri)
     quality = QualityLimits.from_dict(segmenter.quality.to_dict() | (limits or {}))
     for name, path in scans:
         if (out_dir / f"{name}.nii.gz").resolve() == path.resolve():
@@ -233,7 +131,7 @@ def segment_scans(
                 f"{name}: {path}, {'x'.join(map(str, scan.shape))} voxels, {nifti.orientation_codes(scan)}", flush=True
             )
             uncertainty = Uncertainty()
-            labels = segmenter.labels(scan, dev, flip_tta, observe=uncertainty)
+            labels = segmenter.labels(scan, device, flip_tta, observe=uncertainty)
         except (ValueError, FileNotFoundError) as error:  # VolumeError included: name the scan, keep going
             named = str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
             print(f"liverseg segment: error: {named}", file=sys.stderr, flush=True)

@@ -7,43 +7,14 @@ An entry with `crop` is a tumour stage: it sees crops of the liver's box and seg
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from liverseg.models.heads import output_channels
+from liverseg.models.recipe import Recipe
 from liverseg.models.weights import WeightsUnavailable, load_pretrained
-from liverseg.training.losses import STUDY_LOSS, output_channels
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """What a model entry sees and learns, with the study's choices as defaults."""
-
-    head: str = "sigmoid"
-    loss: dict = field(default_factory=lambda: STUDY_LOSS)
-    input_slices: int = 1  # 2.5D: neighbouring slices as channels
-    tumour_oversample: float = 1.0
-    background_fraction: float = 1.0
-    crop: dict | None = None  # tumour stage: {size, margin_mm, jitter_mm, liver_hu}
-
-    @classmethod
-    def from_spec(cls, spec: dict) -> Recipe:
-        sampling = spec.get("sampling", {})
-        return cls(
-            head=spec.get("head", "sigmoid"),
-            loss=spec.get("loss", STUDY_LOSS),
-            input_slices=spec.get("input_slices", 1),
-            tumour_oversample=sampling.get("tumour_oversample", 1.0),
-            background_fraction=sampling.get("background_fraction", 1.0),
-            crop=spec.get("crop"),
-        )
-
-    @property
-    def regions(self) -> tuple[str, ...]:
-        return ("tumour",) if self.crop is not None else ("liver", "tumour")
-
 
 # instance norm normalises each image by itself, so evaluation does not depend on running averages over batches
 NORMS = {"batch": nn.BatchNorm2d, "instance": lambda channels: nn.InstanceNorm2d(channels, affine=True)}

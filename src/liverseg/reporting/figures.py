@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from liverseg.atomic import atomic_path  # noqa: E402
+from liverseg.labels import liver_mask, tumour_mask
 
 LIVER_COLOUR, TUMOUR_COLOUR = "#39ff14", "#ff2d2d"
 
@@ -23,7 +24,7 @@ def radiological(plane: np.ndarray) -> np.ndarray:
 def draw_slice(ax, image: np.ndarray, labels: np.ndarray | None, title: str, **style) -> None:
     ax.imshow(radiological(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     if labels is not None:
-        for mask, colour in ((labels >= 1, LIVER_COLOUR), (labels == 2, TUMOUR_COLOUR)):
+        for mask, colour in ((liver_mask(labels), LIVER_COLOUR), (tumour_mask(labels), TUMOUR_COLOUR)):
             if mask.any():
                 ax.contour(radiological(mask.astype(float)), [0.5], colors=colour, linewidths=1.0, **style)
     ax.set_title(title, fontsize=9)
@@ -32,7 +33,7 @@ def draw_slice(ax, image: np.ndarray, labels: np.ndarray | None, title: str, **s
 
 def slice_interest(labels: np.ndarray, axes: tuple[int, int]) -> np.ndarray:
     """Per slice, a score that ranks slices by tumour voxels, then by liver voxels."""
-    return (labels == 2).sum(axes).astype(np.int64) * labels.size + (labels >= 1).sum(axes)
+    return tumour_mask(labels).sum(axes).astype(np.int64) * labels.size + liver_mask(labels).sum(axes)
 
 
 def save_figure(fig, path: Path) -> None:
@@ -57,7 +58,7 @@ PREDICTED_STYLE = {"liver": ("#ff3df2", "--"), "tumour": ("#ff2d2d", "--")}
 
 
 def contours(ax, labels: np.ndarray, styles: dict) -> None:
-    for (colour, line), mask in zip(styles.values(), (labels >= 1, labels == 2)):
+    for (colour, line), mask in zip(styles.values(), (liver_mask(labels), tumour_mask(labels))):
         if mask.any():
             ax.contour(radiological(mask.astype(float)), [0.5], colors=colour, linestyles=line, linewidths=1.1)
 
@@ -76,13 +77,13 @@ def contour_legend(fig) -> None:
 def chosen_slices(reference: np.ndarray, predictions: dict[str, np.ndarray]) -> dict[str, int]:
     """Slices worth looking at, chosen with the reference: its largest tumour (its largest liver if it has no
     tumour) and the slice where the predictions together mark the most false tumour, if they mark any."""
-    tumour = (reference == 2).sum((0, 1))
+    tumour = tumour_mask(reference).sum((0, 1))
     rows = (
         {"largest reference tumour": int(np.argmax(tumour))}
         if tumour.any()
-        else {"largest reference liver (no tumour)": int(np.argmax((reference >= 1).sum((0, 1))))}
+        else {"largest reference liver (no tumour)": int(np.argmax(liver_mask(reference).sum((0, 1))))}
     )
-    false_tumour = sum(((labels == 2) & (reference != 2)).sum((0, 1)) for labels in predictions.values())
+    false_tumour = sum((tumour_mask(labels) & ~tumour_mask(reference)).sum((0, 1)) for labels in predictions.values())
     if np.any(false_tumour):
         k = int(np.argmax(false_tumour))
         if k in rows.values():  # one row says both
@@ -117,7 +118,9 @@ def overlay_case(
     reference = nifti.to_canonical(nifti.load(label), dtype=np.uint8)
     predicted = {name: nifti.to_canonical(nifti.load(path), dtype=np.uint8) for name, path in predictions.items()}
     rows = chosen_slices(reference, predicted)
-    view = in_plane_view([reference >= 1, *(labels >= 1 for labels in predicted.values())], reference.shape[:2])
+    view = in_plane_view(
+        [liver_mask(reference), *(liver_mask(labels) for labels in predicted.values())], reference.shape[:2]
+    )
     columns = ["CT", *predicted]
     fig, axes = plt.subplots(
         len(rows), len(columns), figsize=(2.7 * len(columns), 2.9 * len(rows) + 0.5), squeeze=False

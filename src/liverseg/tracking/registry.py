@@ -31,6 +31,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 import liverseg
+from liverseg.inference.segmenter import SEGMENTER_FILE, Segmenter, package_segmenter
 from liverseg.tracking import runs
 from liverseg.tracking.runs import store_lock
 
@@ -40,12 +41,12 @@ SEGMENTER_SUFFIX = "-segmenter"
 
 class SliceSegmenter(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from liverseg.inference.predict import load_model
+        from liverseg.models.checkpoint import load_model
 
         self.model, self.recipe, _ = load_model(Path(context.artifacts["checkpoint"]), torch.device("cpu"))
 
     def predict(self, context, model_input, params=None):
-        from liverseg.training.losses import region_probabilities
+        from liverseg.models.heads import region_probabilities
 
         with torch.no_grad():
             logits = self.model(torch.as_tensor(np.asarray(model_input, dtype=np.float32)))
@@ -54,8 +55,6 @@ class SliceSegmenter(mlflow.pyfunc.PythonModel):
 
 class ScanSegmenter(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from liverseg.inference.segment import Segmenter
-
         self.segmenter = Segmenter.load(Path(context.artifacts["segmenter"]), torch.device("cpu"))
 
     def predict(self, context, model_input, params=None):
@@ -102,8 +101,6 @@ def register_best(tracking_uri: str, run_id: str, name: str, checkpoint: Path, i
 def register_segmenter(tracking_uri: str, experiment: str, entry: str, folder: Path) -> dict:
     """Register a model or cascade folder's segmenter as `<entry>-segmenter`, in a run of its own whose tags name the
     training runs of its stages; the registered name, version and run."""
-    from liverseg.inference.segment import SEGMENTER_FILE, package_segmenter
-
     description = json.loads((folder / SEGMENTER_FILE).read_text())
     tags = {"kind": "segmenter"}
     for role, weights in description["stages"].items():
@@ -146,9 +143,19 @@ def download_segmenter(uri: str, tracking_uri: str | None, dest: Path) -> Path:
     except MlflowException as error:
         raise ValueError(f"{uri}: not found in {tracking_uri}: {error.message}") from None
     folder = local / "artifacts" / "segmenter"
-    if not (folder / "segmenter.json").is_file():
+    if not (folder / SEGMENTER_FILE).is_file():
         raise ValueError(
             f"{uri} is a model of single slices, not a whole segmenter; segmenters are registered as "
             f"<entry>{SEGMENTER_SUFFIX} (for example models:/unet_cascade{SEGMENTER_SUFFIX}@{ALIAS})"
         )
     return folder
+
+
+def load_segmenter(model: str, device, tracking_uri: str | None = None) -> Segmenter:
+    """A model or cascade folder, or a segmenter registered in MLflow (`models:/<entry>-segmenter@champion`)."""
+    if not model.startswith("models:/"):
+        return Segmenter.load(Path(model), device)
+    with tempfile.TemporaryDirectory() as folder:
+        segmenter = Segmenter.load(download_segmenter(model, tracking_uri, Path(folder)), device)
+    segmenter.histories = []  # they were in the downloaded folder, gone now
+    return segmenter

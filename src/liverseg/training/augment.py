@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from liverseg.labels import liver_mask, parenchyma_mask, tumour_mask
+
 
 @dataclass(frozen=True)
 class AugmentSettings:
@@ -89,7 +91,7 @@ def warp(images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor, field:
 
 def _liver_mean(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each sample's mean grey value per channel over its liver without tumour, and whether it has such liver."""
-    liver = (labels == 1)[:, None].to(images.dtype)
+    liver = parenchyma_mask(labels)[:, None].to(images.dtype)
     count = liver.sum((2, 3))
     return (images * liver).sum((2, 3)) / count.clamp(min=1), count[:, 0] > 0
 
@@ -103,13 +105,13 @@ def paste_lesions(images: torch.Tensor, labels: torch.Tensor, probability: float
     every channel is pasted over the same pixels, so the lesions' neighbouring slices come along too.
     """
     n, h, w = labels.shape
-    donor_lesions = (labels == 2).flatten(1).to(images.dtype)
+    donor_lesions = tumour_mask(labels).flatten(1).to(images.dtype)
     has_lesion = donor_lesions.sum(1) > 0
     if not has_lesion.any():
         return images, labels
     donor = torch.multinomial(has_lesion.float().cpu(), n, replacement=True, generator=generator).to(images.device)
     chosen = (torch.rand(n, generator=generator) < probability).to(images.device)
-    liver = labels >= 1
+    liver = liver_mask(labels)
     own_mean, own_has = _liver_mean(images, labels)
     donor_mean, donor_has = _liver_mean(images[donor], labels[donor])
     chosen &= own_has & donor_has
@@ -126,11 +128,11 @@ def paste_lesions(images: torch.Tensor, labels: torch.Tensor, probability: float
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     theta[:, 0, 2], theta[:, 1, 2] = -2 * move[:, 1] / w, -2 * move[:, 0] / h  # grid x runs along the last axis
     moved_images, moved_labels = warp(images[donor], labels[donor], theta)
-    lesion = (moved_labels == 2) & liver & chosen[:, None, None]
+    lesion = tumour_mask(moved_labels) & liver & chosen[:, None, None]
     # the rim only where both livers are: a lesion at its liver's edge brings no fat or gas along
     rim = (
         F.max_pool2d(lesion[:, None].to(images.dtype), 3, stride=1, padding=1).bool()
-        & (liver & (moved_labels >= 1))[:, None]
+        & (liver & liver_mask(moved_labels))[:, None]
     )
     pasted = moved_images + (own_mean - donor_mean)[:, :, None, None]
     return torch.where(rim, pasted, images), torch.where(lesion, torch.full_like(labels, 2), labels)
@@ -179,14 +181,14 @@ def tissue_contrast(
         factor = _per_sample(
             images, torch.where(has_liver.cpu(), _uniform(generator, n, settings.lesion_contrast), 1.0)
         )
-        lesion = _soft(labels == 2, images)
+        lesion = _soft(tumour_mask(labels), images)
         # the lesion's smooth difference from its liver is scaled, not the noise on it: a faint lesion keeps the
         # scan's grain instead of turning smooth, which would give it away
         difference = _gaussian_blur(images - liver_mean[:, :, None, None], torch.ones(n, device=images.device))
         images = images + (factor - 1) * difference * lesion
     if settings.liver_shift > 0:
         shift = _per_sample(images, _uniform(generator, n, (-settings.liver_shift, settings.liver_shift)))
-        images = images + shift * _soft(labels >= 1, images)
+        images = images + shift * _soft(liver_mask(labels), images)
     if settings.bias > 0:
         field = _smooth_field(n, tuple(images.shape[-2:]), generator).to(images.device, images.dtype)
         images = images + field * _per_sample(images, _uniform(generator, n, (0, settings.bias)))

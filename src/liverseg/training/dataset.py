@@ -12,14 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from liverseg.evaluation.metrics import TARGETS
+from liverseg.labels import REGIONS, liver_mask, tumour_mask
 from liverseg.models.neighbours import neighbour_index
 from liverseg.training.augment import AugmentSettings, augment_batch, warp
 
 
 def region_targets(labels: torch.Tensor, regions: tuple[str, ...]) -> torch.Tensor:
     """(N, H, W) label maps -> (N, len(regions), H, W) binary targets."""
-    return torch.stack([TARGETS[name](labels) for name in regions], dim=1).float()
+    return torch.stack([REGIONS[name](labels) for name in regions], dim=1).float()
 
 
 @dataclass
@@ -35,11 +35,11 @@ class SliceSet:
 
     @property
     def has_tumour(self) -> torch.Tensor:
-        return (self.labels == 2).flatten(1).any(1)
+        return tumour_mask(self.labels).flatten(1).any(1)
 
     @property
     def has_liver(self) -> torch.Tensor:
-        return (self.labels >= 1).flatten(1).any(1)
+        return liver_mask(self.labels).flatten(1).any(1)
 
 
 def load_slice_set(paths, input_slices: int) -> SliceSet:

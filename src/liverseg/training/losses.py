@@ -11,24 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-HEADS = ("sigmoid", "softmax")
-
-
-def output_channels(head: str, regions: int) -> int:
-    return regions if head == "sigmoid" else regions + 1
-
-
-def region_probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
-    """(N, channels, H, W) logits -> (N, regions, H, W) probabilities of each nested region."""
-    if head == "sigmoid":
-        return torch.sigmoid(logits.float())
-    classes = torch.softmax(logits.float(), dim=1)[:, 1:]
-    return classes.flip(1).cumsum(1).flip(1)  # region j holds classes j+1 and above
-
-
-def class_index(regions: torch.Tensor) -> torch.Tensor:
-    """(N, regions, H, W) binary nested regions -> (N, H, W) class index (0 background, j+1 inside region j only)."""
-    return regions.sum(1).long()
+from liverseg.models.heads import HEADS, class_index, region_probabilities
 
 
 def tversky_loss(p: torch.Tensor, t: torch.Tensor, alpha: float = 0.7, beta: float = 0.3, smooth: float = 1.0):
@@ -72,7 +55,6 @@ def focal_loss(logits, t, head, gamma: float = 2.0):
 
 REGION_LOSSES = {"tversky": tversky_loss, "dice": dice_loss}
 PIXEL_LOSSES = {"bce": bce_loss, "focal": focal_loss}
-STUDY_LOSS = {"tversky": {"weight": 1.0, "alpha": 0.7, "beta": 0.3}}
 
 
 class CombinedLoss:

@@ -23,14 +23,17 @@ from tqdm import tqdm
 
 from liverseg.atomic import atomic_path, write_json
 from liverseg.devices import autocast, device_name, grad_scaler, select_device
-from liverseg.models.networks import Recipe, build_model, input_divisor
+from liverseg.models.checkpoint import make_checkpoint, save_checkpoint
+from liverseg.models.heads import region_probabilities
+from liverseg.models.networks import build_model, input_divisor
+from liverseg.models.recipe import Recipe
 from liverseg.reporting.figures import learning_curves
 from liverseg.tracking import runs
 from liverseg.tracking.registry import register_best
 from liverseg.training import resume
 from liverseg.training.augment import AugmentSettings, draw_preview
 from liverseg.training.dataset import Batches, load_slice_set
-from liverseg.training.losses import CombinedLoss, region_probabilities
+from liverseg.training.losses import CombinedLoss
 from liverseg.training.sampling import epoch_indices
 
 
@@ -222,8 +225,7 @@ def _fit(
             state["best_checkpoint"],
         )
         first = state["epoch"] + 1
-        with atomic_path(out_dir / "best.pt") as partial:  # Snakemake deleted it before running the job again
-            torch.save(best_checkpoint, partial)
+        save_checkpoint(best_checkpoint, out_dir / "best.pt")  # Snakemake deleted it before running the job again
     for epoch in range(first, settings.epochs + 1):
         model.train()
         started, losses = time.perf_counter(), []
@@ -268,18 +270,10 @@ def _fit(
         print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), flush=True)
         if np.nan_to_num(row["val_dice"], nan=-1.0) > best:
             best, best_epoch = np.nan_to_num(row["val_dice"], nan=-1.0), epoch
-            checkpoint = {
-                "name": name,
-                "spec": spec,
-                "targets": list(recipe.regions),
-                "epoch": epoch,
-                "val_dice": row["val_dice"],
-                "image_size": int(train_set.images.shape[-1]),
-                # a copy: on the CPU, .cpu() is the live tensor, which later steps change in place
-                "state_dict": {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()},
-            }
-            with atomic_path(out_dir / "best.pt") as partial:
-                torch.save(checkpoint, partial)
+            checkpoint = make_checkpoint(
+                spec, kept.state_dict(), train_set.images.shape[-1], name, epoch, row["val_dice"]
+            )
+            save_checkpoint(checkpoint, out_dir / "best.pt")
             best_checkpoint = checkpoint
         resume.save_state(
             out_dir,

@@ -1,0 +1,108 @@
+"""A model folder's segmenter: `segmenter.json`, written by the workflow beside the weights, and what it describes.
+
+The description names the trained stages to apply (a stage-1 model, or a cascade's stage-1 model and tumour stage),
+with their weights' paths relative to its folder, the HU window the stages were trained with, the post-processing of
+the run and the quality limits that `liverseg segment` checks each result against.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from liverseg.atomic import write_json
+from liverseg.data import nifti
+from liverseg.inference.postprocess import PostSettings, postprocessed
+from liverseg.inference.predict import stage1_labels, tumour_stage
+from liverseg.inference.quality import QualityLimits
+from liverseg.labels import liver_mask
+from liverseg.models.checkpoint import load_model
+
+SEGMENTER_FILE = "segmenter.json"
+
+
+def write_segmenter(name: str, out: Path, stages: dict[str, Path], window, postprocess: dict) -> None:
+    """Write `segmenter.json`; the stages' weights are named relative to its folder, so the models folder can move."""
+    description = {
+        "name": name,
+        "stages": {role: Path(os.path.relpath(path, out.parent)).as_posix() for role, path in stages.items()},
+        "window": [float(v) for v in window],
+        "postprocess": postprocess,
+        "quality": QualityLimits().to_dict(),  # the defaults `segment` checks each scan's result against
+    }
+    write_json(description, out)
+
+
+def package_segmenter(folder: Path, dest: Path) -> Path:
+    """A self-contained copy of a model folder's segmenter at `dest`: its description and each stage's weights as
+    `<role>.pt` (a cascade's stages live in other models' folders)."""
+    description = json.loads((folder / SEGMENTER_FILE).read_text())
+    dest.mkdir(parents=True)
+    for role, weights in description["stages"].items():
+        shutil.copyfile(folder / weights, dest / f"{role}.pt")
+        description["stages"][role] = f"{role}.pt"
+    write_json(description, dest / SEGMENTER_FILE)
+    return dest
+
+
+@dataclass
+class Segmenter:
+    """The loaded stages of a model folder and how to apply them."""
+
+    name: str
+    stages: dict  # role -> (model, recipe, image size)
+    window: tuple[float, float]
+    post: PostSettings
+    quality: QualityLimits
+    histories: list[Path]  # each stage's training history, where it lies beside the stage's weights
+
+    @classmethod
+    def load(cls, folder: Path, device) -> Segmenter:
+        path = Path(folder) / SEGMENTER_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{folder}: no {SEGMENTER_FILE}; give a model or cascade folder of a finished run "
+                "(experiments/<experiment>/models/<name>/, written by the workflow's `segmenter` rule)"
+            )
+        description = json.loads(path.read_text())
+        stages, histories = {}, []
+        for role, weights in description["stages"].items():
+            if not (Path(folder) / weights).is_file():
+                raise FileNotFoundError(f"{path}: its {role} stage's weights {Path(folder) / weights} are missing")
+            stages[role] = load_model(Path(folder) / weights, device)
+            histories += [path for path in [(Path(folder) / weights).parent / "history.csv"] if path.is_file()]
+        return cls(
+            description["name"],
+            stages,
+            tuple(description["window"]),
+            PostSettings(**description["postprocess"]),
+            QualityLimits.from_dict(description.get("quality", {})),  # older descriptions: the defaults
+            histories,
+        )
+
+    def unprocessed(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
+        """Canonical (X, Y, Z) labels before the last post-processing, as the workflow's prediction rules write them:
+        stage 1's; for a cascade, the tumour stage's tumours inside stage 1's post-processed liver. `observe` sees
+        the stage-1 liver probabilities batch by batch."""
+        model, recipe, size = self.stages["liver"]
+        labels = stage1_labels(model, recipe, size, scan, self.window, device, flip_tta, observe)
+        if "tumour" in self.stages:
+            model, recipe, _ = self.stages["tumour"]
+            liver = liver_mask(self.postprocessed(labels, scan))
+            tumour = tumour_stage(model, recipe, scan, liver, self.window, device, flip_tta)
+            labels = liver.astype(np.uint8) + tumour.astype(np.uint8)
+        return labels
+
+    def postprocessed(self, labels: np.ndarray, scan: nib.Nifti1Image) -> np.ndarray:
+        return postprocessed(labels, nifti.canonical_spacing(scan), self.post)
+
+    def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
+        """Canonical labels of a scan, post-processed (the workflow's prediction, post-processing and cascade rules
+        in one)."""
+        return self.postprocessed(self.unprocessed(scan, device, flip_tta, observe), scan)

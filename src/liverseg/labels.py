@@ -1,0 +1,25 @@
+"""The label convention of LiTS and the Medical Segmentation Decathlon's Task03_Liver: 0 background, 1 liver,
+2 tumour. Tumours lie inside the liver, so the liver is label 1 or 2 wherever it is measured, as LiTS scores it.
+
+The masks work on numpy arrays and torch tensors alike.
+"""
+
+BACKGROUND, LIVER, TUMOUR = 0, 1, 2
+VALID = frozenset({BACKGROUND, LIVER, TUMOUR})
+
+
+def liver_mask(labels):
+    """The liver with its tumours."""
+    return labels >= LIVER
+
+
+def tumour_mask(labels):
+    return labels == TUMOUR
+
+
+def parenchyma_mask(labels):
+    """The liver without its tumours."""
+    return labels == LIVER
+
+
+REGIONS = {"liver": liver_mask, "tumour": tumour_mask}  # the nested regions a model predicts, outermost first
