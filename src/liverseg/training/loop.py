@@ -1,0 +1,225 @@
+"""The epoch loop: sample, train, validate, step the scheduler, keep the best epoch by validation Dice, save the whole
+state (`liverseg.training.resume`); a run restored from that state goes on after the epoch it was saved at.
+
+With `ema_decay`, what is validated and kept is an exponential moving average of the weights and of the batch-norm
+statistics, updated after every step: a model trained at a high learning rate on few patients can swing from one
+epoch to the next (in eval mode above all, when its running statistics lag its weights), and the average does not.
+
+Nothing here logs to MLflow or draws: each epoch's row goes to the caller's `on_epoch`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from liverseg.atomic import atomic_path
+from liverseg.devices import autocast, grad_scaler
+from liverseg.models.checkpoint import make_checkpoint, save_checkpoint
+from liverseg.models.heads import region_probabilities
+from liverseg.models.recipe import Recipe
+from liverseg.training import resume
+from liverseg.training.dataset import Batches
+from liverseg.training.losses import CombinedLoss
+from liverseg.training.sampling import epoch_indices
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+@dataclass
+class Progress:
+    """The epochs done: their rows, and the best epoch by validation Dice with its checkpoint."""
+
+    history: list[dict] = field(default_factory=list)
+    best: float = -np.inf
+    best_epoch: int = 0
+    best_checkpoint: dict | None = None
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history)
+
+
+@dataclass
+class Optimisation:
+    """What the training steps change besides the weights, built from the train settings."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    scaler: torch.amp.GradScaler
+    ema: torch.optim.swa_utils.AveragedModel | None
+    generator: torch.Generator  # sampling, order and augmentation, all seeded
+
+    @classmethod
+    def create(cls, model: torch.nn.Module, settings, device: torch.device) -> Optimisation:
+        optimizer = OPTIMIZERS[settings.optimizer](
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode="min",
+            factor=settings.plateau_factor,
+            patience=settings.plateau_patience,
+            threshold=settings.plateau_threshold,
+            cooldown=settings.plateau_cooldown,
+            min_lr=settings.plateau_min_lr,
+        )
+        ema = None
+        if settings.ema_decay is not None:
+            ema = torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True
+            )
+        return cls(optimizer, scheduler, grad_scaler(device), ema, torch.Generator().manual_seed(settings.seed))
+
+    def kept(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model that is validated and saved."""
+        return model if self.ema is None else self.ema.module
+
+
+def restore(saved: dict, model: torch.nn.Module, opt: Optimisation) -> Progress:
+    """Load a saved state into the model and its optimisation; the progress it had reached."""
+    model.load_state_dict(saved["model"])
+    opt.optimizer.load_state_dict(saved["optimizer"])
+    opt.scheduler.load_state_dict(saved["scheduler"])
+    opt.scaler.load_state_dict(saved["scaler"])
+    if opt.ema is not None:
+        opt.ema.load_state_dict(saved["ema"])
+    opt.generator.set_state(saved["generator"])
+    torch.set_rng_state(saved["torch_rng"])
+    return Progress(saved["history"], saved["best"], saved["best_epoch"], saved["best_checkpoint"])
+
+
+def saved_state(model: torch.nn.Module, opt: Optimisation, progress: Progress) -> dict:
+    """Everything the next epoch depends on (the caller adds what ties it to its run)."""
+    return {
+        "epoch": progress.epoch,
+        "history": progress.history,
+        "best": progress.best,
+        "best_epoch": progress.best_epoch,
+        "best_checkpoint": progress.best_checkpoint,
+        "model": model.state_dict(),
+        "ema": None if opt.ema is None else opt.ema.state_dict(),
+        "optimizer": opt.optimizer.state_dict(),
+        "scheduler": opt.scheduler.state_dict(),
+        "scaler": opt.scaler.state_dict(),
+        "generator": opt.generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+
+
+def train_epoch(
+    model, opt: Optimisation, batches: Batches, order: torch.Tensor, settings, loss_fn: CombinedLoss, desc: str
+) -> dict:
+    """One epoch of steps over the slices of `order`: the mean loss, the samples and where the time went."""
+    model.train()
+    started, losses = time.perf_counter(), []
+    if len(order) % settings.batch_size == 1:
+        order = order[:-1]  # a last batch of one sample breaks batch normalisation
+    data_seconds, fetched = 0.0, time.perf_counter()  # waiting for batches (assembly, augmentation) apart
+    for x, y in tqdm(batches(order, opt.generator), total=batches.steps(len(order)), desc=desc, mininterval=10):
+        data_seconds += time.perf_counter() - fetched
+        opt.optimizer.zero_grad(set_to_none=True)
+        with autocast(batches.device):
+            loss = loss_fn(model(x), y)
+        opt.scaler.scale(loss).backward()
+        if settings.grad_clip_norm is not None:
+            opt.scaler.unscale_(opt.optimizer)  # clip the true gradients, not the loss-scaled ones
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
+        opt.scaler.step(opt.optimizer)
+        opt.scaler.update()
+        if opt.ema is not None:
+            opt.ema.update_parameters(model)
+        losses.append(loss.item())  # also waits for the device, so compute time is whole
+        fetched = time.perf_counter()
+    epoch_seconds = time.perf_counter() - started
+    return {
+        "train_loss": float(np.mean(losses)),
+        "train_samples": len(order),
+        "epoch_seconds": epoch_seconds,
+        "data_seconds": data_seconds,
+        "compute_seconds": epoch_seconds - data_seconds,
+    }
+
+
+def validate(model, batches: Batches, loss_fn: CombinedLoss) -> tuple[float, list[float]]:
+    """Validation loss (mean over batches) and Dice per region over all validation slices (global counts)."""
+    model.eval()
+    regions = len(batches.regions)
+    losses, inter, total = [], torch.zeros(regions), torch.zeros(regions)
+    with torch.no_grad(), autocast(batches.device):
+        for x, y in batches(torch.arange(len(batches.data))):
+            logits = model(x).float()
+            losses.append(loss_fn(logits, y).item())
+            pred = (region_probabilities(logits, loss_fn.head) > 0.5).float()
+            inter += (pred * y).sum((0, 2, 3)).cpu()
+            total += (pred.sum((0, 2, 3)) + y.sum((0, 2, 3))).cpu()
+    dice = torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.nan)
+    return float(np.mean(losses)), dice.tolist()
+
+
+def fit(
+    name: str,
+    spec: dict,
+    settings,
+    model,
+    train_batches: Batches,
+    val_batches: Batches,
+    out_dir: Path,
+    on_epoch,
+    saved: dict | None = None,
+    run_state: dict | None = None,
+) -> pd.DataFrame:
+    """Train `model` for the settings' epochs (after those of `saved`, if given) and write `best.pt`, `history.csv`
+    and the resume state (with `run_state` in it) into `out_dir`; `on_epoch(row)` sees each epoch's row."""
+    recipe = Recipe.from_spec(spec)
+    loss_fn = CombinedLoss(recipe.loss, recipe.head)
+    opt = Optimisation.create(model, settings, train_batches.device)
+    has_tumour, has_liver = train_batches.data.has_tumour, train_batches.data.has_liver  # fixed: scanned once
+    progress = Progress()
+    if saved is not None:
+        progress = restore(saved, model, opt)
+        save_checkpoint(progress.best_checkpoint, out_dir / "best.pt")  # Snakemake deleted it before the job ran again
+    for epoch in range(progress.epoch + 1, settings.epochs + 1):
+        row = {"epoch": epoch}
+        order = epoch_indices(
+            has_tumour, has_liver, recipe.tumour_oversample, recipe.background_fraction, opt.generator
+        )
+        trained = train_epoch(model, opt, train_batches, order, settings, loss_fn, f"{name} epoch {epoch}")
+        validated = time.perf_counter()
+        val_loss, val_dice = validate(opt.kept(model), val_batches, loss_fn)
+        row |= {
+            "train_loss": trained["train_loss"],
+            "val_loss": val_loss,
+            **{f"val_dice_{region}": d for region, d in zip(recipe.regions, val_dice)},
+            "val_dice": float(np.nanmean(val_dice)) if not np.all(np.isnan(val_dice)) else float("nan"),
+            "lr": opt.optimizer.param_groups[0]["lr"],
+            **{k: v for k, v in trained.items() if k != "train_loss"},
+            "val_seconds": time.perf_counter() - validated,
+        }
+        opt.scheduler.step(val_loss)
+        progress.history.append(row)
+        on_epoch(row)
+        print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), flush=True)
+        if np.nan_to_num(row["val_dice"], nan=-1.0) > progress.best:
+            progress.best, progress.best_epoch = np.nan_to_num(row["val_dice"], nan=-1.0), epoch
+            progress.best_checkpoint = make_checkpoint(
+                spec, opt.kept(model).state_dict(), train_batches.data.images.shape[-1], name, epoch, row["val_dice"]
+            )
+            save_checkpoint(progress.best_checkpoint, out_dir / "best.pt")
+        resume.save_state(out_dir, (run_state or {}) | saved_state(model, opt, progress))
+        if settings.early_stopping is not None and epoch - progress.best_epoch >= settings.early_stopping:
+            print(
+                f"early stop after epoch {epoch}: no better validation Dice since epoch {progress.best_epoch}",
+                flush=True,
+            )
+            break
+    table = pd.DataFrame(progress.history)
+    with atomic_path(out_dir / "history.csv") as partial:
+        table.to_csv(partial, index=False)
+    return table
