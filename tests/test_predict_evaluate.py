@@ -13,7 +13,8 @@ from liverseg.inference.postprocess import PostSettings
 from liverseg.inference.predict import predict_cascade, predict_case, tumour_stage
 from liverseg.models.heads import probabilities_to_classes
 from liverseg.models.recipe import Recipe
-from liverseg.reporting.report import markdown_table, read_case_scores, step_effects, steps_markdown, summarise
+from liverseg.reporting.summary import read_case_scores, step_effects, summarise
+from liverseg.reporting.tables import markdown_table, steps_markdown
 from tests.helpers import write_checkpoint
 
 

@@ -10,7 +10,7 @@ import torch
 from liverseg.data.randomised import RandomisedRanges, randomised_styles
 from liverseg.data.synthetic import DEFAULT_STYLE, SHIFTED, make_case
 from liverseg.external.designs import check_shifted
-from liverseg.reporting.report import ablation_markdown
+from liverseg.reporting.tables import ablation_markdown
 from tests.helpers import write_checkpoint
 
 

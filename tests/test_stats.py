@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from liverseg.evaluation.stats import bootstrap_ci, describe, paired_comparison
-from liverseg.reporting.report import case_statistics, paired_comparisons, statistics_markdown
+from liverseg.reporting.summary import case_statistics, paired_comparisons
+from liverseg.reporting.tables import statistics_markdown
 
 
 def test_the_bootstrap_interval_of_a_normal_mean_has_the_textbook_width():

@@ -6,6 +6,9 @@ gradient scaler. CPU and MPS compute in float32.
 
 from __future__ import annotations
 
+import os
+import platform
+
 import torch
 
 
@@ -40,3 +43,9 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
 def device_name(device: torch.device) -> str:
     """What a run ran on, for its record: the GPU's name, or the device type."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+
+
+def machine_description() -> str:
+    """This machine, for a benchmark's or an ablation's table: its GPU, or its CPU cores."""
+    cpu = f"{len(os.sched_getaffinity(0))} CPU cores ({platform.machine()}, {platform.system()})"
+    return f"{torch.cuda.get_device_name(0)} GPU" if torch.cuda.is_available() else f"{cpu}, no GPU"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def tumour_strata(tumour_ml: dict[str, float]) -> dict[str, str]:
@@ -53,3 +54,30 @@ def split_by_patient(
         "val": [c for c in cases if patient_of[c] in val],
         "test": [c for c in cases if patient_of[c] in test],
     }
+
+
+def split_cases(
+    table: pd.DataFrame,
+    val_fraction: float,
+    seed: int,
+    test_fraction: float = 0.0,
+    stratify_tumour: bool = False,
+    train_only: list[str] = (),
+    source="the case table",
+) -> dict:
+    """The split of a case table (`ingest`'s): the `train_only` cases (the randomised phantoms) are left out of the
+    draw, so that the others split as without them, and then join the training cases."""
+    train_only = list(train_only)
+    unknown = sorted(set(train_only) - set(table["case"]))
+    if unknown:
+        raise ValueError(f"{source}: no cases {unknown}, named by --train-only")
+    table = table[~table["case"].isin(train_only)]
+    strata = None
+    if stratify_tumour:
+        if "tumour_ml" not in table:
+            raise ValueError(f"{source}: no tumour_ml column (written by an older ingest); run ingest again")
+        strata = tumour_strata(table.astype({"tumour_ml": float}).groupby("patient")["tumour_ml"].max().to_dict())
+    split = split_by_patient(dict(zip(table["case"], table["patient"])), val_fraction, seed, test_fraction, strata)
+    split["train"] = sorted(split["train"] + train_only)
+    split["train_only"] = sorted(train_only)
+    return split

@@ -17,7 +17,8 @@ from liverseg.data.synthetic import DESIGNS, generate_dataset
 from liverseg.evaluation.evaluate import evaluate_case
 from liverseg.inference.postprocess import PostSettings, postprocess_case
 from liverseg.inference.predict import predict_cascade, predict_case
-from liverseg.reporting.report import read_case_scores, summarise
+from liverseg.reporting.summary import read_case_scores, summarise
+from liverseg.reporting.tables import write_summary
 
 
 def check_shifted(
@@ -29,7 +30,8 @@ def check_shifted(
     design: str = "shifted",
 ) -> pd.DataFrame:
     """Predict, close and score `cases` new phantoms of a design of `synthetic.DESIGNS`, or of `randomised` designs
-    (one a case, from the config's ranges), with every stage-1 model and cascade of `config`."""
+    (one a case, from the config's ranges), with every stage-1 model and cascade of `config`; the summary, also
+    written into `out_dir` (summary.csv, .md, metrics.json)."""
     window, size = tuple(config["preprocess"]["window"]), config["preprocess"]["image_size"]
     post_settings = PostSettings(**config["postprocess"])
     stage1 = [name for name, spec in config["models"].items() if "crop" not in spec]
@@ -70,4 +72,6 @@ def check_shifted(
             for name, c in cascades.items()
         }
     )
-    return summarise(*read_case_scores(score_files), histories)
+    summary = summarise(*read_case_scores(score_files), histories)
+    write_summary(summary, out_dir / "summary.csv", out_dir / "summary.md", out_dir / "metrics.json", scored_on="new")
+    return summary

@@ -22,7 +22,8 @@ from liverseg.data.cases import check_label, find_cases
 from liverseg.devices import select_device
 from liverseg.evaluation.evaluate import score_labels
 from liverseg.inference.segment import NIFTI_SUFFIXES, read_scan, scan_name
-from liverseg.reporting.report import read_case_scores, summarise, write_summary
+from liverseg.reporting.summary import read_case_scores, summarise
+from liverseg.reporting.tables import write_summary
 from liverseg.tracking.registry import load_segmenter
 
 

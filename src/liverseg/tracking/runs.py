@@ -112,3 +112,14 @@ def system_metrics(uri: str, run_id: str, resumed: bool):
         yield
     finally:
         monitor.finish()
+
+
+def log_evaluation(summary, run_files: dict[str, Path]) -> None:
+    """Add each entry's final evaluation to the MLflow run of its last trained stage (prefixed by the entry's name
+    when that run belongs to another model, as for a cascade's tumour stage)."""
+    for row in summary.to_dict(orient="records"):
+        run = json.loads(Path(run_files[row["model"]]).read_text())
+        client = MlflowClient(tracking_uri=run["tracking_uri"])
+        prefix = "eval_" if run["model"] == row["model"] else f"eval_{row['model']}_"
+        numbers = {k: v for k, v in row.items() if k not in ("model", "epochs")}
+        log_metrics(client, run["run_id"], {prefix + k: v for k, v in numbers.items()})

@@ -41,6 +41,11 @@ class AugmentSettings:
     lesion_contrast: tuple[float, float] = (1.0, 1.0)
     bias: float = 0.0
 
+    @classmethod
+    def from_config(cls, section: dict) -> AugmentSettings:
+        """From the config's augment section, without its `seed` (the preview's)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k != "seed"})
+
 
 def _uniform(generator: torch.Generator, n: int, bounds) -> torch.Tensor:
     lo, hi = bounds

@@ -1,0 +1,51 @@
+"""Arguments that several commands share, and the threads a command may use."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def command(steps, name: str, func, help: str):
+    """A subcommand whose handler is `func(args)`."""
+    parser = steps.add_parser(name, help=help)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def out(parser, help: str | None = None, flag: str = "--out") -> None:
+    parser.add_argument(flag, type=Path, required=True, help=help)
+
+
+def window(parser) -> None:
+    parser.add_argument("--window", type=float, nargs=2, required=True, metavar=("LOW", "HIGH"))
+
+
+def config_section(parser, flag: str, section: str, required: bool = True, default: str | None = None) -> None:
+    """A JSON argument holding a section of the config, parsed."""
+    parser.add_argument(flag, type=json.loads, required=required, default=default, help=f"JSON: the config's {section}")
+
+
+def device(parser, threads: int = 1) -> None:
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=threads)
+
+
+def tracking_uri(parser) -> None:
+    parser.add_argument("--tracking-uri", help="the MLflow store of a models:/ MODEL (default: $MLFLOW_TRACKING_URI)")
+
+
+def flip_tta(parser) -> None:
+    parser.add_argument("--flip-tta", action="store_true", help="average each slice's prediction with its mirror's")
+
+
+def set_threads(threads: int) -> None:
+    """Never more torch threads than the cores this process may use: oversubscription slows every step."""
+    import torch
+
+    torch.set_num_threads(max(1, min(threads, len(os.sched_getaffinity(0)))))
+
+
+def all_cores() -> int:
+    return os.cpu_count() or 1

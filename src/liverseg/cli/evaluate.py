@@ -1,0 +1,66 @@
+"""The evaluation rules' steps (`workflow/rules/evaluate.smk`): predict, cascade, postprocess, score."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from liverseg.cli.arguments import command, config_section, device, out, set_threads, window
+
+
+def _predict(a):
+    from liverseg.inference.predict import predict_case
+
+    set_threads(a.threads)
+    predict_case(a.checkpoint, a.slices, a.volume, a.out, a.device)
+
+
+def _cascade(a):
+    from liverseg.inference.predict import predict_cascade
+
+    set_threads(a.threads)
+    voxels = predict_cascade(a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device)
+    print(f"{voxels} tumour voxels inside the stage-1 liver")
+
+
+def _postprocess(a):
+    from liverseg.inference.postprocess import PostSettings, postprocess_case
+
+    postprocess_case(a.prediction, a.out, PostSettings(**a.settings))
+
+
+def _score(a):
+    from liverseg.evaluation.evaluate import evaluate_case
+    from liverseg.inference.postprocess import PostSettings
+
+    evaluate_case(a.model, a.case, a.label, a.prediction, a.postprocessed, PostSettings(**a.settings), a.out)
+
+
+def add_commands(steps) -> None:
+    s = command(steps, "predict", _predict, "segment one case into a NIfTI label map")
+    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--slices", type=Path, required=True)
+    s.add_argument("--volume", type=Path, required=True)
+    out(s)
+    device(s)
+
+    s = command(steps, "cascade", _cascade, "tumours of a tumour stage inside a stage-1 liver, as a NIfTI label map")
+    s.add_argument("--checkpoint", type=Path, required=True, help="the tumour stage's weights")
+    s.add_argument("--liver", type=Path, required=True, help="the stage-1 label map")
+    s.add_argument("--volume", type=Path, required=True)
+    window(s)
+    out(s)
+    device(s)
+
+    s = command(steps, "postprocess", _postprocess, "the post-processing steps on a label map")
+    s.add_argument("--prediction", type=Path, required=True)
+    config_section(s, "--settings", "postprocess section")
+    out(s)
+
+    s = command(steps, "score", _score, "per-case scores before, during and after post-processing")
+    config_section(s, "--settings", "postprocess section")
+    s.add_argument("--model", required=True)
+    s.add_argument("--case", required=True)
+    s.add_argument("--label", type=Path, required=True)
+    s.add_argument("--prediction", type=Path, required=True)
+    s.add_argument("--postprocessed", type=Path, required=True)
+    out(s)

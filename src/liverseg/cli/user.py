@@ -1,0 +1,131 @@
+"""The commands users call, apart from the rules' steps: segment, evaluate, shifted, ui, ablation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from liverseg.cli.arguments import all_cores, command, device, flip_tta, out, set_threads, tracking_uri
+
+
+def _segment(a):
+    from dataclasses import fields
+
+    from liverseg.devices import select_device
+    from liverseg.inference.quality import QualityLimits
+    from liverseg.inference.segment import segment_scans
+    from liverseg.tracking.registry import load_segmenter
+
+    set_threads(a.threads)
+    given = ((f.name, getattr(a, f.name)) for f in fields(QualityLimits))  # the options are named after the limits
+    limits = {name: value for name, value in given if value is not None}
+    dev = select_device(a.device)
+    failures = segment_scans(load_segmenter(a.model, dev, a.tracking_uri), a.inputs, a.out, dev, a.flip_tta, limits)
+    if failures:
+        raise ValueError(f"{failures} of the inputs could not be segmented (named above); the others are in {a.out}")
+
+
+def _evaluate(a):
+    from liverseg.external.folder import evaluate_folder
+
+    set_threads(a.threads)
+    _, rejected = evaluate_folder(a.data, a.models, a.out, a.layout, a.device, a.flip_tta, a.tracking_uri)
+    print((a.out / "summary.md").read_text())
+    if rejected:
+        raise ValueError(f"{len(rejected)} files could not be scored (named above, in {a.out / 'rejected.tsv'})")
+
+
+def _shifted(a):
+    import yaml
+
+    from liverseg.external.designs import check_shifted
+
+    set_threads(a.threads)
+    check_shifted(yaml.safe_load(a.config.read_text()), a.models_dir, a.cases, a.seed, a.out_dir, a.design)
+    print((a.out_dir / "summary.md").read_text())
+
+
+def _ui(a):
+    from liverseg.tracking.ui import serve
+
+    serve(Path("experiments") / a.experiment, a.host, a.port)
+
+
+def _ablation(a):
+    from liverseg.reporting.tables import write_ablation
+
+    print(write_ablation(a.summary, a.command, a.out))
+
+
+def add_commands(steps) -> None:
+    s = command(steps, "segment", _segment, "segment new CT scans with a trained model or cascade folder")
+    s.add_argument(
+        "model",
+        help="a model or cascade folder of a finished run (holding segmenter.json), or a "
+        "registered segmenter: models:/<entry>-segmenter@champion",
+    )
+    s.add_argument(
+        "inputs",
+        type=Path,
+        nargs="+",
+        metavar="INPUT",
+        help="a NIfTI file, a folder of NIfTI files, or a folder holding one DICOM CT series",
+    )
+    out(s, "folder for the label maps and volume reports")
+    flip_tta(s)
+    tracking_uri(s)
+    device(s, all_cores())
+    checks = s.add_argument_group("quality checks (a failing one is a warning; defaults: the segmenter's)")
+    checks.add_argument("--liver-ml", type=float, nargs=2, metavar=("MIN", "MAX"), help="adult liver volume range")
+    checks.add_argument("--max-tumour-share", type=float, help="of the liver's volume (0 to 1)")
+    checks.add_argument("--max-liver-components", type=int, help="connected pieces of liver")
+    checks.add_argument("--liver-hu", type=float, nargs=2, metavar=("MIN", "MAX"), help="mean HU of the liver")
+    checks.add_argument(
+        "--max-uncertain-share", type=float, help="voxels of liver probability 0.25 to 0.75, per voxel called liver"
+    )
+
+    s = command(steps, "evaluate", _evaluate, "segment and score a labelled folder (LiTS, MSD or image/label pairs)")
+    s.add_argument("data", type=Path, help="the folder: LiTS or MSD layout, or images/ and labels/ of the same names")
+    s.add_argument(
+        "--model",
+        dest="models",
+        nargs="+",
+        required=True,
+        help="model or cascade folders of finished runs, or registered segmenters (models:/...)",
+    )
+    out(s, "folder for the label maps, per-case scores and summary")
+    s.add_argument("--layout", choices=["auto", "lits", "msd", "pairs"], default="auto")
+    flip_tta(s)
+    tracking_uri(s)
+    device(s, all_cores())
+
+    s = command(
+        steps, "ui", _ui, "the MLflow UI on an experiment's runs (artifact links follow a moved project folder)"
+    )
+    s.add_argument("experiment", nargs="?", default="synthetic", help="the experiment's name: experiments/NAME/")
+    s.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only")
+    s.add_argument("--port", type=int, default=5000)
+
+    s = command(
+        steps,
+        "shifted",
+        _shifted,
+        "score the trained models on new phantoms, by default of another design than the training set's",
+    )
+    s.add_argument("--config", type=Path, required=True, help="the config the models were trained with")
+    s.add_argument("--models-dir", type=Path, default=Path("models"))
+    s.add_argument("--cases", type=int, default=4)
+    s.add_argument("--seed", type=int, default=99)
+    s.add_argument(
+        "--design",
+        choices=("shifted", "default", "non-contrast", "liver-centred", "ascites-oral-contrast", "randomised"),
+        default="shifted",
+        help="default: the training set's design, new patients; randomised: a design per case from the config's "
+        "ranges (data.synthetic.randomised.ranges), drawn with --seed; the others: designs no training draws from",
+    )
+    out(s, flag="--out-dir")
+    s.add_argument("--threads", type=int, default=2)
+
+    s = command(steps, "ablation", _ablation, "the ablation table (docs/ablation.md) from an ablation run's summary")
+    s.add_argument("--summary", type=Path, required=True)
+    s.add_argument("--command", required=True, help="the command that produced the summary, quoted in the table")
+    out(s)
