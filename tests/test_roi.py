@@ -7,7 +7,7 @@ import pytest
 from liverseg.data import nifti
 from liverseg.data.crops import crop_case
 from liverseg.roi import Box, bounding_slices, cut_box, largest_component, liver_box, paste_box
-from tests.test_nifti import ORIENTATIONS, _affine
+from tests.helpers import ORIENTATIONS, axis_affine
 
 
 def _labels(shape=(40, 36, 12)):
@@ -40,7 +40,7 @@ def test_cut_pads_outside_the_volume():
 @pytest.mark.parametrize("codes", ORIENTATIONS)
 def test_cut_and_paste_round_trip_in_every_storage_orientation(tmp_path, codes):
     canonical = _labels()
-    affine = _affine(tuple(codes), spacing=(0.8, 0.9, 2.5))
+    affine = axis_affine(tuple(codes), spacing=(0.8, 0.9, 2.5))
     stored = nifti.from_canonical(canonical, affine)  # as the file holds it
     # the canonical array is R, A, S; the storage affine is built so that reorienting it gives `canonical` back
     image = nib.Nifti1Image(stored, affine)

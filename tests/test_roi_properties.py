@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from liverseg.data import nifti
 from liverseg.models.neighbours import neighbour_index
 from liverseg.roi import Box, cut_box, liver_box, paste_box
-from tests.test_nifti import ORIENTATIONS, _affine
+from tests.helpers import ORIENTATIONS, axis_affine
 
 FILL = -7
 shapes = st.tuples(*[st.integers(1, 9)] * 3)
@@ -72,7 +72,7 @@ def test_slabs_of_any_depth_reassemble_the_whole_box(case, depth):
 def test_the_crop_and_paste_round_trip_holds_in_every_storage_orientation(codes, case):
     """Cut from a file's canonical view and pasted back into its own voxel order: the stored voxels inside the box."""
     canonical, box = case
-    affine = _affine(tuple(codes), spacing=(0.8, 0.9, 2.5))
+    affine = axis_affine(tuple(codes), spacing=(0.8, 0.9, 2.5))
     stored = nifti.from_canonical(canonical, affine)
     image = nib.Nifti1Image(stored.astype(np.int16), affine)
     view = nifti.canonical(np.asanyarray(image.dataobj), image)

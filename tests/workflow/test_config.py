@@ -5,7 +5,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def dry_run(tmp_path, config, env):

@@ -10,7 +10,7 @@ import pytest
 
 from liverseg.data import nifti
 from liverseg.data.cases import find_cases, read_cases_table, write_cases_table
-from tests.conftest import ct_volume, write_case, write_nifti
+from tests.helpers import ct_volume, truncated, write_case, write_nifti
 
 
 def test_case_table_of_the_synthetic_set(phantom_files, tmp_path):
@@ -42,11 +42,6 @@ def test_lits_batches_and_msd_layout_skip_resource_forks(tmp_path):
     assert found["case_003"][1].parent.name == "labelsTr"
     with pytest.raises(FileNotFoundError, match="no volumes in the msd layout"):
         find_cases(tmp_path / "lits", "msd")
-
-
-def truncated(path):
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
 
 
 def corpus(raw):

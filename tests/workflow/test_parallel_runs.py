@@ -5,13 +5,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, snakemake, tool_environment
+from tests.helpers import RESUME, snakemake, tool_environment
 
 pytestmark = pytest.mark.workflow
 
 
 def test_three_models_trained_in_parallel_keep_complete_runs(tmp_path):
-    config = yaml.safe_load((ROOT / "tests" / "configs" / "resume.yaml").read_text())
+    config = yaml.safe_load(RESUME.read_text())
     config["experiment"] = "parallel"
     config["train"]["epochs"] = 3
     config["models"] = {name: {"kind": "unet", "base_channels": 4, "depth": 2} for name in ("first", "second", "third")}

@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from liverseg.data.randomised import RandomisedRanges, draw_style, randomised_styles
 from liverseg.data.synthetic import LIVER, RANDOMISED_FIRST, TUMOUR, case_seed, generate_dataset, make_case
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 RANGES = RandomisedRanges()
 STYLES = randomised_styles(12, 5, RANGES)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import ROOT, tool_environment
+from tests.helpers import ROOT, TINY, tool_environment
 
 pytestmark = pytest.mark.workflow
 OUTS = ("data", "models", "results")
@@ -32,7 +32,7 @@ def project(tmp_path_factory):
         shutil.copytree(ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("Snakefile", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, root / name)
-    (root / "config.yaml").write_text((ROOT / "tests" / "configs" / "tiny.yaml").read_text())
+    (root / "config.yaml").write_text(TINY.read_text())
     (root / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text().replace("experiments/synthetic", "experiments/tiny"))
     env = tool_environment()
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import tool_environment
+from tests.helpers import tool_environment
 
 pytestmark = pytest.mark.workflow
 ENTRIES = ["unet", "unet_cascade"]

@@ -23,7 +23,7 @@ from liverseg.inference.quality import QualityLimits
 from liverseg.inference.segment import scan_name
 from liverseg.measurements import largest_diameter_mm, lesion_sizes
 from liverseg.models.recipe import Recipe
-from tests.conftest import tool_environment, write_nifti
+from tests.helpers import tool_environment, write_nifti
 
 pytestmark = pytest.mark.workflow
 

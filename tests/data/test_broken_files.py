@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from liverseg.data import nifti
 from liverseg.data.cases import check_ct, write_cases_table
 from tests.broken_files import broken_files, cut_short, single_time_point
-from tests.conftest import ct_volume, tool_environment, write_case
+from tests.helpers import ct_volume, tool_environment, write_case
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])
 

@@ -12,11 +12,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, snakemake, tool_environment
+from tests.helpers import RESUME, ROOT, snakemake, tool_environment
 
 pytestmark = pytest.mark.workflow
-CONFIG = ROOT / "tests" / "configs" / "resume.yaml"
-TARGET = ("models/unet/best.pt", "--cores", "2", "--resources", "gpu=1", "--configfile", str(CONFIG))
+TARGET = ("models/unet/best.pt", "--cores", "2", "--resources", "gpu=1", "--configfile", str(RESUME))
 TIMES = ["epoch_seconds", "data_seconds", "compute_seconds", "val_seconds"]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import EDGE_CASES, tool_environment
+from tests.helpers import EDGE_CASES, tool_environment
 from tests.scan_zoo import LABEL_MAP, ZOO, write_zoo
 
 pytestmark = pytest.mark.workflow

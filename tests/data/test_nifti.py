@@ -5,28 +5,14 @@ import numpy as np
 import pytest
 
 from liverseg.data import nifti
-from tests.conftest import write_nifti
-
-
-def _affine(codes, spacing=(0.8, 0.9, 2.5)):
-    """An affine whose voxel axes point along the given axis codes."""
-    ornt = nib.orientations.axcodes2ornt(codes)
-    affine = np.zeros((4, 4))
-    for axis, (target, flip) in enumerate(ornt):
-        affine[int(target), axis] = flip * spacing[axis]
-    affine[:3, 3] = [10.0, -20.0, 30.0]
-    affine[3, 3] = 1
-    return affine
-
-
-ORIENTATIONS = ["RAS", "LPS", "LAS", "RPI", "ASR", "SLP"]
+from tests.helpers import ORIENTATIONS, axis_affine, write_nifti
 
 
 @pytest.mark.parametrize("codes", ORIENTATIONS)
 def test_canonical_round_trip(codes):
     rng = np.random.default_rng(0)
     data = rng.integers(0, 3, size=(5, 6, 7)).astype(np.uint8)
-    image = nib.Nifti1Image(data, _affine(tuple(codes)))
+    image = nib.Nifti1Image(data, axis_affine(tuple(codes)))
     canonical = nifti.to_canonical(image, dtype=np.uint8)
     assert nib.aff2axcodes(nib.as_closest_canonical(image).affine) == ("R", "A", "S")
     assert np.array_equal(canonical, np.asanyarray(nib.as_closest_canonical(image).dataobj))
@@ -34,13 +20,13 @@ def test_canonical_round_trip(codes):
 
 
 def test_canonical_spacing_follows_axes():
-    image = nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), _affine(("S", "L", "P"), spacing=(3.0, 0.7, 0.8)))
+    image = nib.Nifti1Image(np.zeros((4, 5, 6), np.int16), axis_affine(("S", "L", "P"), spacing=(3.0, 0.7, 0.8)))
     assert nifti.canonical_spacing(image) == pytest.approx((0.7, 0.8, 3.0))
 
 
 @pytest.mark.parametrize("codes", ["LPS", "ASR"])
 def test_saved_labels_carry_the_reference_geometry(tmp_path, codes):
-    reference = write_nifti(tmp_path / "volume.nii.gz", np.zeros((6, 7, 8), np.int16), _affine(tuple(codes)))
+    reference = write_nifti(tmp_path / "volume.nii.gz", np.zeros((6, 7, 8), np.int16), axis_affine(tuple(codes)))
     ref = nib.load(reference)
     canonical = np.zeros(nifti.to_canonical(ref).shape, np.uint8)
     canonical[1, 2, 3] = 2  # one voxel, placed in canonical space
@@ -55,7 +41,7 @@ def test_saved_labels_carry_the_reference_geometry(tmp_path, codes):
 
 
 def test_wrong_shape_leaves_no_file(tmp_path):
-    ref = nib.load(write_nifti(tmp_path / "v.nii.gz", np.zeros((6, 7, 8), np.int16), _affine(("R", "A", "S"))))
+    ref = nib.load(write_nifti(tmp_path / "v.nii.gz", np.zeros((6, 7, 8), np.int16), axis_affine(("R", "A", "S"))))
     with pytest.raises(nifti.VolumeError, match="pred.nii.gz"):
         nifti.save_label_like(np.zeros((6, 7, 9), np.uint8), ref, tmp_path / "pred.nii.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.nii.gz"]
@@ -74,5 +60,5 @@ def test_unreadable_and_non_3d_files_are_named(tmp_path):
 def test_all_orientation_permutations_round_trip():
     data = np.arange(2 * 3 * 4).reshape(2, 3, 4)
     for axes in itertools.permutations(["R", "A", "S"]):
-        image = nib.Nifti1Image(data.astype(np.int16), _affine(axes))
+        image = nib.Nifti1Image(data.astype(np.int16), axis_affine(axes))
         assert np.array_equal(nifti.from_canonical(nifti.to_canonical(image, np.int16), image.affine), data)

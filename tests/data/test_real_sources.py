@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from liverseg.data.synthetic import generate_dataset
-from tests.test_cases import truncated
-from tests.test_workflow import TINY, snakemake
+from tests.helpers import TINY, snakemake, truncated
 
 pytestmark = pytest.mark.workflow
 

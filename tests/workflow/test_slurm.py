@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, free_port, snakemake, tool_environment
+from tests.helpers import CONFIGS, ROOT, free_port, snakemake, tool_environment
 from tests.slurm_cluster import missing, slurm_cluster
 
 pytestmark = [pytest.mark.workflow, pytest.mark.skipif(missing() is not None, reason=f"no SLURM here: {missing()}")]
-CONFIG = ROOT / "tests" / "configs" / "slurm.yaml"
+CONFIG = CONFIGS / "slurm.yaml"
 GPU_RULES = {"train", "predict", "cascade"}
 # the test node has 2 CPUs and some GiB: the profile's sizes for real data would never be scheduled on it
 SMALL = [

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from tests.conftest import tool_environment
+from tests.helpers import tool_environment
 
 
 def test_an_experiment_without_store_is_named_clearly(tmp_path):

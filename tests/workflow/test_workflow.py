@@ -11,10 +11,9 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import ROOT, free_port, snakemake, tool_environment
+from tests.helpers import TINY, free_port, snakemake, tool_environment
 
 pytestmark = pytest.mark.workflow
-TINY = ROOT / "tests" / "configs" / "tiny.yaml"
 MODELS = ["unet", "resnet50_unet", "tumour_unet"]
 SCORED = ["unet", "resnet50_unet", "unet_cascade"]
 

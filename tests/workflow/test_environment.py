@@ -8,7 +8,7 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # PyPI name -> conda-forge name, where they differ
 CONDA_NAMES = {"torch": "pytorch", "matplotlib": "matplotlib-base"}
