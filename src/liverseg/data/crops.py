@@ -6,7 +6,7 @@ portal-venous phase (90 to 150 HU), instead of learning one phase's absolute val
 the reference liver, prediction over the stage-1 liver (both counting tumour as liver, as the stage-1 masks do).
 
 Training crops come from the reference liver, cut with room for jitter around the box (margin + jitter on every side);
-the box's place inside the crop is stored so that training can draw jittered boxes (see `training_set`). At prediction
+the box's place inside the crop is stored so that training can draw jittered boxes (see `liverseg.training.dataset`). At prediction
 the box comes from the stage-1 liver, with the margin alone.
 """
 

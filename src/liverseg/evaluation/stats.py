@@ -1,7 +1,7 @@
 """Uncertainty of per-case means: percentile bootstrap intervals, and paired comparisons of two entries.
 
 With a handful of scored cases a mean alone says little; the interval says how far it could move with other cases
-drawn from the same population. Undefined per-case values (NaN, see `metrics`) are left out first.
+drawn from the same population. Undefined per-case values (NaN, see `liverseg.evaluation.metrics`) are left out first.
 """
 
 from __future__ import annotations

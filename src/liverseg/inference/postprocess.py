@@ -6,7 +6,7 @@ Steps, in this order:
 3. tumour_in_liver: a tumour component that touches no liver voxel (label 1) is dropped: lying in the background, it
    cannot be a liver tumour. The largest component of liver and tumour (label >= 1) is the liver itself and is never
    dropped, even when a prediction marks all of it as tumour.
-Every step is scored on its own in `evaluate`, so the summary can say which one helped and which hurt.
+Every step is scored on its own (`liverseg.evaluation.evaluate`), so the summary can say which one helped and which hurt.
 """
 
 from __future__ import annotations

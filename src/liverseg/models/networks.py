@@ -1,4 +1,4 @@
-"""Models built from a config entry: the architecture, and the recipe that says what it sees and learns.
+"""Networks built from a config entry (what each entry sees and learns is its recipe, `liverseg.models.recipe`).
 
 `unet`: the classic U-Net (Ronneberger et al.) with batch normalisation and a configurable width.
 `smp`: any segmentation_models_pytorch architecture; the study's model is `arch: Unet, encoder: resnet50`.

@@ -1,9 +1,7 @@
 """Segmentation losses built from the config: Tversky, soft Dice, BCE, focal, and weighted sums of them.
 
-Outputs are nested regions (liver contains tumour). A `sigmoid` head has one channel per region; a `softmax` head has
-one channel per class (background, then each region's own label), and a region's probability is the sum of the
-probabilities of its class and of the classes nested in it. Tversky keeps the study's convention: alpha weighs false
-positives, beta false negatives.
+The region losses see each nested region's probability, as the head gives it (`liverseg.models.heads`); the pixel
+losses see the logits. Tversky keeps the study's convention: alpha weighs false positives, beta false negatives.
 """
 
 from __future__ import annotations
