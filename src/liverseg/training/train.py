@@ -101,22 +101,8 @@ def train_model(
         "data": data,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    digests = {"training": resume.data_digest(train_files), "validation": resume.data_digest(val_files)}
-    key = resume.fingerprint({"name": name, **params}, json.dumps(digests))
-    state = resume.load_state(out_dir, key)
-    if state is None:
-        tags = {"host": socket.gethostname(), "device": device_name(device), "dataset_digest": digests["training"]}
-        client, run_id = runs.start_run(
-            tracking_uri, experiment, name, {**params, "config": config or {}}, Path("mlartifacts"), tags
-        )
-        runs.log_data(client, run_id, train_files, len(train_set), "training", digests["training"])
-        runs.log_data(client, run_id, val_files, len(val_set), "validation", digests["validation"])
-    else:  # the same MLflow run goes on
-        client, run_id = MlflowClient(tracking_uri=tracking_uri), state["run_id"]
-        client.update_run(run_id, status="RUNNING")
-    write_json(
-        {"run_id": run_id, "model": name, "tracking_uri": tracking_uri, "experiment": experiment}, out_dir / "run.json"
-    )
+    sets = {"training": (train_files, len(train_set)), "validation": (val_files, len(val_set))}
+    client, run_id, key, state = _open_run(name, params, config, sets, device, out_dir, tracking_uri, experiment)
 
     def log_epoch(row: dict) -> None:
         runs.log_metrics(client, run_id, {k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"])
@@ -131,6 +117,28 @@ def train_model(
     _finish_run(tracking_uri, client, run_id, name, table, out_dir, train_files, augment, settings.seed, recipe)
     resume.discard(out_dir)
     return table
+
+
+def _open_run(name, params, config, sets, device, out_dir, tracking_uri, experiment):
+    """The MLflow run of this training, with its parameters, data sets and tags, or the run that a saved state goes on
+    with; recorded in `run.json`. Also the state's fingerprint, and the state (None for a new run)."""
+    digests = {role: resume.data_digest(files) for role, (files, _) in sets.items()}
+    key = resume.fingerprint({"name": name, **params}, json.dumps(digests))
+    state = resume.load_state(out_dir, key)
+    if state is None:
+        tags = {"host": socket.gethostname(), "device": device_name(device), "dataset_digest": digests["training"]}
+        client, run_id = runs.start_run(
+            tracking_uri, experiment, name, {**params, "config": config or {}}, Path("mlartifacts"), tags
+        )
+        for role, (files, slices) in sets.items():
+            runs.log_data(client, run_id, files, slices, role, digests[role])
+    else:  # the same MLflow run goes on
+        client, run_id = MlflowClient(tracking_uri=tracking_uri), state["run_id"]
+        client.update_run(run_id, status="RUNNING")
+    write_json(
+        {"run_id": run_id, "model": name, "tracking_uri": tracking_uri, "experiment": experiment}, out_dir / "run.json"
+    )
+    return client, run_id, key, state
 
 
 def _finish_run(
