@@ -4,6 +4,8 @@
 The masks work on numpy arrays and torch tensors alike.
 """
 
+import numpy as np
+
 BACKGROUND, LIVER, TUMOUR = 0, 1, 2
 VALID = frozenset({BACKGROUND, LIVER, TUMOUR})
 
@@ -20,6 +22,11 @@ def tumour_mask(labels):
 def parenchyma_mask(labels):
     """The liver without its tumours."""
     return labels == LIVER
+
+
+def label_map(liver: np.ndarray, tumour: np.ndarray) -> np.ndarray:
+    """The uint8 label map of a liver mask and a tumour mask; a tumour voxel is tumour (and so liver) wherever it is."""
+    return np.where(tumour, TUMOUR, liver).astype(np.uint8)
 
 
 REGIONS = {"liver": liver_mask, "tumour": tumour_mask}  # the nested regions a model predicts, outermost first

@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from liverseg.data import nifti
-from liverseg.labels import liver_mask, parenchyma_mask, tumour_mask
+from liverseg.labels import label_map, liver_mask, parenchyma_mask, tumour_mask
 from liverseg.roi import bounding_slices, largest_component
 
 NEIGHBOURS_3D = np.ones((3, 3, 3), dtype=bool)
@@ -55,7 +55,7 @@ def close_labels(labels: np.ndarray, spacing, radius_mm: float, three_d: bool = 
         return labels.copy()
     liver = close_mask(liver_mask(labels), structure)
     tumour = close_mask(tumour_mask(labels), structure)
-    return np.where(tumour, 2, liver).astype(np.uint8)
+    return label_map(liver, tumour)
 
 
 def keep_largest_liver(labels: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from liverseg.data.crops import crop_images, liver_offset, scaled_box
 from liverseg.data.geometry import check_same_grid
 from liverseg.data.slices import load_slices, normalised_slices, resize_images
 from liverseg.devices import autocast, select_device
-from liverseg.labels import liver_mask
+from liverseg.labels import label_map, liver_mask
 from liverseg.models.checkpoint import load_model
 from liverseg.models.heads import first_region, output_probabilities, probabilities_to_classes
 from liverseg.models.neighbours import neighbour_index
@@ -115,5 +115,5 @@ def predict_cascade(checkpoint: Path, liver_labels: Path, volume: Path, window, 
     check_same_grid(stage1, liver_labels, reference, volume, "volume")
     liver = liver_mask(nifti.to_canonical(stage1, dtype=np.uint8))
     tumour = tumour_stage(model, recipe, reference, liver, window, dev)
-    nifti.save_label_like(liver.astype(np.uint8) + tumour.astype(np.uint8), reference, out)
+    nifti.save_label_like(label_map(liver, tumour), reference, out)
     return int(tumour.sum())

@@ -21,7 +21,7 @@ from liverseg.data import nifti
 from liverseg.inference.postprocess import PostSettings, postprocessed
 from liverseg.inference.predict import stage1_labels, tumour_stage
 from liverseg.inference.quality import QualityLimits
-from liverseg.labels import liver_mask
+from liverseg.labels import label_map, liver_mask
 from liverseg.models.checkpoint import load_model
 
 SEGMENTER_FILE = "segmenter.json"
@@ -96,7 +96,7 @@ class Segmenter:
             model, recipe, _ = self.stages["tumour"]
             liver = liver_mask(self.postprocessed(labels, scan))
             tumour = tumour_stage(model, recipe, scan, liver, self.window, device, flip_tta)
-            labels = liver.astype(np.uint8) + tumour.astype(np.uint8)
+            labels = label_map(liver, tumour)
         return labels
 
     def postprocessed(self, labels: np.ndarray, scan: nib.Nifti1Image) -> np.ndarray:
