@@ -163,6 +163,22 @@ def validate(model, batches: Batches, loss_fn: CombinedLoss) -> tuple[float, lis
     return float(np.mean(losses)), dice.tolist()
 
 
+def _epoch_row(epoch: int, trained: dict, val_loss: float, val_dice: dict, opt: Optimisation, validated: float) -> dict:
+    """The history's row of an epoch: its losses, validation Dice per region and their mean, learning rate, samples
+    and where the time went."""
+    dice = list(val_dice.values())
+    return {
+        "epoch": epoch,
+        "train_loss": trained["train_loss"],
+        "val_loss": val_loss,
+        **{f"val_dice_{region}": d for region, d in val_dice.items()},
+        "val_dice": float(np.nanmean(dice)) if not np.all(np.isnan(dice)) else float("nan"),
+        "lr": opt.optimizer.param_groups[0]["lr"],
+        **{k: v for k, v in trained.items() if k != "train_loss"},
+        "val_seconds": time.perf_counter() - validated,
+    }
+
+
 def fit(
     name: str,
     spec: dict,
@@ -186,30 +202,22 @@ def fit(
         progress = restore(saved, model, opt)
         save_checkpoint(progress.best_checkpoint, out_dir / "best.pt")  # Snakemake deleted it before the job ran again
     for epoch in range(progress.epoch + 1, settings.epochs + 1):
-        row = {"epoch": epoch}
         order = epoch_indices(
             has_tumour, has_liver, recipe.tumour_oversample, recipe.background_fraction, opt.generator
         )
         trained = train_epoch(model, opt, train_batches, order, settings, loss_fn, f"{name} epoch {epoch}")
         validated = time.perf_counter()
         val_loss, val_dice = validate(opt.kept(model), val_batches, loss_fn)
-        row |= {
-            "train_loss": trained["train_loss"],
-            "val_loss": val_loss,
-            **{f"val_dice_{region}": d for region, d in zip(recipe.regions, val_dice)},
-            "val_dice": float(np.nanmean(val_dice)) if not np.all(np.isnan(val_dice)) else float("nan"),
-            "lr": opt.optimizer.param_groups[0]["lr"],
-            **{k: v for k, v in trained.items() if k != "train_loss"},
-            "val_seconds": time.perf_counter() - validated,
-        }
+        row = _epoch_row(epoch, trained, val_loss, dict(zip(recipe.regions, val_dice)), opt, validated)
         opt.scheduler.step(val_loss)
         progress.history.append(row)
         on_epoch(row)
         print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), flush=True)
         if np.nan_to_num(row["val_dice"], nan=-1.0) > progress.best:
             progress.best, progress.best_epoch = np.nan_to_num(row["val_dice"], nan=-1.0), epoch
+            side = train_batches.data.images.shape[-1]
             progress.best_checkpoint = make_checkpoint(
-                spec, opt.kept(model).state_dict(), train_batches.data.images.shape[-1], name, epoch, row["val_dice"]
+                spec, opt.kept(model).state_dict(), side, name, epoch, row["val_dice"]
             )
             save_checkpoint(progress.best_checkpoint, out_dir / "best.pt")
         resume.save_state(out_dir, (run_state or {}) | saved_state(model, opt, progress))
