@@ -3,11 +3,13 @@ spread over cases and paired differences, the ablation table; every table throug
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
 
 from liverseg.atomic import atomic_path, write_json
+from liverseg.devices import machine_description
 from liverseg.evaluation.lesions import SIZE_BINS
 from liverseg.evaluation.stats import BOOTSTRAP_SAMPLES, MIN_WILCOXON_CASES
 from liverseg.reporting.summary import COMPARED
@@ -217,10 +219,6 @@ def ablation_markdown(summary: pd.DataFrame, command: str, machine: str, date: s
 
 def write_ablation(summary_csv: Path, command: str, out: Path) -> str:
     """`docs/ablation.md` from an ablation run's summary, naming this machine and today's date."""
-    import time
-
-    from liverseg.devices import machine_description
-
     text = ablation_markdown(pd.read_csv(summary_csv), command, machine_description(), time.strftime("%Y-%m-%d"))
     with atomic_path(out) as partial:
         partial.write_text(text)

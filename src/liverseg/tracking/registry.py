@@ -32,6 +32,8 @@ from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 import liverseg
 from liverseg.inference.segmenter import SEGMENTER_FILE, Segmenter, package_segmenter
+from liverseg.models.checkpoint import load_model
+from liverseg.models.heads import region_probabilities
 from liverseg.tracking import runs
 from liverseg.tracking.runs import store_lock
 
@@ -41,13 +43,9 @@ SEGMENTER_SUFFIX = "-segmenter"
 
 class SliceSegmenter(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from liverseg.models.checkpoint import load_model
-
         self.model, self.recipe, _ = load_model(Path(context.artifacts["checkpoint"]), torch.device("cpu"))
 
     def predict(self, context, model_input, params=None):
-        from liverseg.models.heads import region_probabilities
-
         with torch.no_grad():
             logits = self.model(torch.as_tensor(np.asarray(model_input, dtype=np.float32)))
         return region_probabilities(logits, self.recipe.head).numpy()
