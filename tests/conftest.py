@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from tests.helpers import EDGE_CASES, SEGMENT_CONFIG, snakemake, tool_environment
+from tests.helpers import CASCADES, EDGE_CASES, SEGMENT_CONFIG, snakemake, tool_environment
 
 # property-based tests: the same examples on every machine by default (CI); HYPOTHESIS_PROFILE=explore draws new ones
 settings.register_profile("ci", derandomize=True, deadline=None, database=None, max_examples=100)
@@ -34,13 +34,14 @@ def tool_env():
 @pytest.fixture(scope="session")
 def segment_experiment(tmp_path_factory):
     """The small segment experiment run through the workflow, on five phantoms of which four have their liver cut by
-    the scan's edges (first slice, last slice, both, in-plane), with the cascade rule run on every case: its folder.
-    `liverseg segment` and the scan zoo are tested with its models."""
+        the scan's edges (first slice, last slice, both, in-plane), with the rule of each cascade (2.5D and 3D tumour
+    stage) run on every case: its folder.
+        `liverseg segment` and the scan zoo are tested with its models."""
     from tests.scan_zoo import write_edge_cases
 
     root = tmp_path_factory.mktemp("segment-run")
     write_edge_cases(root / "raw", cases=5, seed=21)
-    cascades = [f"results/unet_cascade/pred/{case}.nii.gz" for case in EDGE_CASES]
+    cascades = [f"results/{entry}/pred/{case}.nii.gz" for entry in CASCADES for case in EDGE_CASES]
     for targets in ([], cascades):
         options = ["--cores", "2", "--resources", "gpu=1", "--configfile", str(SEGMENT_CONFIG)]
         run = snakemake(root, *targets, *options, env=tool_environment())

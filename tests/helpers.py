@@ -18,6 +18,7 @@ TINY = CONFIGS / "tiny.yaml"
 SEGMENT_CONFIG = CONFIGS / "segment.yaml"
 RESUME = CONFIGS / "resume.yaml"
 EDGE_CASES = [f"case_{n:03d}" for n in range(5)]  # the segment experiment's cases (conftest.segment_experiment)
+CASCADES = ["unet_cascade", "unet_cascade_3d"]  # the segment experiment's, with a 2.5D and a 3D tumour stage
 ORIENTATIONS = ["RAS", "LPS", "LAS", "RPI", "ASR", "SLP"]
 
 

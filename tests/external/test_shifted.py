@@ -83,6 +83,7 @@ def test_ablation_table_shows_each_change():
                 "model": "a",
                 "tumour_dice_cases_with_tumour": 0.1,
                 "lesion_recall_ge10mm": 0.0,
+                "lesion_recall_lt10mm": 0.0,
                 "lesion_recall": 0.0,
                 "lesion_precision": float("nan"),
                 "liver_dice": 0.97,
@@ -92,6 +93,7 @@ def test_ablation_table_shows_each_change():
                 "model": "b",
                 "tumour_dice_cases_with_tumour": 0.45,
                 "lesion_recall_ge10mm": 0.5,
+                "lesion_recall_lt10mm": 0.0,
                 "lesion_recall": 0.25,
                 "lesion_precision": 0.5,
                 "liver_dice": 0.96,
@@ -100,8 +102,8 @@ def test_ablation_table_shows_each_change():
         ]
     )
     table = ablation_markdown(summary, "snakemake ...", "2 CPU cores", "2026-11-25")
-    assert "| a | 0.100 | 0.000 | 0.000 | - | 0.970 | 2.0 |  |  |" in table
-    assert "| b | 0.450 | 0.500 | 0.250 | 0.500 | 0.960 | 4.0 | +0.350 | +0.500 |" in table
+    assert "| a | 0.100 | 0.000 | 0.000 | 0.000 | - | 0.970 | 2.0 |  |  |" in table
+    assert "| b | 0.450 | 0.500 | 0.000 | 0.250 | 0.500 | 0.960 | 4.0 | +0.350 | +0.500 |" in table
     assert "2026-11-25, 2 CPU cores" in table
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import EDGE_CASES, tool_environment
+from tests.helpers import CASCADES, EDGE_CASES, tool_environment
 from tests.scan_zoo import LABEL_MAP, ZOO, write_zoo
 
 pytestmark = pytest.mark.workflow
@@ -67,10 +67,11 @@ def test_the_volume_table_lists_every_segmented_zoo_scan(zoo):
 
 
 @pytest.mark.parametrize("case", EDGE_CASES)
-def test_the_cascade_rule_segments_livers_cut_by_the_scans_edges(segment_experiment, case):
+@pytest.mark.parametrize("cascade", CASCADES)
+def test_the_cascade_rule_segments_livers_cut_by_the_scans_edges(segment_experiment, cascade, case):
     cases = pd.read_csv(segment_experiment / "data" / "cases.tsv", sep="\t").set_index("case")
     volume = nib.load(segment_experiment / cases.loc[case, "volume"])
-    labels = nib.load(segment_experiment / "results" / "unet_cascade" / "pred" / f"{case}.nii.gz")
+    labels = nib.load(segment_experiment / "results" / cascade / "pred" / f"{case}.nii.gz")
     assert labels.shape == volume.shape and np.allclose(labels.affine, volume.affine, atol=1e-6)
     reference = np.asanyarray(nib.load(segment_experiment / cases.loc[case, "label"]).dataobj) >= 1
     if case != EDGE_CASES[0]:  # the phantom's own case keeps its margins; the others have liver on an edge

@@ -23,7 +23,7 @@ from liverseg.inference.quality import QualityLimits
 from liverseg.inference.segment import scan_name
 from liverseg.measurements import largest_diameter_mm, lesion_sizes
 from liverseg.models.recipe import Recipe
-from tests.helpers import tool_environment, write_nifti
+from tests.helpers import CASCADES, tool_environment, write_nifti
 
 pytestmark = pytest.mark.workflow
 
@@ -144,7 +144,7 @@ def first_validation_case(segment_experiment):
     return case, segment_experiment / cases.loc[case, "volume"]  # relative to the experiment's folder
 
 
-@pytest.mark.parametrize("entry", ["unet", "unet_cascade"])
+@pytest.mark.parametrize("entry", ["unet", *CASCADES])
 @pytest.mark.parametrize("source", ["folder", "registry"])
 def test_segment_gives_the_workflows_own_labels(segment_experiment, entry, source, tmp_path):
     """Prediction, post-processing and, for a cascade, its tumour stage: the same labels as the workflow's rules, from

@@ -72,7 +72,10 @@ def test_unknown_key_is_refused(tmp_path, tool_env):
     assert result.returncode != 0 and "'learning_rate' was unexpected" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("config_file, first", [("config.yaml", "synthesise"), ("config/study.yaml", "download")])
+@pytest.mark.parametrize(
+    "config_file, first",
+    [("config.yaml", "synthesise"), ("config/ablation.yaml", "synthesise"), ("config/study.yaml", "download")],
+)
 def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, first):
     config = yaml.safe_load((ROOT / config_file).read_text())
     result = dry_run(tmp_path, config, tool_env)
@@ -86,14 +89,20 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
         weights = tmp_path / "pretrained" / "resnet50.imagenet.safetensors"
         assert "rule fetch_weights:" in result.stdout and f"--out {weights}" in result.stdout
         assert f"--weights-file {weights}" in result.stdout
-    else:
-        assert "download" not in result.stdout
-        # the tumour stage's own augment setting reaches its training job only
-        train_jobs = [
-            line for line in result.stdout.splitlines() if line.startswith("Shell command: python -m liverseg train")
-        ]
-        pastes = {line.split("--name ")[1].split()[0]: '"lesion_paste": 0.5' in line for line in train_jobs}
+        return
+    assert "download" not in result.stdout
+    train_jobs = [
+        line for line in result.stdout.splitlines() if line.startswith("Shell command: python -m liverseg train")
+    ]
+    trained = {line.split("--name ")[1].split()[0]: line for line in train_jobs}
+    if config_file == "config.yaml":  # the tumour stage's own augment setting reaches its training job only
+        pastes = {name: '"lesion_paste": 0.5' in line for name, line in trained.items()}
         assert pastes == {"unet": False, "resnet50_unet": False, "tumour_unet": True}
+    else:  # the ablation's 3D and transformer tumour stages and the transformer as a stage-1 model
+        assert {"tumour_unet", "tumour_3d", "tumour_mit", "h_mit_stage1"} <= set(trained)
+        assert '"kind": "monai"' in trained["tumour_3d"] and '"encoder": "mit_b0"' in trained["tumour_mit"]
+        for cascade in ("e_cascade", "f_cascade_3d", "g_cascade_mit"):
+            assert f"segmenter --name {cascade} " in result.stdout
 
 
 @pytest.mark.parametrize("overlays", [["randomised.yaml"], ["randomised.yaml", "randomised_all.yaml"]])
@@ -109,6 +118,23 @@ def test_the_randomised_overlays_add_to_the_default_config(tmp_path, tool_env, o
     shifts = {line.split("--name ")[1].split()[0]: '"liver_shift": 0.1' in line for line in train_jobs}
     every = len(overlays) == 2
     assert shifts == {"unet": every, "resnet50_unet": every, "tumour_unet": True}
+
+
+def test_the_3d_overlay_adds_a_3d_tumour_stage_and_its_cascades(tmp_path, tool_env):
+    files = [str(ROOT / "config.yaml"), str(ROOT / "config" / "tumour_3d.yaml")]
+    command = ["snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", *files]
+    result = subprocess.run(command, env=tool_env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train_jobs = [
+        line for line in result.stdout.splitlines() if line.startswith("Shell command: python -m liverseg train")
+    ]
+    trained = {line.split("--name ")[1].split()[0]: line for line in train_jobs}
+    assert set(trained) == {"unet", "resnet50_unet", "tumour_unet", "tumour_3d"}
+    assert '"kind": "monai"' in trained["tumour_3d"] and '"patch": [16, 64, 64]' in trained["tumour_3d"]
+    for cascade, liver in (("unet_cascade_3d", "unet"), ("resnet50_cascade_3d", "resnet50_unet")):
+        assert f"segmenter --name {cascade} --stage liver=models/{liver}/best.pt tumour=models/tumour_3d/best.pt" in (
+            result.stdout
+        )
 
 
 def test_a_config_names_only_what_its_source_uses(tmp_path, tool_env):

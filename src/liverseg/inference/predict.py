@@ -1,7 +1,7 @@
 """Label maps for whole cases, written back in each scan's own geometry and header.
 
 Stage-1 models segment every slice; a cascade keeps the stage-1 liver and lets its tumour stage segment the liver's
-box, whose tumours are pasted back inside the predicted liver.
+box (slice by slice, or a 3D stage by sliding window), whose tumours are pasted back inside the predicted liver.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from liverseg.models.checkpoint import load_model
 from liverseg.models.heads import first_region, output_probabilities, probabilities_to_classes
 from liverseg.models.neighbours import neighbour_index
 from liverseg.models.recipe import Recipe
+from liverseg.models.volumetric import window_logits
 from liverseg.roi import largest_component, liver_box, paste_box
 
 
@@ -52,6 +53,20 @@ def segment_slices(
                 observe(first_region(probabilities, recipe.head).cpu())
             out[start : start + batch_size] = classes_at(probabilities.cpu(), size, recipe.head)
     return out
+
+
+def segment_volume(
+    model, recipe: Recipe, images: np.ndarray, size: tuple[int, int], device, flip_tta: bool = False
+) -> np.ndarray:
+    """(n, H, W) normalised slices of one box -> (n, *size) class maps by a 3D model, over sliding windows; with
+    `flip_tta`, averaged with the left-right mirror's probabilities."""
+    x = torch.from_numpy(images.astype(np.float32))[None, None].to(device)
+    with torch.no_grad(), autocast(device):
+        probabilities = output_probabilities(window_logits(model, x, recipe), recipe.head)
+        if flip_tta:
+            mirrored = output_probabilities(window_logits(model, x.flip(-2), recipe), recipe.head).flip(-2)
+            probabilities = (probabilities + mirrored) / 2
+    return classes_at(probabilities[0].transpose(0, 1).cpu(), size, recipe.head)
 
 
 def classes_at(probabilities: torch.Tensor, size: tuple[int, int], head: str) -> np.ndarray:
@@ -103,7 +118,10 @@ def tumour_stage(model, recipe: Recipe, scan, liver: np.ndarray, window, device,
             for slab in box.slabs(32)
         ]
     )
-    classes = segment_slices(model, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
+    if recipe.volumetric:
+        classes = segment_volume(model, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
+    else:
+        classes = segment_slices(model, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
     return paste_box(classes.transpose(1, 2, 0) == 1, box, liver.shape) & liver
 
 

@@ -2,6 +2,8 @@
 
 `unet`: the classic U-Net (Ronneberger et al.) with batch normalisation and a configurable width.
 `smp`: any segmentation_models_pytorch architecture; the study's model is `arch: Unet, encoder: resnet50`.
+`monai`: MONAI's DynUNet (nnU-Net's network) in 3D, one level per entry of `filters`, on patches of `patch` voxels
+(slices, rows, columns).
 An entry with `crop` is a tumour stage: it sees crops of the liver's box and segments tumours only.
 """
 
@@ -95,7 +97,33 @@ def build_model(spec: dict, pretrained: bool = True, weights_path: Path | None =
         )
         load_pretrained(model, spec["encoder"], Path(weights_path), in_channels)
         return model
-    raise ValueError(f"unknown model kind {spec['kind']!r} (expected 'unet' or 'smp')")
+    if spec["kind"] == "monai":
+        return dyn_unet(spec, in_channels, classes)
+    raise ValueError(f"unknown model kind {spec['kind']!r} (expected 'unet', 'smp' or 'monai')")
+
+
+def dyn_unet(spec: dict, in_channels: int, classes: int) -> nn.Module:
+    """A 3D DynUNet: 3x3x3 convolutions, instance norm, each level below the first halving every side."""
+    from monai.networks.nets import DynUNet
+
+    filters = list(spec.get("filters", [8, 16, 32]))
+    divisor = 2 ** (len(filters) - 1)
+    if any(side % divisor for side in spec["patch"]):
+        raise ValueError(f"patch {spec['patch']}: every side must be a multiple of {divisor} for {len(filters)} levels")
+    strides = [1] + [2] * (len(filters) - 1)
+    model = DynUNet(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=classes,
+        kernel_size=[3] * len(filters),
+        strides=strides,
+        upsample_kernel_size=strides[1:],
+        filters=filters,
+        norm_name="instance",
+        res_block=spec.get("res_block", False),
+    )
+    model.divisor = divisor
+    return model
 
 
 def input_divisor(model: nn.Module) -> int:

@@ -185,6 +185,7 @@ def write_summary(
 ABLATION_COLUMNS = {  # summary column -> title
     "tumour_dice_cases_with_tumour": "Tumour Dice (cases with tumour)",
     "lesion_recall_ge10mm": "Lesion recall >= 10 mm",
+    "lesion_recall_lt10mm": "Lesion recall < 10 mm",
     "lesion_recall": "Lesion recall (all)",
     "lesion_precision": "Lesion precision",
     "liver_dice": "Liver Dice",

@@ -3,7 +3,7 @@
 It is an MLflow pyfunc: it takes a batch of normalised slices, (N, input_slices, H, W) float32 in [0, 1] (the HU
 window of the run, as `preprocess` writes them), and returns the probability of each nested region, (N, regions, H, W)
 (liver and tumour for a stage-1 model, tumour for a tumour stage), for any batch size and any image size the model
-accepts (sides a multiple of its divisor). The package's code travels with the model, so loading it needs torch and
+accepts (sides a multiple of its divisor); a 3D model takes (N, 1, D, H, W) volumes and returns (N, regions, D, H, W). The package's code travels with the model, so loading it needs torch and
 segmentation_models_pytorch but not this checkout:
 
     mlflow.set_tracking_uri("sqlite:///experiments/synthetic/mlflow.db")
@@ -34,6 +34,7 @@ import liverseg
 from liverseg.inference.segmenter import SEGMENTER_FILE, Segmenter, package_segmenter
 from liverseg.models.checkpoint import load_model
 from liverseg.models.heads import region_probabilities
+from liverseg.models.recipe import Recipe
 from liverseg.tracking import runs
 from liverseg.tracking.runs import store_lock
 
@@ -76,6 +77,7 @@ def _log_and_register(tracking_uri: str, run_id: str, name: str, python_model, a
             pip_requirements=[
                 f"torch=={torch.__version__.split('+')[0]}",
                 "segmentation-models-pytorch",
+                "monai",
                 "numpy",
                 "nibabel",
                 "scipy",
@@ -87,11 +89,12 @@ def _log_and_register(tracking_uri: str, run_id: str, name: str, python_model, a
     return version
 
 
-def register_best(tracking_uri: str, run_id: str, name: str, checkpoint: Path, input_slices: int, regions: int) -> int:
+def register_best(tracking_uri: str, run_id: str, name: str, checkpoint: Path, recipe: Recipe) -> int:
     """Log `checkpoint` as the run's pyfunc model, register it as `name` and point the alias at it; its version."""
+    spatial = (-1, -1, -1) if recipe.volumetric else (-1, -1)
     signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, input_slices, -1, -1))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, regions, -1, -1))]),
+        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, recipe.input_slices, *spatial))]),
+        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, len(recipe.regions), *spatial))]),
     )
     return _log_and_register(tracking_uri, run_id, name, SliceSegmenter(), {"checkpoint": str(checkpoint)}, signature)
 

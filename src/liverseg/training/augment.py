@@ -238,6 +238,24 @@ def augment_batch(
     return jitter_intensity(images, settings, generator), labels
 
 
+def augment_volumes(
+    images: torch.Tensor, labels: torch.Tensor, settings: AugmentSettings, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random variants of (N, 1, D, H, W) patches and (N, D, H, W) labels for a 3D model: each patch's rotation, flips,
+    zoom and elastic field act in-plane, the same on all its slices (slices are thicker than pixels, so the axial
+    plane is the one a scan's anatomy turns in), and its intensity changes are drawn once for the whole patch.
+    Lesion pasting and tissue contrast stay with the slice models."""
+    n, _, depth, h, w = images.shape
+    theta = random_affine(n, settings, generator).repeat_interleave(depth, 0)
+    field = None
+    if settings.elastic_px > 0:
+        field = elastic_field(n, (h, w), settings.elastic_px, generator).repeat_interleave(depth, 0)
+    flat_images, flat_labels = warp(images.reshape(n * depth, 1, h, w), labels.reshape(n * depth, h, w), theta, field)
+    # the patch's slices as channels: one draw per patch, as jitter_intensity draws one per sample
+    images = jitter_intensity(flat_images.reshape(n, depth, h, w), settings, generator)
+    return images[:, None], flat_labels.reshape(n, depth, h, w)
+
+
 def draw_preview(slice_files, preview, settings: AugmentSettings, seed: int, count: int = 4) -> None:
     """Originals above augmented variants, for the slices with most tumour (then liver), one per case."""
     from liverseg.data.slices import load_slices

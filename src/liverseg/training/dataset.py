@@ -14,7 +14,9 @@ import torch
 
 from liverseg.labels import REGIONS, liver_mask, tumour_mask
 from liverseg.models.neighbours import neighbour_index
+from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings, augment_batch, warp
+from liverseg.training.sampling import epoch_indices
 
 
 def region_targets(labels: torch.Tensor, regions: tuple[str, ...]) -> torch.Tensor:
@@ -102,9 +104,27 @@ class Batches:
         if device.type == "cuda":
             self.data.images, self.data.labels = data.images.pin_memory(), data.labels.pin_memory()
         self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self._presence = None
+
+    @property
+    def image_size(self) -> int:
+        return self.data.images.shape[-1]
 
     def steps(self, n: int) -> int:
         return -(-n // self.batch_size)
+
+    def epoch_order(self, recipe: Recipe, generator: torch.Generator) -> torch.Tensor:
+        """The slices of one epoch, sampled as the recipe says (`liverseg.training.sampling`)."""
+        if self._presence is None:  # fixed: scanned once
+            self._presence = (self.data.has_tumour, self.data.has_liver)
+        has_tumour, has_liver = self._presence
+        return epoch_indices(has_tumour, has_liver, recipe.tumour_oversample, recipe.background_fraction, generator)
+
+    def validation_order(self) -> torch.Tensor:
+        return torch.arange(len(self.data))
+
+    def logits(self, model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return model(x)
 
     def __call__(self, order: torch.Tensor, generator: torch.Generator | None = None):
         """Batches in this order; with a generator, augmented (training), else the plain view (validation)."""

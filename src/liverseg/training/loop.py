@@ -25,9 +25,7 @@ from liverseg.models.checkpoint import make_checkpoint, save_checkpoint
 from liverseg.models.heads import region_probabilities
 from liverseg.models.recipe import Recipe
 from liverseg.training import resume
-from liverseg.training.dataset import Batches
 from liverseg.training.losses import CombinedLoss
-from liverseg.training.sampling import epoch_indices
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -114,7 +112,7 @@ def saved_state(model: torch.nn.Module, opt: Optimisation, progress: Progress) -
 
 
 def train_epoch(
-    model, opt: Optimisation, batches: Batches, order: torch.Tensor, settings, loss_fn: CombinedLoss, desc: str
+    model, opt: Optimisation, batches, order: torch.Tensor, settings, loss_fn: CombinedLoss, desc: str
 ) -> dict:
     """One epoch of steps over the slices of `order`: the mean loss, the samples and where the time went."""
     model.train()
@@ -147,18 +145,20 @@ def train_epoch(
     }
 
 
-def validate(model, batches: Batches, loss_fn: CombinedLoss) -> tuple[float, list[float]]:
-    """Validation loss (mean over batches) and Dice per region over all validation slices (global counts)."""
+def validate(model, batches, loss_fn: CombinedLoss) -> tuple[float, list[float]]:
+    """Validation loss (mean over batches) and Dice per region over all validation slices or volumes (global
+    counts)."""
     model.eval()
     regions = len(batches.regions)
     losses, inter, total = [], torch.zeros(regions), torch.zeros(regions)
     with torch.no_grad(), autocast(batches.device):
-        for x, y in batches(torch.arange(len(batches.data))):
-            logits = model(x).float()
+        for x, y in batches(batches.validation_order()):
+            logits = batches.logits(model, x).float()
             losses.append(loss_fn(logits, y).item())
             pred = (region_probabilities(logits, loss_fn.head) > 0.5).float()
-            inter += (pred * y).sum((0, 2, 3)).cpu()
-            total += (pred.sum((0, 2, 3)) + y.sum((0, 2, 3))).cpu()
+            dims = (0, *range(2, pred.ndim))
+            inter += (pred * y).sum(dims).cpu()
+            total += (pred.sum(dims) + y.sum(dims)).cpu()
     dice = torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.nan)
     return float(np.mean(losses)), dice.tolist()
 
@@ -184,8 +184,8 @@ def fit(
     spec: dict,
     settings,
     model,
-    train_batches: Batches,
-    val_batches: Batches,
+    train_batches,
+    val_batches,
     out_dir: Path,
     on_epoch,
     saved: dict | None = None,
@@ -196,15 +196,12 @@ def fit(
     recipe = Recipe.from_spec(spec)
     loss_fn = CombinedLoss(recipe.loss, recipe.head)
     opt = Optimisation.create(model, settings, train_batches.device)
-    has_tumour, has_liver = train_batches.data.has_tumour, train_batches.data.has_liver  # fixed: scanned once
     progress = Progress()
     if saved is not None:
         progress = restore(saved, model, opt)
         save_checkpoint(progress.best_checkpoint, out_dir / "best.pt")  # Snakemake deleted it before the job ran again
     for epoch in range(progress.epoch + 1, settings.epochs + 1):
-        order = epoch_indices(
-            has_tumour, has_liver, recipe.tumour_oversample, recipe.background_fraction, opt.generator
-        )
+        order = train_batches.epoch_order(recipe, opt.generator)
         trained = train_epoch(model, opt, train_batches, order, settings, loss_fn, f"{name} epoch {epoch}")
         validated = time.perf_counter()
         val_loss, val_dice = validate(opt.kept(model), val_batches, loss_fn)
@@ -215,9 +212,8 @@ def fit(
         print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), flush=True)
         if np.nan_to_num(row["val_dice"], nan=-1.0) > progress.best:
             progress.best, progress.best_epoch = np.nan_to_num(row["val_dice"], nan=-1.0), epoch
-            side = train_batches.data.images.shape[-1]
             progress.best_checkpoint = make_checkpoint(
-                spec, opt.kept(model).state_dict(), side, name, epoch, row["val_dice"]
+                spec, opt.kept(model).state_dict(), train_batches.image_size, name, epoch, row["val_dice"]
             )
             save_checkpoint(progress.best_checkpoint, out_dir / "best.pt")
         resume.save_state(out_dir, (run_state or {}) | saved_state(model, opt, progress))

@@ -13,12 +13,13 @@ from liverseg.models.heads import HEADS, class_index, region_probabilities
 
 
 def tversky_loss(p: torch.Tensor, t: torch.Tensor, alpha: float = 0.7, beta: float = 0.3, smooth: float = 1.0):
-    """Mean over regions of 1 - (TP + s) / (TP + alpha FP + beta FN + s), counts summed over batch and pixels.
+    """Mean over regions of 1 - (TP + s) / (TP + alpha FP + beta FN + s), counts summed over batch and pixels (or
+    voxels: any number of spatial axes after the region axis).
 
     The smoothing term keeps the loss defined on batches without a given target, where it still penalises false
     positives.
     """
-    dims = (0, 2, 3)
+    dims = (0, *range(2, p.ndim))
     tp = (p * t).sum(dims)
     fp = (p * (1 - t)).sum(dims)
     fn = ((1 - p) * t).sum(dims)

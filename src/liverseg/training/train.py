@@ -25,6 +25,7 @@ from liverseg.training import resume
 from liverseg.training.augment import AugmentSettings, draw_preview
 from liverseg.training.dataset import Batches, load_slice_set
 from liverseg.training.loop import fit
+from liverseg.training.patches import PatchBatches, load_volume_set
 
 
 @dataclass(frozen=True)
@@ -77,22 +78,14 @@ def train_model(
     torch.manual_seed(settings.seed)
     device = select_device(settings.device)
     recipe = Recipe.from_spec(spec)
-    train_set = load_slice_set(train_files, recipe.input_slices)
-    val_set = load_slice_set(val_files, recipe.input_slices)
     model = build_model(spec, weights_path=weights_path).to(device)
-    side = train_set.images.shape[-1]
-    if side % input_divisor(model):
-        raise ValueError(f"image size {side} is not a multiple of {input_divisor(model)}, which model {name} needs")
-    if device.type == "cuda":
+    train_batches, val_batches, data = _batches(recipe, settings, augment, train_files, val_files, device)
+    if train_batches.image_size % input_divisor(model):
+        raise ValueError(
+            f"image size {train_batches.image_size} is not a multiple of {input_divisor(model)}, which model {name} needs"
+        )
+    if device.type == "cuda" and not recipe.volumetric:
         model = model.to(memory_format=torch.channels_last)
-    train_batches = Batches(train_set, recipe.regions, settings.batch_size, device, augment)
-    val_batches = Batches(val_set, recipe.regions, settings.batch_size, device)
-    data = {
-        "train_slices": len(train_set),
-        "train_tumour_slices": int(train_set.has_tumour.sum()),
-        "val_slices": len(val_set),
-        "image_size": side,
-    }
     params = {
         "model": spec,
         "recipe": asdict(recipe),
@@ -101,7 +94,7 @@ def train_model(
         "data": data,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    sets = {"training": (train_files, len(train_set)), "validation": (val_files, len(val_set))}
+    sets = {"training": (train_files, data["train_slices"]), "validation": (val_files, data["val_slices"])}
     client, run_id, key, state = _open_run(name, params, config, sets, device, out_dir, tracking_uri, experiment)
 
     def log_epoch(row: dict) -> None:
@@ -117,6 +110,33 @@ def train_model(
     _finish_run(tracking_uri, client, run_id, name, table, out_dir, train_files, augment, settings.seed, recipe)
     resume.discard(out_dir)
     return table
+
+
+def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, train_files, val_files, device):
+    """Training and validation batches, of slices or, for a 3D model, of patches and whole boxes; what they hold."""
+    if recipe.volumetric:
+        train_set = load_volume_set(train_files, recipe.crop["size"])
+        val_set = load_volume_set(val_files, recipe.crop["size"], box_only=True)
+        data = {"train_cases": len(train_set), "train_tumour_cases": int(train_set.has_tumour.sum())}
+        data |= {"train_slices": train_set.slices, "val_slices": val_set.slices}
+        return (
+            PatchBatches(train_set, recipe, settings.batch_size, device, augment),
+            PatchBatches(val_set, recipe, settings.batch_size, device),
+            data | {"image_size": recipe.crop["size"]},
+        )
+    train_set = load_slice_set(train_files, recipe.input_slices)
+    val_set = load_slice_set(val_files, recipe.input_slices)
+    data = {
+        "train_slices": len(train_set),
+        "train_tumour_slices": int(train_set.has_tumour.sum()),
+        "val_slices": len(val_set),
+        "image_size": train_set.images.shape[-1],
+    }
+    return (
+        Batches(train_set, recipe.regions, settings.batch_size, device, augment),
+        Batches(val_set, recipe.regions, settings.batch_size, device),
+        data,
+    )
 
 
 def _open_run(name, params, config, sets, device, out_dir, tracking_uri, experiment):
@@ -157,5 +177,5 @@ def _finish_run(
         draw_preview(train_files, Path(folder) / "augmentation_preview.png", augment, seed)
         for figure in ("learning_curves.png", "augmentation_preview.png"):
             client.log_artifact(run_id, str(Path(folder) / figure))
-    register_best(tracking_uri, run_id, name, out_dir / "best.pt", recipe.input_slices, len(recipe.regions))
+    register_best(tracking_uri, run_id, name, out_dir / "best.pt", recipe)
     client.set_terminated(run_id, "FINISHED")
