@@ -63,3 +63,27 @@ def test_weights_of_another_encoder_are_refused_and_not_kept(tmp_path, serve):
     assert not any(out.parent.iterdir())
     with pytest.raises(WeightsUnavailable, match="has no 'instagram' weights"):
         weights_url("resnet18", "instagram")
+
+
+@pytest.mark.parametrize("arch", ["Unet", "Segformer"])
+@pytest.mark.parametrize("slices", [1, 3])
+def test_a_transformer_encoder_takes_its_fetched_weights_as_stage1_model_and_tumour_stage(
+    tmp_path, serve, arch, slices
+):
+    """SegFormer's MiT-B0 (the study's future direction): its weights through the same fetch as a ResNet's, its
+    patch embedding adapted to the input slices, at the slice and crop sizes the configs use."""
+    root, served, state = _hub(tmp_path, encoder="mit_b0", served_as="mit_b0")
+    url, _ = serve(root, served.relative_to(root).as_posix())
+    out = fetch_weights("mit_b0", "imagenet", tmp_path / "mit_b0.imagenet.safetensors", url.split("/smp-hub/")[0])
+    spec = {"kind": "smp", "arch": arch, "encoder": "mit_b0", "encoder_weights": "imagenet", "input_slices": slices}
+    for entry, size, regions in ((spec, 128, 2), ({**spec, "crop": {"size": 96}}, 96, 1)):
+        model = build_model(entry, weights_path=out).eval()
+        first = model.encoder.patch_embed1.proj.weight
+        assert first.shape[1] == slices
+        if slices == 3:
+            assert torch.equal(first, state["patch_embed1.proj.weight"]), (
+                "three slices take the RGB kernels as they are"
+            )
+        assert torch.equal(model.encoder.block1[0].attn.q.weight, state["block1.0.attn.q.weight"])
+        with torch.no_grad():
+            assert model(torch.zeros(2, slices, size, size)).shape == (2, regions, size, size)
