@@ -121,6 +121,14 @@ def test_summary_table_matches_case_scores(finished_run):
         assert len(history) == 2
         assert summary.loc[model, "seconds_per_epoch"] == pytest.approx(history["epoch_seconds"].mean(), rel=1e-4)
         assert 0 <= summary.loc[model, "accuracy"] <= 1
+        # the prediction jobs' benchmarks: a cascade's cases took its stage-1 model's job and its own
+        jobs = [pd.read_csv(p, sep="\t") for p in workdir.glob(f"benchmarks/predict/{first}/*.tsv")]
+        if model.endswith("_cascade"):
+            jobs += [pd.read_csv(p, sep="\t") for p in workdir.glob(f"benchmarks/cascade/{model}/*.tsv")]
+        assert summary.loc[model, "inference_seconds_per_case"] == pytest.approx(
+            sum(job["s"].sum() for job in jobs) / summary.loc[model, "scored_cases"], rel=1e-4
+        )
+        assert summary.loc[model, "inference_peak_rss_mb"] == max(job["max_rss"].max() for job in jobs) > 0
     stage = pd.read_csv(workdir / "models/tumour_unet/history.csv")
     assert len(stage) == 3 and "val_dice_tumour" in stage and "val_dice_liver" not in stage
     assert (

@@ -121,6 +121,17 @@ def stage_dirs(entry):
     return [f"models/{entry}"]
 
 
+def inference_benchmarks(entry, cases):
+    """The benchmark files of the jobs that segment an entry's cases: its stage-1 model's prediction and, for a
+    cascade, its tumour stage's."""
+    if entry in CASCADES:
+        liver = CASCADES[entry]["liver"]
+        return expand("benchmarks/predict/{liver}/{case}.tsv", liver=liver, case=cases) + expand(
+            "benchmarks/cascade/{entry}/{case}.tsv", entry=entry, case=cases
+        )
+    return expand("benchmarks/predict/{entry}/{case}.tsv", entry=entry, case=cases)
+
+
 def overlay_figures(wildcards):
     return expand("results/figures/overlay_{case}.png", case=split_cases(SCORED_ON))
 

@@ -7,6 +7,8 @@ rule predict:
         "results/{model}/pred/{case}.nii.gz",
     log:
         "logs/predict/{model}/{case}.log",
+    benchmark:
+        "benchmarks/predict/{model}/{case}.tsv"
     wildcard_constraints:
         model="|".join(STAGE1),
     conda:
@@ -30,6 +32,8 @@ rule cascade:
         "results/{cascade}/pred/{case}.nii.gz",
     log:
         "logs/cascade/{cascade}/{case}.log",
+    benchmark:
+        "benchmarks/cascade/{cascade}/{case}.tsv"
     wildcard_constraints:
         cascade="|".join(CASCADES) or "no-cascade",
     conda:

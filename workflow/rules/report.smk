@@ -12,6 +12,9 @@ rule aggregate:
         ),
         histories=expand("models/{model}/history.csv", model=MODELS),
         runs=expand("models/{model}/run.json", model=MODELS),
+        benchmarks=lambda wildcards: sorted(
+            {path for entry in SCORED for path in inference_benchmarks(entry, split_cases(SCORED_ON))}
+        ),
     output:
         csv="results/summary.csv",
         md="results/summary.md",
@@ -29,7 +32,8 @@ rule aggregate:
         scored_on=SCORED_ON,
     shell:
         "python -m liverseg aggregate {params.entries} "
-        "--scores {input.scores} --scored-on {params.scored_on} --step-scores {input.step_scores} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
+        "--scores {input.scores} --scored-on {params.scored_on} --step-scores {input.step_scores} --benchmarks {input.benchmarks} "
+        "--csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
         "--cases-csv {output.cases} --statistics-csv {output.statistics} --comparisons-csv {output.comparisons} "
         "> {log} 2>&1"
 

@@ -16,6 +16,7 @@ def _aggregate(a):
         a.scores,
         a.step_scores,
         a.scored_on,
+        a.benchmarks,
         a.csv,
         a.md,
         a.metrics_json,
@@ -94,6 +95,13 @@ def add_commands(steps) -> None:
         type=Path,
         nargs="*",
         help="validation score files that judge post-processing when the scored cases are test cases",
+    )
+    s.add_argument(
+        "--benchmarks",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="Snakemake's benchmark files of the prediction jobs (benchmarks/<rule>/<name>/<case>.tsv)",
     )
     s.add_argument("--csv", type=Path, required=True)
     s.add_argument("--md", type=Path, required=True)

@@ -85,6 +85,29 @@ def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: d
     return pd.DataFrame(rows)
 
 
+def inference_costs(entries: dict[str, list[Path]], benchmarks) -> pd.DataFrame:
+    """Per entry, from Snakemake's benchmark files `benchmarks/<rule>/<name>/<case>.tsv` of its prediction jobs (its
+    stage-1 model's `predict`, and a cascade's own `cascade` job): the mean seconds per case of those whole jobs
+    (start-up and model loading included) and the largest peak resident memory of any of them, in MB."""
+    records = [
+        {"rule": p.parts[-3], "name": p.parts[-2], "case": p.stem, **pd.read_csv(p, sep="\t").iloc[0]}
+        for p in map(Path, benchmarks)
+    ]
+    jobs = pd.DataFrame(records, columns=["rule", "name", "case", "s", "max_rss"])
+    rows = []
+    for entry, dirs in entries.items():
+        stage1 = (jobs["rule"] == "predict") & (jobs["name"] == Path(dirs[0]).name)
+        mine = jobs[stage1 | ((jobs["rule"] == "cascade") & (jobs["name"] == entry))]
+        rows.append(
+            {
+                "model": entry,
+                "inference_seconds_per_case": mine.groupby("case")["s"].sum().mean(),
+                "inference_peak_rss_mb": mine["max_rss"].max(),
+            }
+        )
+    return pd.DataFrame(rows, columns=["model", "inference_seconds_per_case", "inference_peak_rss_mb"])
+
+
 TARGET_NAMES = ("liver", "tumour")
 
 

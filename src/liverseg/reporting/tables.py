@@ -26,7 +26,8 @@ SURFACE_ORDER = ("assd", "hd95", "mssd")
 
 
 def _number(column: str, fmt: str):
-    return lambda row: "-" if pd.isna(row[column]) else fmt.format(row[column])
+    """A column's number, or "-" where it is undefined or was not measured (a summary without the column)."""
+    return lambda row: "-" if pd.isna(row.get(column, float("nan"))) else fmt.format(row[column])
 
 
 def _cells(columns: list[str], *fmts: str):
@@ -62,6 +63,8 @@ TABLE_ROWS = [  # (title, cell of one model's summary row)
     ("Tumour stage time per epoch", _number("tumour_stage_seconds_per_epoch", "{:.1f} s")),
     ("Training time in all", _number("training_minutes", "{:.1f} min")),
     ("Best epoch / epochs (each stage)", lambda row: row["epochs"]),
+    ("Inference per case (whole jobs)", _number("inference_seconds_per_case", "{:.1f} s")),
+    ("Peak memory of inference", _number("inference_peak_rss_mb", "{:.0f} MB")),
     (
         "Scored cases (with tumour scored; holding tumour)",
         lambda row: f"{row['scored_cases']} ({row['tumour_cases']}; {row['cases_with_tumour']})",
