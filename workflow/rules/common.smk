@@ -125,11 +125,11 @@ def inference_benchmarks(entry, cases):
     """The benchmark files of the jobs that segment an entry's cases: its stage-1 model's prediction and, for a
     cascade, its tumour stage's."""
     if entry in CASCADES:
-        liver = CASCADES[entry]["liver"]
-        return expand("benchmarks/predict/{liver}/{case}.tsv", liver=liver, case=cases) + expand(
-            "benchmarks/cascade/{entry}/{case}.tsv", entry=entry, case=cases
-        )
-    return expand("benchmarks/predict/{entry}/{case}.tsv", entry=entry, case=cases)
+        stage1 = CASCADES[entry]["liver"]
+        own = expand("benchmarks/cascade/{entry}/{case}.tsv", entry=entry, case=cases)
+    else:
+        stage1, own = entry, []
+    return expand("benchmarks/predict/{model}/{case}.tsv", model=stage1, case=cases) + own
 
 
 def overlay_figures(wildcards):

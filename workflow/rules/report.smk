@@ -13,7 +13,11 @@ rule aggregate:
         histories=expand("models/{model}/history.csv", model=MODELS),
         runs=expand("models/{model}/run.json", model=MODELS),
         benchmarks=lambda wildcards: sorted(
-            {path for entry in SCORED for path in inference_benchmarks(entry, split_cases(SCORED_ON))}
+            {
+                path
+                for entry in SCORED
+                for path in inference_benchmarks(entry, split_cases(SCORED_ON))
+            }
         ),
     output:
         csv="results/summary.csv",
