@@ -8,8 +8,9 @@ import torch
 
 from liverseg.data.crops import crop_case
 from liverseg.data.slices import save_slices
-from liverseg.inference.predict import predict_cascade
+from liverseg.inference.predict import predict_cascade, segment_volume
 from liverseg.labels import VALID
+from liverseg.models.checkpoint import load_model
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings, augment_volumes
 from liverseg.training.patches import PatchBatches, load_volume_set
@@ -107,3 +108,9 @@ def test_a_3d_stage_trains_and_its_cascade_predicts_by_sliding_window(tmp_path, 
     result = np.asarray(nib.load(out).dataobj)
     assert result.shape == hu.shape and set(np.unique(result)) <= VALID
     assert int((result == 2).sum()) == tumour_voxels and not ((result == 2) & (labels == 0)).any()
+    # a box of 3 slices, under the patch's 4, with the mirror averaged in: classes at the box's own size
+    model, recipe, _ = load_model(tmp_path / "tumour_3d" / "best.pt", torch.device("cpu"))
+    crops = np.random.default_rng(0).random((3, 32, 32), dtype=np.float32)
+    for flip in (False, True):
+        classes = segment_volume(model, recipe, crops, (40, 36), torch.device("cpu"), flip_tta=flip)
+        assert classes.shape == (3, 40, 36) and set(np.unique(classes)) <= {0, 1}
