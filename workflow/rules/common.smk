@@ -129,7 +129,9 @@ def inference_benchmarks(entry, cases):
         own = expand("benchmarks/cascade/{entry}/{case}.tsv", entry=entry, case=cases)
     else:
         stage1, own = entry, []
-    return expand("benchmarks/predict/{model}/{case}.tsv", model=stage1, case=cases) + own
+    return (
+        expand("benchmarks/predict/{model}/{case}.tsv", model=stage1, case=cases) + own
+    )
 
 
 def overlay_figures(wildcards):
