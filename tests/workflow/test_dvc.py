@@ -15,7 +15,7 @@ import yaml
 from tests.helpers import ROOT, TINY, tool_environment
 
 pytestmark = pytest.mark.workflow
-OUTS = ("data", "models", "results")
+OUTS = ("data", "models", "results", "benchmarks")
 
 
 def digests(experiment) -> dict[str, str]:
@@ -73,7 +73,7 @@ def test_repro_push_pull_restores_the_same_bytes_and_snakemake_has_nothing_to_do
     assert digests(experiment) == before
 
     # the README's command: restored files get one time, so that none looks newer than the files made from it
-    run("bash", "-c", 'find experiments/tiny/{data,models,results} -exec touch -h -d "@$(date +%s)" {} +')
+    run("bash", "-c", 'find experiments/tiny/{data,models,results,benchmarks} -exec touch -h -d "@$(date +%s)" {} +')
     assert "Nothing to be done" in run("snakemake", "-n")
     assert json.loads(run("dvc", "metrics", "diff", "--json").splitlines()[-1] or "{}") == {}
     metrics = json.loads(run("dvc", "metrics", "show", "--json"))[""]["data"]
