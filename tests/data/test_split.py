@@ -81,3 +81,26 @@ def test_train_only_cases_join_training_and_leave_the_split_of_the_others_as_it_
         main(["split", "--cases", str(table), *common, "--train-only", "case_1009", "--out", str(tmp_path / "x.json")])
     assert "no cases ['case_1009'], named by --train-only" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_folds_hold_out_the_test_patients_first_and_deal_the_others_by_patient():
+    patient_of = {f"case_{i:03d}": f"p{i // 2}" for i in range(20)}  # 10 patients, two scans each
+    split = split_by_patient(patient_of, 0.5, seed=3, test_fraction=0.2, folds=3)
+    test = {patient_of[c] for c in split["test"]}
+    folds = [{patient_of[c] for c in fold} for fold in split["folds"]]
+    assert len(test) == 2 and [len(f) for f in folds] == [3, 3, 2], "val_fraction is unused"
+    assert not any(a & b for i, a in enumerate(folds) for b in folds[i + 1 :]) and not test & set().union(*folds)
+    assert sorted(c for fold in split["folds"] for c in fold) == split["val"] == split["train"]
+    assert sorted(split["val"] + split["test"]) == sorted(patient_of)
+    assert split_by_patient(patient_of, 0.2, seed=3, test_fraction=0.2, folds=3) == split
+    with pytest.raises(ValueError, match="3 folds and a test part need"):
+        split_by_patient({"a": "a", "b": "b", "c": "c"}, 0.2, seed=0, test_fraction=0.2, folds=3)
+
+
+def test_stratified_folds_each_hold_every_stratum():
+    tumour_ml = {f"p{i:02d}": 0.0 if i < 6 else float(i) for i in range(12)}  # 6 without tumour, 3 small, 3 large
+    strata = tumour_strata(tumour_ml)
+    patient_of = {f"case_{i:03d}": f"p{i:02d}" for i in range(12)}
+    split = split_by_patient(patient_of, 0.2, seed=1, folds=3, strata=strata)
+    for fold in split["folds"]:
+        assert sorted(strata[patient_of[c]] for c in fold) == ["larger", "none", "none", "smaller"]

@@ -35,7 +35,7 @@ def test_prediction_has_the_input_geometry(phantom_files, tmp_path):
     for n in range(3):  # the phantom cases come in several storage orientations
         volume = phantom_files / f"volume-{n}.nii.gz"
         save_slices(slice_case(volume, phantom_files / f"segmentation-{n}.nii.gz", (-150, 250), 32), tmp_path / "s.npz")
-        predict_case(tmp_path / "best.pt", tmp_path / "s.npz", volume, tmp_path / f"pred-{n}.nii.gz", device="cpu")
+        predict_case([tmp_path / "best.pt"], tmp_path / "s.npz", volume, tmp_path / f"pred-{n}.nii.gz", device="cpu")
         ref, out = nib.load(volume), nib.load(tmp_path / f"pred-{n}.nii.gz")
         assert out.shape == ref.shape and np.allclose(out.affine, ref.affine)
         assert nifti.orientation_codes(out) == nifti.orientation_codes(ref)
@@ -52,7 +52,7 @@ def test_slices_of_another_case_are_refused(phantom_files, tmp_path):
     other = tmp_path / "volume-9.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((40, 30, 5), np.int16), np.eye(4)), other)
     with pytest.raises(nifti.VolumeError, match="do not belong to"):
-        predict_case(tmp_path / "m.pt", tmp_path / "s.npz", other, tmp_path / "p.nii.gz", device="cpu")
+        predict_case([tmp_path / "m.pt"], tmp_path / "s.npz", other, tmp_path / "p.nii.gz", device="cpu")
     assert not (tmp_path / "p.nii.gz").exists()
 
 
@@ -73,7 +73,7 @@ def test_cascade_keeps_the_stage1_liver_and_puts_tumour_inside_it(phantom_files,
     ref = np.asarray(reference.dataobj)
     stage1 = tmp_path / "stage1.nii.gz"
     nib.save(nib.Nifti1Image((ref >= 1).astype(np.uint8), reference.affine, reference.header), stage1)
-    voxels = predict_cascade(tmp_path / "t.pt", stage1, volume, (-150, 250), tmp_path / "c.nii.gz", device="cpu")
+    voxels = predict_cascade([tmp_path / "t.pt"], stage1, volume, (-150, 250), tmp_path / "c.nii.gz", device="cpu")
     out = nib.load(tmp_path / "c.nii.gz")
     labels = np.asarray(out.dataobj)
     assert out.shape == reference.shape and np.allclose(out.affine, reference.affine)
@@ -118,7 +118,7 @@ def test_evaluate_and_summarise_by_hand(tmp_path):
     history.write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.5,10,1\n2,0.7,14,1\n3,0.6,12,1\n")
     stage = tmp_path / "stage.csv"
     stage.write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.2,3,1\n2,0.1,5,1\n")
-    summary = summarise(*read_case_scores([a, b]), {"m": [history, stage]})
+    summary = summarise(*read_case_scores([a, b]), {"m": [[history], [stage]]})
     row = summary.iloc[0]
     assert row["liver_dice"] == 1.0 and row["liver_dice_before_post"] == pytest.approx((8 / 9 + 1) / 2)
     assert row["tumour_dice"] == 0.0 and row["tumour_cases"] == 1
@@ -197,7 +197,7 @@ def test_tumour_stage_sees_the_training_crops_shifted_to_its_liver(phantom_files
         lambda model, recipe, crops, size, device, flip_tta=False: seen.append(crops) or np.zeros((len(crops), *size)),
     )
     for path in (volume, brighter):
-        tumour_stage(None, recipe, nib.load(path), liver, (-150, 250), "cpu")
+        tumour_stage([None], recipe, nib.load(path), liver, (-150, 250), "cpu")
     trained = crop_case(volume, label, (-150, 250), 32, margin_mm=5.0, jitter_mm=0.0, liver_hu=100.0)["image"]
     assert np.allclose(seen[0], trained, atol=1e-3), "prediction's crops are training's"
     assert np.allclose(seen[0], seen[1], atol=1e-4), "a uniform HU shift changes nothing"

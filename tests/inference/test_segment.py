@@ -22,8 +22,10 @@ from liverseg.inference.predict import segment_slices
 from liverseg.inference.quality import QualityLimits
 from liverseg.inference.segment import scan_name
 from liverseg.measurements import largest_diameter_mm, lesion_sizes
+from liverseg.models.checkpoint import load_models
+from liverseg.models.heads import mean_probabilities
 from liverseg.models.recipe import Recipe
-from tests.helpers import CASCADES, tool_environment, write_nifti
+from tests.helpers import CASCADES, tool_environment, write_checkpoint, write_nifti
 
 pytestmark = pytest.mark.workflow
 
@@ -233,12 +235,42 @@ class Roll(torch.nn.Module):
 
 def test_flip_tta_averages_the_slices_and_their_mirrors():
     images = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
-    plain = segment_slices(Roll(), Recipe(), images, (8, 8), torch.device("cpu"))
-    mirrored = segment_slices(Roll(), Recipe(), images, (8, 8), torch.device("cpu"), flip_tta=True)
+    plain = segment_slices([Roll()], Recipe(), images, (8, 8), torch.device("cpu"))
+    mirrored = segment_slices([Roll()], Recipe(), images, (8, 8), torch.device("cpu"), flip_tta=True)
     shifted = torch.sigmoid(torch.from_numpy(images) * 8 - 4)
     mean = (torch.roll(shifted, 1, dims=-2) + torch.roll(shifted, -1, dims=-2)) / 2
     assert np.array_equal(plain, 2 * (torch.roll(shifted, 1, dims=-2) > 0.5).numpy())
     assert np.array_equal(mirrored, 2 * (mean > 0.5).numpy())
+
+
+class Constant(torch.nn.Module):
+    """A model whose liver logit is the same everywhere."""
+
+    def __init__(self, probability: float):
+        super().__init__()
+        self.logit = float(np.log(probability / (1 - probability)))
+
+    def forward(self, x):
+        return torch.full((len(x), 2, *x.shape[-2:]), self.logit)
+
+
+def test_an_ensemble_averages_its_folds_probabilities():
+    images = np.zeros((2, 8, 8), np.float32)
+    sure, doubtful = Constant(0.9), Constant(0.2)
+    x = torch.from_numpy(images)[:, None]
+    assert torch.allclose(mean_probabilities([sure, doubtful], x, "sigmoid"), torch.full((2, 2, 8, 8), 0.55))
+    labels = [
+        segment_slices(models, Recipe(), images, (8, 8), torch.device("cpu"))
+        for models in ([sure], [doubtful], [sure, doubtful], [doubtful, doubtful, sure])
+    ]
+    assert [int(v.max()) for v in labels] == [2, 0, 2, 0], "liver where the mean is above 0.5 (0.9, 0.2, 0.55, 0.43)"
+
+
+def test_an_ensemble_of_different_models_is_refused(tmp_path):
+    small = write_checkpoint(tmp_path / "a.pt", {"kind": "unet", "base_channels": 4, "depth": 2})
+    three = write_checkpoint(tmp_path / "b.pt", {"kind": "unet", "base_channels": 4, "depth": 2, "input_slices": 3})
+    with pytest.raises(ValueError, match="b.pt: not the same model as .*a.pt"):
+        load_models([small, three], torch.device("cpu"))
 
 
 def test_lesion_sizes_against_all_pairs_of_voxels():

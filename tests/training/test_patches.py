@@ -104,7 +104,7 @@ def test_a_3d_stage_trains_and_its_cascade_predicts_by_sliding_window(tmp_path, 
     volume = write_nifti(tmp_path / "scan.nii.gz", hu.astype(np.int16), affine)
     stage1 = write_nifti(tmp_path / "stage1.nii.gz", (labels > 0).astype(np.uint8), affine)
     out = tmp_path / "cascade.nii.gz"
-    tumour_voxels = predict_cascade(tmp_path / "tumour_3d" / "best.pt", stage1, volume, (-150, 250), out, "cpu")
+    tumour_voxels = predict_cascade([tmp_path / "tumour_3d" / "best.pt"], stage1, volume, (-150, 250), out, "cpu")
     result = np.asarray(nib.load(out).dataobj)
     assert result.shape == hu.shape and set(np.unique(result)) <= VALID
     assert int((result == 2).sum()) == tumour_voxels and not ((result == 2) & (labels == 0)).any()
@@ -112,5 +112,5 @@ def test_a_3d_stage_trains_and_its_cascade_predicts_by_sliding_window(tmp_path, 
     model, recipe, _ = load_model(tmp_path / "tumour_3d" / "best.pt", torch.device("cpu"))
     crops = np.random.default_rng(0).random((3, 32, 32), dtype=np.float32)
     for flip in (False, True):
-        classes = segment_volume(model, recipe, crops, (40, 36), torch.device("cpu"), flip_tta=flip)
+        classes = segment_volume([model], recipe, crops, (40, 36), torch.device("cpu"), flip_tta=flip)
         assert classes.shape == (3, 40, 36) and set(np.unique(classes)) <= {0, 1}

@@ -137,6 +137,17 @@ def test_the_3d_overlay_adds_a_3d_tumour_stage_and_its_cascades(tmp_path, tool_e
         )
 
 
+def test_the_folds_overlay_deals_the_default_cases_into_five_folds(tmp_path, tool_env):
+    files = [str(ROOT / "config.yaml"), str(ROOT / "config" / "folds.yaml")]
+    command = ["snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", *files]
+    result = subprocess.run(command, env=tool_env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    split = next(
+        line for line in result.stdout.splitlines() if line.startswith("Shell command: python -m liverseg split")
+    )
+    assert "--folds 5" in split and "--test-fraction 0.2" in split
+
+
 def test_a_config_names_only_what_its_source_uses(tmp_path, tool_env):
     study = yaml.safe_load((ROOT / "config" / "study.yaml").read_text())
     study["data"]["synthetic"] = {"cases": 15, "seed": 1}

@@ -11,6 +11,8 @@ CASCADES = config.get("cascades", {})
 SCORED = STAGE1 + list(
     CASCADES
 )  # entries with predictions, scores and a column in the table
+# split.folds >= 2: each model is trained once per fold (models/<model>/fold_<k>/), and each entry is their ensemble
+FOLDS = config["split"].get("folds", 0)
 SOURCE = config["data"]["source"]
 # where the raw cases are: made or downloaded inside the experiment, or the user's folder read in place
 RAW_DIR = (
@@ -40,6 +42,7 @@ wildcard_constraints:
     weights=r"[^./]+",
     model="|".join(MODELS),
     entry="|".join(SCORED),
+    fold=r"\d+",
 
 
 def wall_time(started):
@@ -59,10 +62,48 @@ def raw_file(column):
     return lambda wildcards: cases_table().loc[wildcards.case, column]
 
 
-def split_cases(part):
-    """Cases of the 'train', 'val' or 'test' part of the split checkpoint."""
+def split_file():
     with open(checkpoints.split.get().output[0]) as stream:
-        return json.load(stream)[part]
+        return json.load(stream)
+
+
+def split_cases(part, fold=None):
+    """Cases of the 'train', 'val' or 'test' part of the split checkpoint; with a fold, that fold's own training or
+    validation cases (with folds, 'train' and 'val' hold every fold's)."""
+    split = split_file()
+    if fold is None:
+        return split[part]
+    own = split["folds"][int(fold)]
+    return (
+        own if part == "val" else [case for case in split["train"] if case not in own]
+    )
+
+
+def training_dirs(model):
+    """The folders a model is trained into: its own, or one per fold (liverseg.models.checkpoint.training_folders)."""
+    if not FOLDS:
+        return [f"models/{model}"]
+    return [f"models/{model}/fold_{k}" for k in range(FOLDS)]
+
+
+def trained_files(name):
+    """A file of every training of every model (its history.csv, run.json)."""
+    return [f"{folder}/{name}" for model in MODELS for folder in training_dirs(model)]
+
+
+def case_weights(model):
+    """Input function: the weights that segment a case. With folds, a fold's validation case is segmented by that
+    fold's model (its out-of-fold prediction), a test case by every fold's (the ensemble).
+    """
+
+    def weights(wildcards):
+        if FOLDS:
+            for k, cases in enumerate(split_file()["folds"]):
+                if wildcards.case in cases:
+                    return [f"models/{model(wildcards)}/fold_{k}/best.pt"]
+        return [f"{folder}/best.pt" for folder in training_dirs(model(wildcards))]
+
+    return weights
 
 
 def case_slices(part):
@@ -78,7 +119,7 @@ def training_inputs(part):
             pattern = f"data/crops/{wildcards.model}/{{case}}.npz"
         else:
             pattern = "data/slices/{case}.npz"
-        cases = split_cases(part)
+        cases = split_cases(part, wildcards.get("fold"))
         if not config["models"][wildcards.model].get("randomised_phantoms", True):
             cases = [case for case in cases if case not in RANDOMISED_CASES]
         return expand(pattern, case=cases)
@@ -111,14 +152,25 @@ def liver_hu_option(model):
     return "" if liver_hu is None else f"--liver-hu {liver_hu}"
 
 
+def stage_models(entry):
+    """The trained models of a scored entry's stages, in order."""
+    if entry in CASCADES:
+        return [CASCADES[entry]["liver"], CASCADES[entry]["tumour"]]
+    return [entry]
+
+
 def stage_dirs(entry):
     """Folders of the trained stages of a scored entry, in order."""
-    if entry in CASCADES:
-        return [
-            f"models/{CASCADES[entry]['liver']}",
-            f"models/{CASCADES[entry]['tumour']}",
-        ]
-    return [f"models/{entry}"]
+    return [f"models/{model}" for model in stage_models(entry)]
+
+
+def stage_weights(entry):
+    """(role, weights) of a scored entry's stages, in order: a file per stage, or one per fold."""
+    return [
+        (role, f"{folder}/best.pt")
+        for role, model in zip(("liver", "tumour"), stage_models(entry))
+        for folder in training_dirs(model)
+    ]
 
 
 def inference_benchmarks(entry, cases):

@@ -87,13 +87,14 @@ checkpoint split:
         LIVERSEG_ENV
     params:
         val_fraction=config["split"]["val_fraction"],
+        folds=FOLDS,
         test_fraction=config["split"]["test_fraction"],
         stratify="--stratify-tumour" if config["split"]["stratify_tumour"] else "",
         seed=config["split"]["seed"],
         train_only=" ".join(RANDOMISED_CASES),
     shell:
         "python -m liverseg split --cases {input} --val-fraction {params.val_fraction} "
-        "--test-fraction {params.test_fraction} {params.stratify} --seed {params.seed} "
+        "--test-fraction {params.test_fraction} --folds {params.folds} {params.stratify} --seed {params.seed} "
         "--train-only {params.train_only} --out {output} > {log} 2>&1"
 
 

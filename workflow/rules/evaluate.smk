@@ -1,6 +1,6 @@
 rule predict:
     input:
-        model="models/{model}/best.pt",
+        models=case_weights(lambda wildcards: wildcards.model),
         slices="data/slices/{case}.npz",
         volume=raw_file("volume"),
     output:
@@ -19,13 +19,13 @@ rule predict:
     params:
         device=config["train"]["device"],
     shell:
-        "python -m liverseg predict --checkpoint {input.model} --slices {input.slices} --volume {input.volume} "
+        "python -m liverseg predict --checkpoint {input.models} --slices {input.slices} --volume {input.volume} "
         "--device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule cascade:
     input:
-        model=lambda wildcards: f"models/{CASCADES[wildcards.cascade]['tumour']}/best.pt",
+        models=case_weights(lambda wildcards: CASCADES[wildcards.cascade]["tumour"]),
         liver=lambda wildcards: f"results/{CASCADES[wildcards.cascade]['liver']}/post/{wildcards.case}.nii.gz",
         volume=raw_file("volume"),
     output:
@@ -45,7 +45,7 @@ rule cascade:
         device=config["train"]["device"],
         window=config["preprocess"]["window"],
     shell:
-        "python -m liverseg cascade --checkpoint {input.model} --liver {input.liver} --volume {input.volume} "
+        "python -m liverseg cascade --checkpoint {input.models} --liver {input.liver} --volume {input.volume} "
         "--window {params.window} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
 
 

@@ -10,8 +10,9 @@ rule aggregate:
             entry=SCORED,
             case=split_cases("val") if SCORED_ON == "test" else [],
         ),
-        histories=expand("models/{model}/history.csv", model=MODELS),
-        runs=expand("models/{model}/run.json", model=MODELS),
+        histories=trained_files("history.csv"),
+        runs=trained_files("run.json"),
+        split="data/split.json",
         benchmarks=lambda wildcards: sorted(
             {
                 path
@@ -37,7 +38,7 @@ rule aggregate:
     shell:
         "python -m liverseg aggregate {params.entries} "
         "--scores {input.scores} --scored-on {params.scored_on} --step-scores {input.step_scores} --benchmarks {input.benchmarks} "
-        "--csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
+        "--split {input.split} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
         "--cases-csv {output.cases} --statistics-csv {output.statistics} --comparisons-csv {output.comparisons} "
         "> {log} 2>&1"
 
@@ -70,7 +71,7 @@ rule overlay:
 
 rule curves:
     input:
-        expand("models/{model}/history.csv", model=MODELS),
+        trained_files("history.csv"),
     output:
         report(
             "results/figures/learning_curves.png",

@@ -30,6 +30,8 @@ rule train:
     resources:
         gpu=1,
     params:
+        name=lambda wildcards: wildcards.model,
+        out_dir=lambda wildcards, output: os.path.dirname(output.model),
         model=lambda wildcards: json.dumps(config["models"][wildcards.model]),
         settings=lambda wildcards: json.dumps(train_settings(wildcards.model)),
         augment=lambda wildcards: json.dumps(augment_settings(wildcards.model)),
@@ -42,15 +44,28 @@ rule train:
             f"--weights-file {shlex.quote(input.weights[0])}" if input.weights else ""
         ),
     shell:
-        "python -m liverseg train --name {wildcards.model} --model {params.model:q} --settings {params.settings:q} "
+        "python -m liverseg train --name {params.name} --model {params.model:q} --settings {params.settings:q} "
         "--augment {params.augment:q} --train-slices {input.train} --val-slices {input.val} "
-        "--out-dir models/{wildcards.model} --tracking-uri {params.tracking_uri:q} "
+        "--out-dir {params.out_dir} --tracking-uri {params.tracking_uri:q} "
         "--experiment {params.experiment:q} {params.weights} --config {params.config:q} --threads {threads} > {log} 2>&1"
+
+
+# with split.folds: each fold's training, on the other folds' patients, validated on its own (its other params:
+# the train rule's)
+use rule train as train_fold with:
+    output:
+        model="models/{model}/fold_{fold}/best.pt",
+        history="models/{model}/fold_{fold}/history.csv",
+        run="models/{model}/fold_{fold}/run.json",
+    log:
+        "logs/train/{model}/fold_{fold}.log",
+    params:
+        name=lambda wildcards: f"{wildcards.model}-fold{wildcards.fold}",  # the MLflow run and registered model
 
 
 rule segmenter:
     input:
-        lambda wildcards: [f"{d}/best.pt" for d in stage_dirs(wildcards.entry)],
+        lambda wildcards: [path for _, path in stage_weights(wildcards.entry)],
     output:
         "models/{entry}/segmenter.json",
     log:
@@ -59,8 +74,8 @@ rule segmenter:
     conda:
         LIVERSEG_ENV
     params:
-        stages=lambda wildcards, input: [
-            f"{role}={path}" for role, path in zip(("liver", "tumour"), input)
+        stages=lambda wildcards: [
+            f"{role}={path}" for role, path in stage_weights(wildcards.entry)
         ],
         window=config["preprocess"]["window"],
         postprocess=json.dumps(config["postprocess"]),
@@ -72,7 +87,7 @@ rule segmenter:
 rule register:
     input:
         segmenter="models/{entry}/segmenter.json",
-        weights=lambda wildcards: [f"{d}/best.pt" for d in stage_dirs(wildcards.entry)],
+        weights=lambda wildcards: [path for _, path in stage_weights(wildcards.entry)],
     output:
         "models/{entry}/registered.json",
     log:

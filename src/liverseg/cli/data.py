@@ -48,9 +48,12 @@ def _split(a):
     from liverseg.data.split import split_cases
 
     table = read_cases_table(a.cases)
-    split = split_cases(table, a.val_fraction, a.seed, a.test_fraction, a.stratify_tumour, a.train_only, source=a.cases)
+    split = split_cases(
+        table, a.val_fraction, a.seed, a.test_fraction, a.stratify_tumour, a.train_only, source=a.cases, folds=a.folds
+    )
     write_json(split, a.out)
-    print(f"train: {len(split['train'])} cases, validation: {split['val']}, test: {split['test']}")
+    parts = [f"fold {k}: {cases}" for k, cases in enumerate(split.get("folds", []))] or [f"validation: {split['val']}"]
+    print(f"train: {len(split['train'])} cases, {', '.join(parts)}, test: {split['test']}")
 
 
 def _augment(a):
@@ -97,9 +100,10 @@ def add_commands(steps) -> None:
     s.add_argument("--liver-hu", type=float, help="shift the HU so that the liver's median lies here")
     out(s)
 
-    s = command(steps, "split", _split, "patient-wise train/validation split")
+    s = command(steps, "split", _split, "patient-wise train/validation split, or folds for cross-validation")
     s.add_argument("--cases", type=Path, required=True)
-    s.add_argument("--val-fraction", type=float, required=True)
+    s.add_argument("--val-fraction", type=float, required=True, help="unused with --folds")
+    s.add_argument("--folds", type=int, default=0, help="k folds by patient after the test part (0: none)")
     s.add_argument("--test-fraction", type=float, default=0.0, help="untouched test cases, the only ones scored")
     s.add_argument(
         "--stratify-tumour",

@@ -37,14 +37,16 @@ def _score(a):
 
 def add_commands(steps) -> None:
     s = command(steps, "predict", _predict, "segment one case into a NIfTI label map")
-    s.add_argument("--checkpoint", type=Path, required=True)
+    s.add_argument("--checkpoint", type=Path, nargs="+", required=True, help="one model, or the folds of an ensemble")
     s.add_argument("--slices", type=Path, required=True)
     s.add_argument("--volume", type=Path, required=True)
     out(s)
     device(s)
 
     s = command(steps, "cascade", _cascade, "tumours of a tumour stage inside a stage-1 liver, as a NIfTI label map")
-    s.add_argument("--checkpoint", type=Path, required=True, help="the tumour stage's weights")
+    s.add_argument(
+        "--checkpoint", type=Path, nargs="+", required=True, help="the tumour stage's weights (or its folds')"
+    )
     s.add_argument("--liver", type=Path, required=True, help="the stage-1 label map")
     s.add_argument("--volume", type=Path, required=True)
     window(s)

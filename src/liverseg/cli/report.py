@@ -23,6 +23,7 @@ def _aggregate(a):
         a.cases_csv,
         a.statistics_csv,
         a.comparisons_csv,
+        a.split,
     )
     print(a.md.read_text())
 
@@ -37,7 +38,11 @@ def _overlay(a):
 def _curves(a):
     from liverseg.reporting.figures import learning_curves
 
-    learning_curves({Path(path).parent.name: Path(path) for path in a.histories}, a.out)
+    def name(history: Path) -> str:  # models/<model>/history.csv, or models/<model>/fold_<k>/history.csv
+        folder = history.parent
+        return f"{folder.parent.name} {folder.name}" if folder.name.startswith("fold_") else folder.name
+
+    learning_curves({name(Path(path)): Path(path) for path in a.histories}, a.out)
 
 
 def _case_dice(a):
@@ -62,7 +67,9 @@ def add_commands(steps) -> None:
     out(s)
 
     s = command(steps, "curves", _curves, "figure: learning curves of the trained models")
-    s.add_argument("--histories", type=Path, nargs="+", required=True, help="models/<model>/history.csv files")
+    s.add_argument(
+        "--histories", type=Path, nargs="+", required=True, help="models/<model>/[fold_<k>/]history.csv files"
+    )
     out(s)
 
     s = command(steps, "case-dice", _case_dice, "figure: every scored case's Dice per entry and target")
@@ -109,3 +116,4 @@ def add_commands(steps) -> None:
     s.add_argument("--cases-csv", type=Path, required=True, help="every case's scores, one row per stage and target")
     s.add_argument("--statistics-csv", type=Path, required=True, help="per entry and target: spread and 95%% interval")
     s.add_argument("--comparisons-csv", type=Path, required=True, help="paired differences of every pair of entries")
+    s.add_argument("--split", type=Path, help="the split file: with folds, the cross-validated means are added")

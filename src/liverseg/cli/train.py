@@ -36,8 +36,10 @@ def _train(a):
 def _segmenter(a):
     from liverseg.inference.segmenter import write_segmenter
 
-    stages = dict(stage.split("=", 1) for stage in a.stage)
-    write_segmenter(a.name, a.out, {role: Path(path) for role, path in stages.items()}, a.window, a.postprocess)
+    stages = {}
+    for role, path in (stage.split("=", 1) for stage in a.stage):  # a role named again: another fold of it
+        stages.setdefault(role, []).append(Path(path))
+    write_segmenter(a.name, a.out, stages, a.window, a.postprocess)
 
 
 def _register(a):
@@ -77,7 +79,11 @@ def add_commands(steps) -> None:
     s = command(steps, "segmenter", _segmenter, "describe a model or cascade folder for `liverseg segment`")
     s.add_argument("--name", required=True)
     s.add_argument(
-        "--stage", nargs="+", required=True, metavar="ROLE=WEIGHTS", help="liver=PATH, and tumour=PATH for a cascade"
+        "--stage",
+        nargs="+",
+        required=True,
+        metavar="ROLE=WEIGHTS",
+        help="liver=PATH, and tumour=PATH for a cascade; a role repeated for each fold of an ensemble",
     )
     window(s)
     config_section(s, "--postprocess", "postprocess section")

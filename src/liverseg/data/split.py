@@ -1,4 +1,5 @@
-"""Patient-wise, seeded split into training, validation and (optionally) untouched test cases."""
+"""Patient-wise, seeded split into training, validation and (optionally) untouched test cases, or into untouched
+test cases and k folds for cross-validation."""
 
 from __future__ import annotations
 
@@ -29,11 +30,15 @@ def split_by_patient(
     seed: int,
     test_fraction: float = 0.0,
     strata: dict[str, str] | None = None,
+    folds: int = 0,
 ) -> dict[str, list[str]]:
     """Hold out round(fraction * patients) patients (at least one) for validation and, with a test fraction, for
     testing, each with all their cases. Validation picks the epoch and drives the scheduler; test cases are only
     scored. The validation draw does not depend on the test fraction. With `strata` (patient -> stratum), each part
-    holds every stratum in proportion, e.g. patients without tumour, with small and with large tumours."""
+    holds every stratum in proportion, e.g. patients without tumour, with small and with large tumours. With `folds`,
+    see `split_folds`."""
+    if folds:
+        return split_folds(patient_of, folds, seed, test_fraction, strata)
     patients = sorted(set(patient_of.values()))
     parts = 3 if test_fraction > 0 else 2
     if len(patients) < parts:
@@ -56,6 +61,42 @@ def split_by_patient(
     }
 
 
+def split_folds(
+    patient_of: dict[str, str], folds: int, seed: int, test_fraction: float = 0.0, strata: dict[str, str] | None = None
+) -> dict:
+    """Cross-validation by patient: round(test_fraction * patients) test patients are held out first (as many as the
+    folds leave), the others dealt into `folds` folds in the drawn order, stratum by stratum with strata, so that each
+    fold holds every stratum in proportion. Fold k trains on the other folds and validates on its own, so every non-test case is
+    validated once: `val` lists them all, `train` too (each trains k - 1 of the k models), `folds` each fold's."""
+    patients = sorted(set(patient_of.values()))
+    if folds < 2 or len(patients) < folds + (test_fraction > 0):
+        raise ValueError(
+            f"{folds} folds{' and a test part' if test_fraction > 0 else ''} need at least 2 folds and a patient in "
+            f"each part; found {len(patients)} patients"
+        )
+    n_test = min(max(1, round(test_fraction * len(patients))), len(patients) - folds) if test_fraction > 0 else 0
+    order = np.random.default_rng(seed).permutation(patients).tolist()
+    if strata is not None:
+        order = stratified_order(order, strata)
+    test, groups = set(order[:n_test]), {}
+    for patient in order[n_test:]:
+        groups.setdefault(strata[patient] if strata else "", []).append(patient)
+    # each stratum dealt in turn, the count going on from one to the next: folds differ by one patient at most
+    dealt = [patient for group in groups.values() for patient in group]
+    fold_of = {patient: i % folds for i, patient in enumerate(dealt)}
+    cases = sorted(patient_of)
+    kept = [c for c in cases if patient_of[c] not in test]
+    return {
+        "seed": seed,
+        "folds": [[c for c in kept if fold_of[patient_of[c]] == k] for k in range(folds)],
+        "test_fraction": test_fraction,
+        "stratified": strata is not None,
+        "train": kept,
+        "val": kept,
+        "test": [c for c in cases if patient_of[c] in test],
+    }
+
+
 def split_cases(
     table: pd.DataFrame,
     val_fraction: float,
@@ -64,9 +105,11 @@ def split_cases(
     stratify_tumour: bool = False,
     train_only: list[str] = (),
     source="the case table",
+    folds: int = 0,
 ) -> dict:
-    """The split of a case table (`ingest`'s): the `train_only` cases (the randomised phantoms) are left out of the
-    draw, so that the others split as without them, and then join the training cases."""
+    """The split of a case table (`ingest`'s), with `folds` into folds (`split_folds`): the `train_only` cases (the
+    randomised phantoms) are left out of the draw, so that the others split as without them, and then join the
+    training cases (of every fold)."""
     train_only = list(train_only)
     unknown = sorted(set(train_only) - set(table["case"]))
     if unknown:
@@ -77,7 +120,8 @@ def split_cases(
         if "tumour_ml" not in table:
             raise ValueError(f"{source}: no tumour_ml column (written by an older ingest); run ingest again")
         strata = tumour_strata(table.astype({"tumour_ml": float}).groupby("patient")["tumour_ml"].max().to_dict())
-    split = split_by_patient(dict(zip(table["case"], table["patient"])), val_fraction, seed, test_fraction, strata)
+    patient_of = dict(zip(table["case"], table["patient"]))
+    split = split_by_patient(patient_of, val_fraction, seed, test_fraction, strata, folds)
     split["train"] = sorted(split["train"] + train_only)
     split["train_only"] = sorted(train_only)
     return split

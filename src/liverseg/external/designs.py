@@ -17,7 +17,8 @@ from liverseg.data.synthetic import DESIGNS, generate_dataset
 from liverseg.evaluation.evaluate import evaluate_case
 from liverseg.inference.postprocess import PostSettings, postprocess_case
 from liverseg.inference.predict import predict_cascade, predict_case
-from liverseg.reporting.summary import read_case_scores, summarise
+from liverseg.models.checkpoint import training_folders
+from liverseg.reporting.summary import read_case_scores, stage_histories, summarise
 from liverseg.reporting.tables import write_summary
 
 
@@ -44,6 +45,9 @@ def check_shifted(
         numbers = generate_dataset(raw, cases, seed, DESIGNS[design])
     score_files = []
 
+    def weights(model: str) -> list[Path]:  # one model's, or its folds'
+        return [folder / "best.pt" for folder in training_folders(models_dir / model)]
+
     def close_and_score(entry: str, case: str, label: Path, pred: Path) -> None:
         post = out_dir / entry / "post" / f"{case}.nii.gz"
         postprocess_case(pred, post, post_settings)
@@ -58,20 +62,17 @@ def check_shifted(
 
         for model in stage1:
             pred = out_dir / model / "pred" / f"{case}.nii.gz"
-            predict_case(models_dir / model / "best.pt", slices, volume, pred)
+            predict_case(weights(model), slices, volume, pred)
             close_and_score(model, case, label, pred)
         for name, cascade in cascades.items():  # after stage 1: the cascades take its closed livers
             pred = out_dir / name / "pred" / f"{case}.nii.gz"
             liver = out_dir / cascade["liver"] / "post" / f"{case}.nii.gz"
-            predict_cascade(models_dir / cascade["tumour"] / "best.pt", liver, volume, window, pred)
+            predict_cascade(weights(cascade["tumour"]), liver, volume, window, pred)
             close_and_score(name, case, label, pred)
-    histories = {model: [models_dir / model / "history.csv"] for model in stage1}
-    histories.update(
-        {
-            name: [models_dir / c["liver"] / "history.csv", models_dir / c["tumour"] / "history.csv"]
-            for name, c in cascades.items()
-        }
-    )
+    histories = {model: stage_histories([models_dir / model]) for model in stage1}
+    histories |= {
+        name: stage_histories([models_dir / c["liver"], models_dir / c["tumour"]]) for name, c in cascades.items()
+    }
     summary = summarise(*read_case_scores(score_files), histories)
     write_summary(summary, out_dir / "summary.csv", out_dir / "summary.md", out_dir / "metrics.json", scored_on="new")
     return summary

@@ -1,7 +1,8 @@
 """Label maps for whole cases, written back in each scan's own geometry and header.
 
 Stage-1 models segment every slice; a cascade keeps the stage-1 liver and lets its tumour stage segment the liver's
-box (slice by slice, or a 3D stage by sliding window), whose tumours are pasted back inside the predicted liver.
+box (slice by slice, or a 3D stage by sliding window), whose tumours are pasted back inside the predicted liver. Each
+stage is a list of models: one, or the folds of a cross-validation, whose probabilities are averaged.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from liverseg.data.geometry import check_same_grid
 from liverseg.data.slices import load_slices, normalised_slices, resize_images
 from liverseg.devices import autocast, select_device
 from liverseg.labels import label_map, liver_mask
-from liverseg.models.checkpoint import load_model
-from liverseg.models.heads import first_region, output_probabilities, probabilities_to_classes
+from liverseg.models.checkpoint import load_models
+from liverseg.models.heads import first_region, mean_probabilities, probabilities_to_classes
 from liverseg.models.neighbours import neighbour_index
 from liverseg.models.recipe import Recipe
 from liverseg.models.volumetric import window_logits
@@ -27,7 +28,7 @@ from liverseg.roi import largest_component, liver_box, paste_box
 
 
 def segment_slices(
-    model,
+    models: list,
     recipe: Recipe,
     images: np.ndarray,
     size: tuple[int, int],
@@ -45,9 +46,9 @@ def segment_slices(
     with torch.no_grad(), autocast(device):
         for start in tqdm(range(0, len(images), batch_size), desc="slices", unit="batch", mininterval=10):
             x = images[stacks[start : start + batch_size]].to(device)
-            probabilities = output_probabilities(model(x), recipe.head)
+            probabilities = mean_probabilities(models, x, recipe.head)
             if flip_tta:
-                mirrored = output_probabilities(model(x.flip(-2)), recipe.head).flip(-2)
+                mirrored = mean_probabilities(models, x.flip(-2), recipe.head).flip(-2)
                 probabilities = (probabilities + mirrored) / 2
             if observe is not None:
                 observe(first_region(probabilities, recipe.head).cpu())
@@ -56,15 +57,19 @@ def segment_slices(
 
 
 def segment_volume(
-    model, recipe: Recipe, images: np.ndarray, size: tuple[int, int], device, flip_tta: bool = False
+    models: list, recipe: Recipe, images: np.ndarray, size: tuple[int, int], device, flip_tta: bool = False
 ) -> np.ndarray:
     """(n, H, W) normalised slices of one box -> (n, *size) class maps by a 3D model, over sliding windows; with
     `flip_tta`, averaged with the left-right mirror's probabilities."""
     x = torch.from_numpy(images.astype(np.float32))[None, None].to(device)
+
+    def windows(model, volume):
+        return window_logits(model, volume, recipe)
+
     with torch.no_grad(), autocast(device):
-        probabilities = output_probabilities(window_logits(model, x, recipe), recipe.head)
+        probabilities = mean_probabilities(models, x, recipe.head, windows)
         if flip_tta:
-            mirrored = output_probabilities(window_logits(model, x.flip(-2), recipe), recipe.head).flip(-2)
+            mirrored = mean_probabilities(models, x.flip(-2), recipe.head, windows).flip(-2)
             probabilities = (probabilities + mirrored) / 2
     return classes_at(probabilities[0].transpose(0, 1).cpu(), size, recipe.head)
 
@@ -74,10 +79,11 @@ def classes_at(probabilities: torch.Tensor, size: tuple[int, int], head: str) ->
     return probabilities_to_classes(resize_images(probabilities, size), head).numpy()
 
 
-def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, device: str = "auto") -> None:
-    """Segment every slice of a case and write `out` with the volume's shape, affine and orientation."""
+def predict_case(checkpoints: list[Path], slices_file: Path, volume: Path, out: Path, device: str = "auto") -> None:
+    """Segment every slice of a case (by one model, or by the mean of several folds') and write `out` with the
+    volume's shape, affine and orientation."""
     dev = select_device(device)
-    model, recipe, _ = load_model(checkpoint, dev)
+    models, recipe, _ = load_models(checkpoints, dev)
     slices = load_slices(slices_file)
     reference = nifti.load(volume)
     in_plane = tuple(int(n) for n in slices["shape"])
@@ -87,22 +93,24 @@ def predict_case(checkpoint: Path, slices_file: Path, volume: Path, out: Path, d
         raise nifti.VolumeError(
             f"{slices_file}: slices of shape {in_plane}x{n} do not belong to {volume} {reference.shape}"
         )
-    labels = segment_slices(model, recipe, slices["image"], in_plane, dev).transpose(1, 2, 0)  # canonical order
+    labels = segment_slices(models, recipe, slices["image"], in_plane, dev).transpose(1, 2, 0)  # canonical order
     nifti.save_label_like(labels, reference, out)
 
 
 def stage1_labels(
-    model, recipe: Recipe, image_size: int, scan, window, device, flip_tta: bool = False, observe=None
+    models: list, recipe: Recipe, image_size: int, scan, window, device, flip_tta: bool = False, observe=None
 ) -> np.ndarray:
     """Canonical (X, Y, Z) class map of a whole scan by a stage-1 model, from the scan itself."""
     slices = normalised_slices(scan, window, image_size)
     in_plane = nifti.canonical(np.broadcast_to(np.False_, scan.shape), scan).shape[:2]  # a shape, no memory
-    return segment_slices(model, recipe, slices, in_plane, device, flip_tta=flip_tta, observe=observe).transpose(
+    return segment_slices(models, recipe, slices, in_plane, device, flip_tta=flip_tta, observe=observe).transpose(
         1, 2, 0
     )
 
 
-def tumour_stage(model, recipe: Recipe, scan, liver: np.ndarray, window, device, flip_tta: bool = False) -> np.ndarray:
+def tumour_stage(
+    models: list, recipe: Recipe, scan, liver: np.ndarray, window, device, flip_tta: bool = False
+) -> np.ndarray:
     """The tumour stage's tumours in the box of the largest component of a canonical liver mask, inside the liver."""
     component = largest_component(liver)
     box = liver_box(component, nifti.canonical_spacing(scan), recipe.crop["margin_mm"])
@@ -119,19 +127,22 @@ def tumour_stage(model, recipe: Recipe, scan, liver: np.ndarray, window, device,
         ]
     )
     if recipe.volumetric:
-        classes = segment_volume(model, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
+        classes = segment_volume(models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
     else:
-        classes = segment_slices(model, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
+        classes = segment_slices(models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
     return paste_box(classes.transpose(1, 2, 0) == 1, box, liver.shape) & liver
 
 
-def predict_cascade(checkpoint: Path, liver_labels: Path, volume: Path, window, out: Path, device: str = "auto") -> int:
-    """The stage-1 liver of `liver_labels` with the tumour stage's tumours; returns the number of tumour voxels."""
+def predict_cascade(
+    checkpoints: list[Path], liver_labels: Path, volume: Path, window, out: Path, device: str = "auto"
+) -> int:
+    """The stage-1 liver of `liver_labels` with the tumour stage's tumours (one model's, or the mean of several
+    folds'); returns the number of tumour voxels."""
     dev = select_device(device)
-    model, recipe, _ = load_model(checkpoint, dev)
+    models, recipe, _ = load_models(checkpoints, dev)
     reference, stage1 = nifti.load(volume), nifti.load(liver_labels)
     check_same_grid(stage1, liver_labels, reference, volume, "volume")
     liver = liver_mask(nifti.to_canonical(stage1, dtype=np.uint8))
-    tumour = tumour_stage(model, recipe, reference, liver, window, dev)
+    tumour = tumour_stage(models, recipe, reference, liver, window, dev)
     nifti.save_label_like(label_map(liver, tumour), reference, out)
     return int(tumour.sum())

@@ -1,7 +1,8 @@
 """A model folder's segmenter: `segmenter.json`, written by the workflow beside the weights, and what it describes.
 
 The description names the trained stages to apply (a stage-1 model, or a cascade's stage-1 model and tumour stage),
-with their weights' paths relative to its folder, the HU window the stages were trained with, the post-processing of
+with their weights' paths relative to its folder (a list for an ensemble of cross-validation folds, whose
+probabilities are averaged), the HU window the stages were trained with, the post-processing of
 the run and the quality limits that `liverseg segment` checks each result against.
 """
 
@@ -22,16 +23,24 @@ from liverseg.inference.postprocess import PostSettings, postprocessed
 from liverseg.inference.predict import stage1_labels, tumour_stage
 from liverseg.inference.quality import QualityLimits
 from liverseg.labels import label_map, liver_mask
-from liverseg.models.checkpoint import load_model
+from liverseg.models.checkpoint import load_models
 
 SEGMENTER_FILE = "segmenter.json"
 
 
-def write_segmenter(name: str, out: Path, stages: dict[str, Path], window, postprocess: dict) -> None:
-    """Write `segmenter.json`; the stages' weights are named relative to its folder, so the models folder can move."""
+def write_segmenter(name: str, out: Path, stages: dict[str, list[Path]], window, postprocess: dict) -> None:
+    """Write `segmenter.json`; the stages' weights are named relative to its folder, so the models folder can move,
+    as one path, or a list of the folds of an ensemble."""
+
+    def relative(path: Path) -> str:
+        return Path(os.path.relpath(path, out.parent)).as_posix()
+
     description = {
         "name": name,
-        "stages": {role: Path(os.path.relpath(path, out.parent)).as_posix() for role, path in stages.items()},
+        "stages": {
+            role: relative(paths[0]) if len(paths) == 1 else [relative(p) for p in paths]
+            for role, paths in stages.items()
+        },
         "window": [float(v) for v in window],
         "postprocess": postprocess,
         "quality": QualityLimits().to_dict(),  # the defaults `segment` checks each scan's result against
@@ -45,10 +54,18 @@ def package_segmenter(folder: Path, dest: Path) -> Path:
     description = json.loads((folder / SEGMENTER_FILE).read_text())
     dest.mkdir(parents=True)
     for role, weights in description["stages"].items():
-        shutil.copyfile(folder / weights, dest / f"{role}.pt")
-        description["stages"][role] = f"{role}.pt"
+        folds = stage_weights(weights)
+        names = [f"{role}.pt"] if len(folds) == 1 else [f"{role}_fold{k}.pt" for k in range(len(folds))]
+        for path, name in zip(folds, names):
+            shutil.copyfile(folder / path, dest / name)
+        description["stages"][role] = names[0] if len(names) == 1 else names
     write_json(description, dest / SEGMENTER_FILE)
     return dest
+
+
+def stage_weights(weights: str | list[str]) -> list[str]:
+    """A stage's weights in a description, as a list: one path, or the folds of an ensemble."""
+    return [weights] if isinstance(weights, str) else list(weights)
 
 
 @dataclass
@@ -56,11 +73,11 @@ class Segmenter:
     """The loaded stages of a model folder and how to apply them."""
 
     name: str
-    stages: dict  # role -> (model, recipe, image size)
+    stages: dict  # role -> (models: one, or the folds of an ensemble; recipe; image size)
     window: tuple[float, float]
     post: PostSettings
     quality: QualityLimits
-    histories: list[Path]  # each stage's training history, where it lies beside the stage's weights
+    histories: list[list[Path]]  # per stage, its folds' training histories, where they lie beside the weights
 
     @classmethod
     def load(cls, folder: Path, device) -> Segmenter:
@@ -73,10 +90,12 @@ class Segmenter:
         description = json.loads(path.read_text())
         stages, histories = {}, []
         for role, weights in description["stages"].items():
-            if not (Path(folder) / weights).is_file():
-                raise FileNotFoundError(f"{path}: its {role} stage's weights {Path(folder) / weights} are missing")
-            stages[role] = load_model(Path(folder) / weights, device)
-            histories += [path for path in [(Path(folder) / weights).parent / "history.csv"] if path.is_file()]
+            files = [Path(folder) / w for w in stage_weights(weights)]
+            for file in files:
+                if not file.is_file():
+                    raise FileNotFoundError(f"{path}: its {role} stage's weights {file} are missing")
+            stages[role] = load_models(files, device)
+            histories.append([h for h in (file.parent / "history.csv" for file in files) if h.is_file()])
         return cls(
             description["name"],
             stages,
@@ -90,12 +109,12 @@ class Segmenter:
         """Canonical (X, Y, Z) labels before the last post-processing, as the workflow's prediction rules write them:
         stage 1's; for a cascade, the tumour stage's tumours inside stage 1's post-processed liver. `observe` sees
         the stage-1 liver probabilities batch by batch."""
-        model, recipe, size = self.stages["liver"]
-        labels = stage1_labels(model, recipe, size, scan, self.window, device, flip_tta, observe)
+        models, recipe, size = self.stages["liver"]
+        labels = stage1_labels(models, recipe, size, scan, self.window, device, flip_tta, observe)
         if "tumour" in self.stages:
-            model, recipe, _ = self.stages["tumour"]
+            models, recipe, _ = self.stages["tumour"]
             liver = liver_mask(self.postprocessed(labels, scan))
-            tumour = tumour_stage(model, recipe, scan, liver, self.window, device, flip_tta)
+            tumour = tumour_stage(models, recipe, scan, liver, self.window, device, flip_tta)
             labels = label_map(liver, tumour)
         return labels
 

@@ -1,5 +1,8 @@
 """A trained model's file (`best.pt`): plain tensors and values, read back with `torch.load(weights_only=True)`.
 
+A model's folder (`models/<model>/`) holds its `best.pt`, or, trained by cross-validation, one `fold_<k>/` folder per
+fold, each holding one.
+
 Its keys: `name`; `spec`, the model's config entry, which builds the network and its recipe; `targets`, the regions its
 head predicts, outermost first; `epoch` and `val_dice`, of the epoch kept; `image_size`, the in-plane side it was
 trained at; `state_dict`, the weights.
@@ -43,3 +46,22 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, Recip
     model = build_model(state["spec"], pretrained=False)
     model.load_state_dict(state["state_dict"])
     return model.to(device).eval(), Recipe.from_spec(state["spec"]), int(state["image_size"])
+
+
+def load_models(paths: list[Path], device: torch.device) -> tuple[list[torch.nn.Module], Recipe, int]:
+    """Several trainings of one model entry (the folds of an ensemble), which must share their recipe and image size;
+    one path: that model alone."""
+    loaded = [load_model(path, device) for path in paths]
+    for path, (_, recipe, size) in zip(paths[1:], loaded[1:]):
+        if (recipe, size) != loaded[0][1:]:
+            raise ValueError(
+                f"{path}: not the same model as {paths[0]} (recipe or image size differ); an ensemble "
+                "averages trainings of one model entry"
+            )
+    return [model for model, _, _ in loaded], loaded[0][1], loaded[0][2]
+
+
+def training_folders(folder: Path) -> list[Path]:
+    """The folders a model was trained into: its own, or its `fold_<k>` folders in order."""
+    folds = sorted(Path(folder).glob("fold_*"), key=lambda path: int(path.name.split("_")[1]))
+    return folds or [Path(folder)]

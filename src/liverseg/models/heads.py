@@ -34,6 +34,12 @@ def output_probabilities(logits: torch.Tensor, head: str) -> torch.Tensor:
     return torch.sigmoid(logits.float()) if head == "sigmoid" else torch.softmax(logits.float(), dim=1)
 
 
+def mean_probabilities(models, x: torch.Tensor, head: str, logits=lambda model, x: model(x)) -> torch.Tensor:
+    """The mean of the models' output probabilities (an ensemble of folds; one model: its own); `logits(model, x)`
+    applies a model, for example by sliding window."""
+    return sum(output_probabilities(logits(model, x), head) for model in models) / len(models)
+
+
 def probabilities_to_classes(probabilities: torch.Tensor, head: str) -> torch.Tensor:
     """(N, C, H, W) -> (N, H, W): how many nested regions hold each pixel (0 background, 1 liver, 2 tumour, for
     stage 1). A sigmoid region counts only inside the region that contains it, so tumour stays inside the liver."""

@@ -14,6 +14,7 @@ import pandas as pd
 from liverseg.evaluation.lesions import detection_scores
 from liverseg.evaluation.stats import describe, paired_comparison
 from liverseg.evaluation.surface import NAMES as SURFACE
+from liverseg.models.checkpoint import training_folders
 
 COLUMNS = {  # summary column -> (stage, target, metric)
     **{
@@ -51,9 +52,17 @@ def read_case_scores(files) -> tuple[pd.DataFrame, dict[str, list[dict]]]:
     return pd.DataFrame(rows), lesions
 
 
-def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: dict[str, list[Path]]) -> pd.DataFrame:
+def stage_histories(stage_dirs: list[Path]) -> list[list[Path]]:
+    """Per trained stage of an entry (its model folders, in order), the training histories of its folds (one without
+    cross-validation); none where they are not at hand."""
+    return [[path for path in (f / "history.csv" for f in training_folders(d)) if path.is_file()] for d in stage_dirs]
+
+
+def summarise(
+    scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: dict[str, list[list[Path]]]
+) -> pd.DataFrame:
     """Per entry: means over validation cases (undefined scores left out), lesion detection over all cases, and the
-    training time per epoch of each trained stage."""
+    training time per epoch of each trained stage (the mean over its folds; the training minutes are their sum)."""
     rows = []
     for model, history_paths in histories.items():
         mine = scores[scores["model"] == model]
@@ -72,14 +81,20 @@ def summarise(scores: pd.DataFrame, lesions: dict[str, list[dict]], histories: d
         row["tumour_dice_cases_with_tumour"] = holding["dice"].astype(float).mean()
         row["cases_with_tumour"] = len(holding)
         row.update(detection_scores(lesions[model]))
-        stages = [pd.read_csv(path) for path in history_paths]  # none for a model whose histories are not at hand
-        row["seconds_per_epoch"] = stages[0]["epoch_seconds"].mean() if stages else float("nan")
-        row["tumour_stage_seconds_per_epoch"] = stages[1]["epoch_seconds"].mean() if len(stages) > 1 else float("nan")
+        stages = [[pd.read_csv(path) for path in folds] for folds in history_paths]  # none where not at hand
+        seconds = [pd.concat(f)["epoch_seconds"].mean() if f else float("nan") for f in stages] + [float("nan")] * 2
+        row["seconds_per_epoch"], row["tumour_stage_seconds_per_epoch"] = seconds[:2]
+        trained = [h for folds in stages for h in folds]
         row["training_minutes"] = (
-            sum((h["epoch_seconds"] + h["val_seconds"]).sum() for h in stages) / 60 if stages else float("nan")
+            sum((h["epoch_seconds"] + h["val_seconds"]).sum() for h in trained) / 60 if trained else float("nan")
         )
         row["epochs"] = (
-            " + ".join(f"{int(h.loc[h['val_dice'].fillna(-1).idxmax(), 'epoch'])}/{len(h)}" for h in stages) or "-"
+            " + ".join(
+                ", ".join(f"{int(h.loc[h['val_dice'].fillna(-1).idxmax(), 'epoch'])}/{len(h)}" for h in folds)
+                for folds in stages
+                if folds
+            )
+            or "-"
         )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -178,3 +193,31 @@ def step_effects(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         rows, columns=["model", "target", "step", "dice_before", "dice_after", "dice_change", "hd95_change", "verdict"]
     )
+
+
+def cross_validation(scores: pd.DataFrame, folds: list[list[str]]) -> pd.DataFrame:
+    """Per entry and target, each fold's mean post-processed Dice over its own validation cases (the fold's models'
+    out-of-fold predictions; tumour over the cases holding tumour), one row per fold."""
+    fold_of = {case: k for k, cases in enumerate(folds) for case in cases}
+    post = _post(scores)
+    post = post[post["case"].isin(fold_of) & ((post["target"] == "liver") | (post["ref_voxels"] > 0))]
+    rows = [
+        {
+            "model": model,
+            "target": target,
+            "fold": fold,
+            "cases": len(group),
+            "dice": group["dice"].astype(float).mean(),
+        }
+        for (model, target, fold), group in post.groupby(["model", "target", post["case"].map(fold_of)], sort=False)
+    ]
+    return pd.DataFrame(rows, columns=["model", "target", "fold", "cases", "dice"]).sort_values(
+        ["model", "target", "fold"], kind="stable"
+    )
+
+
+def cross_validated_means(folds: pd.DataFrame) -> pd.DataFrame:
+    """Per entry, the mean over folds of each fold's liver Dice and tumour Dice (cases holding tumour)."""
+    means = folds.groupby(["model", "target"])["dice"].mean().unstack("target")
+    names = {"liver": "cv_liver_dice", "tumour": "cv_tumour_dice_cases_with_tumour"}
+    return means.rename(columns=names).reindex(columns=list(names.values())).reset_index()

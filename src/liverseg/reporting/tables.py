@@ -127,6 +127,28 @@ def steps_markdown(effects: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cross_validation_markdown(folds: pd.DataFrame) -> str:
+    """Each fold's Dice on its own validation patients and their mean, per entry and target."""
+    count = int(folds["fold"].max()) + 1
+    rows = []
+    for (model, target), group in folds.groupby(["model", "target"], sort=False):
+        by_fold = group.set_index("fold")
+        cells = [
+            f"{by_fold.loc[k, 'dice']:.4f} ({by_fold.loc[k, 'cases']})" if k in by_fold.index else "-"
+            for k in range(count)
+        ]
+        rows.append([model, target, *cells, f"{group['dice'].mean():.4f} ± {group['dice'].std(ddof=0):.4f}"])
+    header = ["Entry", "Target", *(f"Fold {k} (cases)" for k in range(count)), "Mean over folds ± sd"]
+    lines = [f"## Cross-validation: {count} folds by patient", "", *table_lines(header, rows)]
+    lines += [
+        "",
+        "Each fold's models segment the fold's own validation patients, which they never trained on (out-of-fold "
+        "predictions; the fold picked its epoch on them), after post-processing; tumour Dice over the cases holding "
+        "tumour. The table above scores the ensemble of all folds on the test cases.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _interval(row, fmt: str) -> str:
     if pd.isna(row["ci_low"]):
         return "-"

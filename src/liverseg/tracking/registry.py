@@ -31,7 +31,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 import liverseg
-from liverseg.inference.segmenter import SEGMENTER_FILE, Segmenter, package_segmenter
+from liverseg.inference.segmenter import SEGMENTER_FILE, Segmenter, package_segmenter, stage_weights
 from liverseg.models.checkpoint import load_model
 from liverseg.models.heads import region_probabilities
 from liverseg.models.recipe import Recipe
@@ -105,9 +105,10 @@ def register_segmenter(tracking_uri: str, experiment: str, entry: str, folder: P
     description = json.loads((folder / SEGMENTER_FILE).read_text())
     tags = {"kind": "segmenter"}
     for role, weights in description["stages"].items():
-        run_file = (folder / weights).parent / "run.json"
-        if run_file.is_file():
-            tags[f"{role}_run"] = json.loads(run_file.read_text())["run_id"]
+        run_files = [(folder / path).parent / "run.json" for path in stage_weights(weights)]
+        run_ids = [json.loads(path.read_text())["run_id"] for path in run_files if path.is_file()]
+        if run_ids:
+            tags[f"{role}_run"] = ",".join(run_ids)  # the folds' runs, for an ensemble
     name = f"{entry}{SEGMENTER_SUFFIX}"
     client, run_id = runs.start_run(
         tracking_uri, experiment, name, {"segmenter": description}, Path("mlartifacts"), tags

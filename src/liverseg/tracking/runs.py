@@ -114,12 +114,14 @@ def system_metrics(uri: str, run_id: str, resumed: bool):
         monitor.finish()
 
 
-def log_evaluation(summary, run_files: dict[str, Path]) -> None:
-    """Add each entry's final evaluation to the MLflow run of its last trained stage (prefixed by the entry's name
-    when that run belongs to another model, as for a cascade's tumour stage)."""
+def log_evaluation(summary, run_files: dict[str, tuple[list[Path], bool]]) -> None:
+    """Add each entry's final evaluation to the MLflow runs of its last trained stage (each fold's, for an ensemble):
+    `run_files` gives an entry's run files and whether they are the entry's own; where not, as for a cascade's tumour
+    stage, the metrics are prefixed by the entry's name."""
     for row in summary.to_dict(orient="records"):
-        run = json.loads(Path(run_files[row["model"]]).read_text())
-        client = MlflowClient(tracking_uri=run["tracking_uri"])
-        prefix = "eval_" if run["model"] == row["model"] else f"eval_{row['model']}_"
-        numbers = {k: v for k, v in row.items() if k not in ("model", "epochs")}
-        log_metrics(client, run["run_id"], {prefix + k: v for k, v in numbers.items()})
+        files, own = run_files[row["model"]]
+        prefix = "eval_" if own else f"eval_{row['model']}_"
+        numbers = {prefix + k: v for k, v in row.items() if k not in ("model", "epochs")}
+        for file in files:
+            run = json.loads(Path(file).read_text())
+            log_metrics(MlflowClient(tracking_uri=run["tracking_uri"]), run["run_id"], numbers)
