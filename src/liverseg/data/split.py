@@ -24,6 +24,12 @@ def stratified_order(order: list[str], strata: dict[str, str]) -> list[str]:
     return sorted(order, key=place.__getitem__)
 
 
+def drawn_order(patients: list[str], seed: int, strata: dict[str, str] | None) -> list[str]:
+    """The patients in a seeded random order, interleaved by stratum when strata are given."""
+    order = np.random.default_rng(seed).permutation(patients).tolist()
+    return order if strata is None else stratified_order(order, strata)
+
+
 def split_by_patient(
     patient_of: dict[str, str],
     val_fraction: float,
@@ -45,9 +51,7 @@ def split_by_patient(
         raise ValueError(f"a split into {parts} parts needs at least {parts} patients, found {len(patients)}")
     n_val = min(max(1, round(val_fraction * len(patients))), len(patients) - parts + 1)
     n_test = min(max(1, round(test_fraction * len(patients))), len(patients) - n_val - 1) if test_fraction > 0 else 0
-    order = np.random.default_rng(seed).permutation(patients).tolist()
-    if strata is not None:
-        order = stratified_order(order, strata)
+    order = drawn_order(patients, seed, strata)
     val, test = set(order[:n_val]), set(order[n_val : n_val + n_test])
     cases = sorted(patient_of)
     return {
@@ -75,9 +79,7 @@ def split_folds(
             f"each part; found {len(patients)} patients"
         )
     n_test = min(max(1, round(test_fraction * len(patients))), len(patients) - folds) if test_fraction > 0 else 0
-    order = np.random.default_rng(seed).permutation(patients).tolist()
-    if strata is not None:
-        order = stratified_order(order, strata)
+    order = drawn_order(patients, seed, strata)
     test, groups = set(order[:n_test]), {}
     for patient in order[n_test:]:
         groups.setdefault(strata[patient] if strata else "", []).append(patient)
