@@ -2,12 +2,14 @@
 files and checkpoints. The fixtures live in conftest.py."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from liverseg.models.checkpoint import make_checkpoint, save_checkpoint
 from liverseg.models.networks import build_model
@@ -27,6 +29,22 @@ def tool_environment() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
+
+
+def unavailable(reason: str):
+    """A test that cannot run here for want of a program or a server: skipped, with the reason, except in CI
+    (CI=true), where `.ci/run` installs everything and a green run must mean that the test ran."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true, and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def program(name: str, package: str) -> str:
+    """The path of a program a test runs (`unavailable` without it)."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(f"{name} is not installed (Debian's {package}; .ci/run installs it where it runs as root)")
+    return path
 
 
 def snakemake(project, *args, env, timeout=1200):

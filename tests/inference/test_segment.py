@@ -16,8 +16,8 @@ import SimpleITK as sitk
 import torch
 from mlflow.tracking import MlflowClient
 
-from liverseg.data.dicom import keeping_locale, read_series
 from liverseg.data.synthetic import make_case, write_case
+from liverseg.dicom.series import choose_series, keeping_locale, read_series
 from liverseg.inference.predict import segment_slices
 from liverseg.inference.quality import QualityLimits
 from liverseg.inference.segment import scan_name
@@ -25,6 +25,7 @@ from liverseg.measurements import largest_diameter_mm, lesion_sizes
 from liverseg.models.checkpoint import load_models
 from liverseg.models.heads import mean_probabilities
 from liverseg.models.recipe import Recipe
+from tests.dicom_series import Study, coronal_localizer, write_ct_series
 from tests.helpers import CASCADES, tool_environment, write_checkpoint, write_nifti
 
 pytestmark = pytest.mark.workflow
@@ -84,6 +85,43 @@ def write_dicom_series(volume, folder, seed=0):
     return folder
 
 
+def test_a_dicom_study_is_answered_in_a_segmentation_and_a_structure_set_beside_the_label_map(
+    segment_experiment, new_scan, tmp_path
+):
+    """A study folder (a localizer and the phantom's series, stored (P, L, I)) with every output format: the series
+    chosen is named, and the Segmentation read back holds the label map's voxels on each source image."""
+    import highdicom as hd
+    import pydicom
+
+    volume, _ = new_scan
+    study = Study()
+    coronal_localizer(tmp_path / "study", study)
+    files = write_ct_series(nib.load(volume), tmp_path / "study", study, 3, "venous")
+    model = segment_experiment / "models" / "unet_cascade"
+    out = tmp_path / "out"
+    result = segment(model, tmp_path / "study", "--format", "nifti,dicom-seg,rtstruct", "--out", out, "--threads", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "the axial CT series with most images" in result.stdout and "'scout'" in result.stdout
+    labels = np.asanyarray(nib.load(out / "study.nii.gz").dataobj)
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    seg = hd.seg.segread(out / "study.seg.dcm")
+    pixels = seg.get_pixels_by_source_instance([s.SOPInstanceUID for s in sources], segment_numbers=[1, 2])
+    for k in range(len(files)):
+        assert np.array_equal(pixels[k, :, :, 0], labels[:, :, k].T >= 1)
+        assert np.array_equal(pixels[k, :, :, 1], labels[:, :, k].T == 2)
+    assert pydicom.dcmread(out / "study.rtstruct.dcm").StudyInstanceUID == study.uid
+    assert json.loads((out / "study.json").read_text())["series"] == sources[0].SeriesInstanceUID
+
+
+def test_a_dicom_format_for_a_nifti_input_is_refused_before_anything_is_written(segment_experiment, new_scan, tmp_path):
+    volume, _ = new_scan
+    out = tmp_path / "out"
+    result = segment(segment_experiment / "models" / "unet", volume, "--format", "nifti,rtstruct", "--out", out)
+    assert result.returncode != 0
+    assert f"{volume}: not a DICOM series; --format rtstruct references the images" in result.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_a_new_scan_in_another_orientation_keeps_its_geometry_and_its_liver_volume(
     segment_experiment, new_scan, tmp_path
 ):
@@ -119,7 +157,7 @@ def test_the_same_scan_as_a_dicom_series_gives_the_same_label_map(segment_experi
     volume, _ = new_scan
     series = write_dicom_series(volume, tmp_path / "series-x")
     before = locale.setlocale(locale.LC_CTYPE)
-    read = read_series(series)
+    read = read_series(choose_series(series)[0])
     assert locale.setlocale(locale.LC_CTYPE) == before, "GDCM's C locale is undone"
     assert np.array_equal(read.get_fdata(), nib.load(volume).get_fdata()), "slices in the order of their positions"
     assert np.allclose(read.affine, nib.load(volume).affine, atol=1e-3)

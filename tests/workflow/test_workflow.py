@@ -11,7 +11,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import TINY, free_port, snakemake, tool_environment
+from tests.helpers import TINY, free_port, program, snakemake, tool_environment
 
 pytestmark = pytest.mark.workflow
 MODELS = ["unet", "resnet50_unet", "tumour_unet"]
@@ -209,7 +209,6 @@ def test_the_html_report_holds_the_tables_figures_and_config(finished_run, tmp_p
     """`snakemake --report` as the README says, then the page opened in headless Chromium (Debian's package)."""
     import base64
     import re
-    import shutil
 
     workdir, env, _ = finished_run
     project = workdir.parents[1]
@@ -241,9 +240,7 @@ def test_the_html_report_holds_the_tables_figures_and_config(finished_run, tmp_p
     assert "<table>" in summary and all(f"<th>{entry}</th>" in summary for entry in SCORED)
     assert all(f"<td>{case}</td>" in embedded("cases.html") for case in split["val"])
     assert "experiment: tiny" in embedded("config.html") and "image_size: 32" in embedded("config.html")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (.ci/run installs it where it runs as root)")
+    chromium = program("chromium", "chromium")
     shot = tmp_path / "report.png"
     command = [
         chromium,
@@ -333,9 +330,7 @@ def test_the_mlflow_ui_serves_the_runs_of_a_moved_project_and_opens_on_them(fini
         registered = {m["name"] for m in api("registered-models/search", max_results=100)["registered_models"]}
         assert set(MODELS) | {f"{entry}-segmenter" for entry in SCORED} <= registered
 
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-        if chromium is None:
-            pytest.skip("Debian's chromium is not installed (.ci/run installs it where it runs as root)")
+        chromium = program("chromium", "chromium")
         # the README's address: MLflow 3.17's UI starts in its GenAI mode whatever the experiment's kind
         page = f"{base}/#/experiments/{experiment['experiment_id']}?workflowType=machine_learning"
         browser = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1440,900"]

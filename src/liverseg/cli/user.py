@@ -11,15 +11,26 @@ def _segment(a):
     from dataclasses import fields
 
     from liverseg.devices import select_device
+    from liverseg.dicom import dicomweb
     from liverseg.inference.quality import QualityLimits
-    from liverseg.inference.segment import segment_scans
+    from liverseg.inference.segment import segment_scans, segment_study
     from liverseg.tracking.registry import load_segmenter
 
     set_threads(a.threads)
     given = ((f.name, getattr(a, f.name)) for f in fields(QualityLimits))  # the options are named after the limits
     limits = {name: value for name, value in given if value is not None}
     dev = select_device(a.device)
-    failures = segment_scans(load_segmenter(a.model, dev, a.tracking_uri), a.inputs, a.out, dev, a.flip_tta, limits)
+    inputs = [i for i in a.inputs if dicomweb.is_dicomweb(i)]
+    if inputs and (len(a.inputs) > 1 or a.study is None):
+        raise ValueError(f"{inputs[0]}: a DICOMweb server is segmented alone, one study at a time (--study UID)")
+    if a.study is not None and not inputs:
+        raise ValueError("--study names a study on a DICOMweb server: give the server (dicomweb://HOST:PORT/PATH)")
+    segmenter = load_segmenter(a.model, dev, a.tracking_uri)
+    if inputs:
+        failures = segment_study(segmenter, inputs[0], a.study, a.out, dev, a.flip_tta, limits, a.format, a.series)
+    else:
+        paths = [Path(i) for i in a.inputs]
+        failures = segment_scans(segmenter, paths, a.out, dev, a.flip_tta, limits, a.format, a.series)
     if failures:
         raise ValueError(f"{failures} of the inputs could not be segmented (named above); the others are in {a.out}")
 
@@ -65,12 +76,22 @@ def add_commands(steps) -> None:
     )
     s.add_argument(
         "inputs",
-        type=Path,
         nargs="+",
         metavar="INPUT",
-        help="a NIfTI file, a folder of NIfTI files, or a folder holding one DICOM CT series",
+        help="a NIfTI file, a folder of NIfTI files, a folder of DICOM files (of one series, or of a study's "
+        "series: the axial CT series with most images is segmented), or a DICOMweb server "
+        "(dicomweb://HOST:PORT/PATH, with --study; the Segmentation is stored back into the study)",
     )
+    s.add_argument("--study", metavar="UID", help="the Study Instance UID to segment on a DICOMweb server")
     out(s, "folder for the label maps and volume reports")
+    s.add_argument(
+        "--format",
+        type=lambda text: text.split(","),
+        default=["nifti"],
+        help="outputs, comma-separated, from nifti (<scan>.nii.gz), dicom-seg (<scan>.seg.dcm, a DICOM Segmentation) "
+        "and rtstruct (<scan>.rtstruct.dcm, an RT Structure Set); the DICOM ones take DICOM inputs (default: nifti)",
+    )
+    s.add_argument("--series", metavar="UID", help="the Series Instance UID to segment in a DICOM folder of several")
     flip_tta(s)
     tracking_uri(s)
     device(s, all_cores())

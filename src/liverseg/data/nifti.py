@@ -163,11 +163,8 @@ def orientation_codes(image: nib.Nifti1Image) -> str:
     return "".join(nib.aff2axcodes(image.affine))
 
 
-def save_label_like(labels: np.ndarray, reference: nib.Nifti1Image, path: Path) -> None:
-    """Write a canonical-order label map with the reference scan's shape, affine and header geometry.
-
-    The file appears atomically, so an interrupted job never leaves a truncated prediction behind.
-    """
+def label_image_like(labels: np.ndarray, reference: nib.Nifti1Image, path: Path) -> nib.Nifti1Image:
+    """A canonical-order label map as an image with the reference scan's shape, affine and header geometry."""
     data = from_canonical(labels.astype(np.uint8), reference.affine)
     if data.shape != reference.shape:
         raise VolumeError(f"{path}: label map of shape {data.shape} does not fit reference shape {reference.shape}")
@@ -175,6 +172,17 @@ def save_label_like(labels: np.ndarray, reference: nib.Nifti1Image, path: Path) 
     header = reference.header.copy()
     header.set_data_dtype(np.uint8)
     header.set_slope_inter(1, 0)
-    image = nib.Nifti1Image(data, None, header)
+    return nib.Nifti1Image(data, None, header)
+
+
+def save_label_like(labels: np.ndarray, reference: nib.Nifti1Image, path: Path) -> None:
+    """Write a canonical-order label map with the reference scan's shape, affine and header geometry.
+
+    The file appears atomically, so an interrupted job never leaves a truncated prediction behind.
+    """
+    save_image(label_image_like(labels, reference, path), path)
+
+
+def save_image(image: nib.Nifti1Image, path: Path) -> None:
     with atomic_path(path) as partial:
         nib.save(image, str(partial))

@@ -85,7 +85,7 @@ def evaluate_folder(
     score_files = []
     for case, (volume, label) in cases.items():
         try:
-            scan = read_scan(volume)
+            scan, _ = read_scan(volume)
             check_label(label, scan, volume)
             reference = nifti.load(label)
             ref = nifti.to_canonical(reference, dtype=np.uint8)

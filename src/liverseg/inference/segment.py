@@ -1,14 +1,17 @@
 """Apply a trained model or cascade to new scans: `liverseg segment MODEL INPUT... --out DIR`.
 
 The segmenter (`liverseg.inference.segmenter`) comes from a model or cascade folder or from the Model Registry
-(`liverseg.tracking.registry.load_segmenter`). Each scan gives a label map in its own geometry (`<name>.nii.gz`) and a volume report
-(`<name>.json`); `volumes.csv` in the output folder holds one row per scan segmented there.
+(`liverseg.tracking.registry.load_segmenter`). Each scan gives a label map in its own geometry (`<name>.nii.gz`) and a
+volume report (`<name>.json`); `volumes.csv` in the output folder holds one row per scan segmented there. A DICOM
+series can also be answered in DICOM: a Segmentation (`<name>.seg.dcm`) and an RT Structure Set
+(`<name>.rtstruct.dcm`), built before any of the scan's files is written.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -19,13 +22,17 @@ import torch
 from liverseg.atomic import atomic_path, write_json
 from liverseg.data import nifti
 from liverseg.data.cases import check_ct
-from liverseg.data.dicom import read_series
+from liverseg.dicom import dicomweb
+from liverseg.dicom.export import SUFFIXES, dicom_objects, save_dataset
+from liverseg.dicom.series import Series, choose_series, read_series
+from liverseg.dicom.structures import Algorithm
 from liverseg.inference.quality import QualityLimits, Uncertainty, quality_report
 from liverseg.inference.segmenter import Segmenter
 from liverseg.labels import liver_mask, tumour_mask
 from liverseg.measurements import lesion_sizes
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+FORMATS = ("nifti", *SUFFIXES)
 
 
 def scan_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:
@@ -54,10 +61,15 @@ def scan_name(path: Path) -> str:
     return path.name.removesuffix(".gz").removesuffix(".nii")
 
 
-def read_scan(path: Path) -> nib.Nifti1Image:
-    """A NIfTI file or a DICOM series folder, checked to be a 3D CT volume in HU, with its voxels read once."""
+def read_scan(path: Path, series_uid: str | None = None) -> tuple[nib.Nifti1Image, Series | None]:
+    """A NIfTI file or a DICOM folder's series (with that series), checked to be a 3D CT volume in HU, with its voxels
+    read once."""
+    series = None
     if path.is_dir():
-        scan = read_series(path)
+        series, choice = choose_series(path, series_uid)
+        if choice:
+            print(f"{path}: {choice}", flush=True)
+        scan = read_series(series)
     else:
         scan = nifti.load(path)
         nifti.log_geometry(scan)
@@ -65,7 +77,7 @@ def read_scan(path: Path) -> nib.Nifti1Image:
         if (slope, inter) == (1.0, 0.0):  # held in memory as stored (int16 stays int16), with the file's header
             scan = nifti.with_voxels(scan, stored)
     check_ct(scan, path)
-    return scan
+    return scan, series
 
 
 def volume_report(name: str, source: Path, labels: np.ndarray, scan: nib.Nifti1Image, quality: dict) -> dict:
@@ -106,6 +118,18 @@ def write_volume_table(out_dir: Path) -> pd.DataFrame:
     return table
 
 
+def check_formats(formats, scans: list[tuple[str, Path]]) -> None:
+    """Refuse, before any scan is segmented, a DICOM output for an input that is not a DICOM series."""
+    if unknown := [f for f in formats if f not in FORMATS]:
+        raise ValueError(f"unknown output format {', '.join(unknown)}; choose from {', '.join(FORMATS)}")
+    dicom = [f for f in formats if f in SUFFIXES]
+    if dicom and (not_dicom := [str(path) for _, path in scans if not path.is_dir()]):
+        raise ValueError(
+            f"{', '.join(not_dicom)}: not a DICOM series; --format {','.join(dicom)} references the images of a "
+            "DICOM input series (NIfTI inputs take --format nifti)"
+        )
+
+
 def segment_scans(
     segmenter: Segmenter,
     inputs: list[Path],
@@ -113,10 +137,14 @@ def segment_scans(
     device: torch.device,
     flip_tta: bool = False,
     limits: dict | None = None,
+    formats=("nifti",),
+    series_uid: str | None = None,
 ) -> int:
-    """Segment every scan; a scan that fails is named with its problem and the others go on. Returns the failures.
-    `limits` replace some of the segmenter's quality limits (as in its description)."""
+    """Segment every scan into the output `formats`; a scan that fails is named with its problem and the others go
+    on. Returns the failures. `limits` replace some of the segmenter's quality limits (as in its description);
+    `series_uid` picks the series of a DICOM folder holding several."""
     scans = scan_inputs(inputs)
+    check_formats(formats, scans)
     quality = QualityLimits.from_dict(segmenter.quality.to_dict() | (limits or {}))
     for name, path in scans:
         if (out_dir / f"{name}.nii.gz").resolve() == path.resolve():
@@ -126,27 +154,69 @@ def segment_scans(
     for name, path in scans:
         label_file = out_dir / f"{name}.nii.gz"
         try:
-            scan = read_scan(path)
+            scan, series = read_scan(path, series_uid)
             print(
                 f"{name}: {path}, {'x'.join(map(str, scan.shape))} voxels, {nifti.orientation_codes(scan)}", flush=True
             )
             uncertainty = Uncertainty()
             labels = segmenter.labels(scan, device, flip_tta, observe=uncertainty)
+            image = nifti.label_image_like(labels, scan, label_file)
+            algorithm = Algorithm(segmenter.name)
+            dicom = dicom_objects(image.dataobj, scan.affine, series, formats, algorithm) if series else {}
         except (ValueError, FileNotFoundError) as error:  # VolumeError included: name the scan, keep going
             named = str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
             print(f"liverseg segment: error: {named}", file=sys.stderr, flush=True)
             failures += 1
             continue
-        nifti.save_label_like(labels, scan, label_file)
+        written = [label_file] if "nifti" in formats else []
+        if written:
+            nifti.save_image(image, label_file)
+        for kind, dataset in dicom.items():
+            written.append(out_dir / f"{name}{SUFFIXES[kind]}")
+            save_dataset(dataset, written[-1])
         checks = quality_report(labels, scan, quality, segmenter.window, uncertainty.share)
-        report = volume_report(name, path, labels, scan, checks)
+        report = volume_report(name, path, labels, scan, checks) | ({"series": series.uid} if series else {})
         write_json(report, out_dir / f"{name}.json")
         for warning in checks["warnings"]:
             print(f"liverseg segment: warning: {path}: {warning}", file=sys.stderr, flush=True)
         print(
             f"{name}: liver {report['liver_ml']:.0f} ml, {report['tumour_count']} tumours "
-            f"({report['tumour_ml']:.1f} ml) -> {label_file}",
+            f"({report['tumour_ml']:.1f} ml) -> {', '.join(map(str, written))}",
             flush=True,
         )
     write_volume_table(out_dir)
     return failures
+
+
+def segment_study(
+    segmenter: Segmenter,
+    url: str,
+    study: str,
+    out_dir: Path,
+    device: torch.device,
+    flip_tta: bool = False,
+    limits: dict | None = None,
+    formats=("nifti",),
+    series_uid: str | None = None,
+) -> int:
+    """Fetch the series of `study` to segment from a DICOMweb server, segment it into `out_dir` (its files named after
+    the study, a DICOM Segmentation among them) and store that Segmentation into the study on the server, once it is
+    whole. Returns the failures (0 or 1)."""
+    import pydicom
+
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary) / study
+        why = dicomweb.fetch_series(url, study, series_uid, folder)
+        if why:
+            print(f"{url}: {why}", flush=True)
+        formats = list(dict.fromkeys([*formats, "dicom-seg"]))  # the Segmentation goes back to the server
+        if segment_scans(segmenter, [folder], out_dir, device, flip_tta, limits, formats):
+            return 1
+    seg_file = out_dir / f"{study}{SUFFIXES['dicom-seg']}"
+    seg = pydicom.dcmread(seg_file)
+    try:
+        dicomweb.store(url, study, seg)
+    except dicomweb.ServerError as error:
+        raise dicomweb.ServerError(f"{error}; the Segmentation is kept in {seg_file}") from error
+    print(f"{study}: Segmentation {seg.SOPInstanceUID} stored into the study on {url}", flush=True)
+    return 0
