@@ -122,6 +122,40 @@ def test_a_dicom_format_for_a_nifti_input_is_refused_before_anything_is_written(
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_an_exported_cascade_segments_with_onnxruntime_as_with_pytorch(segment_experiment, new_scan, tmp_path):
+    """`liverseg export` of the 3D cascade, then `liverseg segment --runtime onnx`: on the scan's own slices the
+    stage-1 classes are PyTorch's wherever its probability is farther than 1e-4 from 0.5, and the label maps agree."""
+    from liverseg.data.slices import normalised_slices
+    from liverseg.inference.segmenter import Segmenter
+    from liverseg.models.heads import output_probabilities, probabilities_to_classes
+
+    volume, _ = new_scan
+    exported = tmp_path / "exported"
+    command = ["liverseg", "export", segment_experiment / "models" / "unet_cascade_3d", "--out", exported]
+    result = subprocess.run(
+        list(map(str, command)), env=tool_environment(), capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for runtime in ("torch", "onnx"):
+        result = segment(exported, volume, "--runtime", runtime, "--out", tmp_path / runtime, "--threads", "2")
+        assert result.returncode == 0, result.stderr[-3000:]
+    by_torch, by_onnx = (np.asanyarray(nib.load(tmp_path / r / "patient-x.nii.gz").dataobj) for r in ("torch", "onnx"))
+    assert np.mean(by_torch == by_onnx) >= 0.9999
+
+    cpu = torch.device("cpu")
+    pytorch = Segmenter.load(exported, cpu)
+    (network,), recipe, size = pytorch.stages["liver"]
+    (session,), *_ = Segmenter.load(exported, cpu, "onnx").stages["liver"]
+    slices = torch.from_numpy(normalised_slices(nib.load(volume), pytorch.window, size).astype(np.float32))[:, None]
+    with torch.no_grad():
+        expected = output_probabilities(network(slices), recipe.head)
+    got = output_probabilities(session(slices), recipe.head)
+    assert float((got - expected).abs().max()) < 1e-4
+    decided = ((expected - 0.5).abs() > 1e-4).all(1)
+    same = probabilities_to_classes(got, recipe.head) == probabilities_to_classes(expected, recipe.head)
+    assert bool(same[decided].all())
+
+
 def test_a_new_scan_in_another_orientation_keeps_its_geometry_and_its_liver_volume(
     segment_experiment, new_scan, tmp_path
 ):

@@ -1,7 +1,7 @@
 """`liverseg <step>`: the entry points that the Snakemake rules call, usable on their own, and the commands users call.
 
-One module per rule file of `workflow/rules/` (data, train, evaluate, report), and `user` for segment, evaluate, ui,
-shifted and ablation; the handlers parse their arguments and call the package.
+One module per rule file of `workflow/rules/` (data, train, evaluate, report), and `user` for segment, export,
+evaluate, ui, shifted and ablation; the handlers parse their arguments and call the package.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The commands users call, apart from the rules' steps: segment, evaluate, shifted, ui, ablation."""
+"""The commands users call, apart from the rules' steps: segment, export, evaluate, shifted, ui, ablation."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _segment(a):
         raise ValueError(f"{inputs[0]}: a DICOMweb server is segmented alone, one study at a time (--study UID)")
     if a.study is not None and not inputs:
         raise ValueError("--study names a study on a DICOMweb server: give the server (dicomweb://HOST:PORT/PATH)")
-    segmenter = load_segmenter(a.model, dev, a.tracking_uri)
+    segmenter = load_segmenter(a.model, dev, a.tracking_uri, a.runtime)
     if inputs:
         failures = segment_study(segmenter, inputs[0], a.study, a.out, dev, a.flip_tta, limits, a.format, a.series)
     else:
@@ -33,6 +33,16 @@ def _segment(a):
         failures = segment_scans(segmenter, paths, a.out, dev, a.flip_tta, limits, a.format, a.series)
     if failures:
         raise ValueError(f"{failures} of the inputs could not be segmented (named above); the others are in {a.out}")
+
+
+def _export(a):
+    from liverseg.tracking.registry import export_model
+
+    set_threads(a.threads)
+    if a.out.exists():
+        raise ValueError(f"{a.out}: exists; export into a new folder")
+    folder = export_model(a.model, a.out, a.tracking_uri)
+    print(f"{a.model}: exported to {folder} (liverseg segment {folder} --runtime onnx ...)")
 
 
 def _evaluate(a):
@@ -92,6 +102,12 @@ def add_commands(steps) -> None:
         "and rtstruct (<scan>.rtstruct.dcm, an RT Structure Set); the DICOM ones take DICOM inputs (default: nifti)",
     )
     s.add_argument("--series", metavar="UID", help="the Series Instance UID to segment in a DICOM folder of several")
+    s.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),  # inference.segmenter.RUNTIMES, kept out of the parser's imports
+        default="torch",
+        help="what runs the networks: torch, or onnx (onnxruntime, on the CPU) for a folder `liverseg export` wrote",
+    )
     flip_tta(s)
     tracking_uri(s)
     device(s, all_cores())
@@ -103,6 +119,17 @@ def add_commands(steps) -> None:
     checks.add_argument(
         "--max-uncertain-share", type=float, help="voxels of liver probability 0.25 to 0.75, per voxel called liver"
     )
+
+    s = command(
+        steps,
+        "export",
+        _export,
+        "a model or cascade as a folder of its own, every stage also as ONNX (for --runtime onnx)",
+    )
+    s.add_argument("model", help="a model or cascade folder of a finished run, or a registered segmenter (models:/...)")
+    out(s, "the new folder: segmenter.json, each stage's weights and their ONNX exports")
+    tracking_uri(s)
+    s.add_argument("--threads", type=int, default=all_cores())
 
     s = command(steps, "evaluate", _evaluate, "segment and score a labelled folder (LiTS, MSD or image/label pairs)")
     s.add_argument("data", type=Path, help="the folder: LiTS or MSD layout, or images/ and labels/ of the same names")

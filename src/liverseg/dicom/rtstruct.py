@@ -113,8 +113,9 @@ def _header(source, now: datetime.datetime) -> Dataset:
 def _referenced_frame_of_reference(sources: list) -> Dataset:
     images = [_image_reference(s) for s in sources]
     series = _item(SeriesInstanceUID=sources[0].SeriesInstanceUID, ContourImageSequence=images)
+    # the study is referenced as a Detached Study Management SOP instance, as the standard's examples do
     study = _item(
-        ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",  # Detached Study Management, as the standard's example names it
+        ReferencedSOPClassUID="1.2.840.10008.3.1.2.3.1",
         ReferencedSOPInstanceUID=sources[0].StudyInstanceUID,
         RTReferencedSeriesSequence=[series],
     )

@@ -55,7 +55,8 @@ class Series:
 
     def __str__(self) -> str:
         described = f", '{self.description}'" if self.description else ""
-        return f"{self.uid} ({self.modality or 'no modality'}{described}, {len(self.files)} image{'s' if len(self.files) > 1 else ''})"
+        images = f"{len(self.files)} image{'s' if len(self.files) > 1 else ''}"
+        return f"{self.uid} ({self.modality or 'no modality'}{described}, {images})"
 
 
 def described(header, folder, uid: str, files: tuple) -> Series:

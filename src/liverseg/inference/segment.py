@@ -36,7 +36,7 @@ FORMATS = ("nifti", *SUFFIXES)
 
 
 def scan_inputs(inputs: list[Path]) -> list[tuple[str, Path]]:
-    """(name, path) of every scan: NIfTI files as given, the NIfTI files of a folder, or a folder of one DICOM series."""
+    """(name, path) of every scan: NIfTI files as given, the NIfTI files of a folder, or a DICOM folder."""
     scans = []
     for path in inputs:
         if path.is_dir():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 
 from liverseg.atomic import write_json
 from liverseg.data import nifti
@@ -23,9 +24,11 @@ from liverseg.inference.postprocess import PostSettings, postprocessed
 from liverseg.inference.predict import stage1_labels, tumour_stage
 from liverseg.inference.quality import QualityLimits
 from liverseg.labels import label_map, liver_mask
-from liverseg.models.checkpoint import load_models
+from liverseg.models.checkpoint import load_model, load_models
+from liverseg.models.exported import example_input, export_onnx, load_onnx_models
 
 SEGMENTER_FILE = "segmenter.json"
+RUNTIMES = ("torch", "onnx")
 
 
 def write_segmenter(name: str, out: Path, stages: dict[str, list[Path]], window, postprocess: dict) -> None:
@@ -63,6 +66,22 @@ def package_segmenter(folder: Path, dest: Path) -> Path:
     return dest
 
 
+def export_segmenter(folder: Path, dest: Path) -> Path:
+    """`package_segmenter`'s copy at `dest`, with every stage (each fold of an ensemble) also as ONNX beside its
+    weights (`<role>.onnx`, `<role>_fold<k>.onnx`), listed under `onnx` in the description."""
+    package_segmenter(folder, dest)
+    description = json.loads((dest / SEGMENTER_FILE).read_text())
+    description["onnx"] = {}
+    for role, weights in description["stages"].items():
+        names = [Path(w).with_suffix(".onnx").name for w in stage_weights(weights)]
+        for w, name in zip(stage_weights(weights), names):
+            model, recipe, size = load_model(dest / w, torch.device("cpu"))
+            export_onnx(model, example_input(recipe, size), dest / name)
+        description["onnx"][role] = names[0] if isinstance(weights, str) else names
+    write_json(description, dest / SEGMENTER_FILE)
+    return dest
+
+
 def stage_weights(weights: str | list[str]) -> list[str]:
     """A stage's weights in a description, as a list: one path, or the folds of an ensemble."""
     return [weights] if isinstance(weights, str) else list(weights)
@@ -80,21 +99,28 @@ class Segmenter:
     histories: list[list[Path]]  # per stage, its folds' training histories, where they lie beside the weights
 
     @classmethod
-    def load(cls, folder: Path, device) -> Segmenter:
+    def load(cls, folder: Path, device, runtime: str = "torch") -> Segmenter:
+        """The segmenter of a folder, its networks run by PyTorch or, for a folder `liverseg export` wrote, by
+        onnxruntime (`runtime` onnx)."""
         path = Path(folder) / SEGMENTER_FILE
         if not path.is_file():
             raise FileNotFoundError(
                 f"{folder}: no {SEGMENTER_FILE}; give a model or cascade folder of a finished run "
                 "(experiments/<experiment>/models/<name>/, written by the workflow's `segmenter` rule)"
             )
+        if runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {runtime}; choose from {', '.join(RUNTIMES)}")
         description = json.loads(path.read_text())
+        if runtime == "onnx" and "onnx" not in description:
+            raise FileNotFoundError(f"{folder}: no ONNX stages; `liverseg export {folder} --out DIR` writes them")
         stages, histories = {}, []
         for role, weights in description["stages"].items():
             files = [Path(folder) / w for w in stage_weights(weights)]
-            for file in files:
+            exports = [Path(folder) / w for w in stage_weights(description.get("onnx", {}).get(role, []))]
+            for file in files + (exports if runtime == "onnx" else []):
                 if not file.is_file():
-                    raise FileNotFoundError(f"{path}: its {role} stage's weights {file} are missing")
-            stages[role] = load_models(files, device)
+                    raise FileNotFoundError(f"{path}: its {role} stage's file {file} is missing")
+            stages[role] = load_onnx_models(exports, files) if runtime == "onnx" else load_models(files, device)
             histories.append([h for h in (file.parent / "history.csv" for file in files) if h.is_file()])
         return cls(
             description["name"],

@@ -48,17 +48,28 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, Recip
     return model.to(device).eval(), Recipe.from_spec(state["spec"]), int(state["image_size"])
 
 
+def recipe_of(path: Path) -> tuple[Recipe, int]:
+    """A trained model's recipe and image size, without building its network."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return Recipe.from_spec(state["spec"]), int(state["image_size"])
+
+
 def load_models(paths: list[Path], device: torch.device) -> tuple[list[torch.nn.Module], Recipe, int]:
     """Several trainings of one model entry (the folds of an ensemble), which must share their recipe and image size;
     one path: that model alone."""
     loaded = [load_model(path, device) for path in paths]
-    for path, (_, recipe, size) in zip(paths[1:], loaded[1:]):
-        if (recipe, size) != loaded[0][1:]:
+    check_one_entry(paths, [(recipe, size) for _, recipe, size in loaded])
+    return [model for model, _, _ in loaded], loaded[0][1], loaded[0][2]
+
+
+def check_one_entry(paths: list[Path], recipes: list[tuple[Recipe, int]]) -> None:
+    """Refuse an ensemble of trainings whose recipes or image sizes differ, naming the first that differs."""
+    for path, recipe in zip(paths[1:], recipes[1:]):
+        if recipe != recipes[0]:
             raise ValueError(
                 f"{path}: not the same model as {paths[0]} (recipe or image size differ); an ensemble "
                 "averages trainings of one model entry"
             )
-    return [model for model, _, _ in loaded], loaded[0][1], loaded[0][2]
 
 
 def training_folders(folder: Path) -> list[Path]:

@@ -31,7 +31,13 @@ from mlflow.models import ModelSignature
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
 import liverseg
-from liverseg.inference.segmenter import SEGMENTER_FILE, Segmenter, package_segmenter, stage_weights
+from liverseg.inference.segmenter import (
+    SEGMENTER_FILE,
+    Segmenter,
+    export_segmenter,
+    package_segmenter,
+    stage_weights,
+)
 from liverseg.models.checkpoint import load_model
 from liverseg.models.heads import region_probabilities
 from liverseg.models.recipe import Recipe
@@ -153,11 +159,20 @@ def download_segmenter(uri: str, tracking_uri: str | None, dest: Path) -> Path:
     return folder
 
 
-def load_segmenter(model: str, device, tracking_uri: str | None = None) -> Segmenter:
-    """A model or cascade folder, or a segmenter registered in MLflow (`models:/<entry>-segmenter@champion`)."""
+def load_segmenter(model: str, device, tracking_uri: str | None = None, runtime: str = "torch") -> Segmenter:
+    """A model or cascade folder, or a segmenter registered in MLflow (`models:/<entry>-segmenter@champion`); its
+    networks run by `runtime` (onnx: a folder `liverseg export` wrote)."""
     if not model.startswith("models:/"):
-        return Segmenter.load(Path(model), device)
+        return Segmenter.load(Path(model), device, runtime)
     with tempfile.TemporaryDirectory() as folder:
-        segmenter = Segmenter.load(download_segmenter(model, tracking_uri, Path(folder)), device)
+        segmenter = Segmenter.load(download_segmenter(model, tracking_uri, Path(folder)), device, runtime)
     segmenter.histories = []  # they were in the downloaded folder, gone now
     return segmenter
+
+
+def export_model(model: str, dest: Path, tracking_uri: str | None = None) -> Path:
+    """`inference.segmenter.export_segmenter` of a model or cascade folder, or of a registered segmenter."""
+    if not model.startswith("models:/"):
+        return export_segmenter(Path(model), dest)
+    with tempfile.TemporaryDirectory() as folder:
+        return export_segmenter(download_segmenter(model, tracking_uri, Path(folder)), dest)
