@@ -61,6 +61,24 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_until_answers(url: str, server: subprocess.Popen, what: str, timeout: float = 180, log=None) -> None:
+    """Poll `url` until it answers; fail, with the tail of `log` (a file) where given, if `server` exits first or
+    `timeout` seconds pass."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+            return
+        except OSError as error:
+            if server.poll() is not None or time.monotonic() > deadline:
+                tail = Path(log).read_text()[-2000:] if log else ""
+                raise AssertionError(f"{what} did not answer {url}: {tail}") from error
+            time.sleep(0.2)
+
+
 def write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> Path:
     nib.save(nib.Nifti1Image(data, affine), str(path))
     return path

@@ -9,13 +9,11 @@ import json
 import os
 import signal
 import subprocess
-import time
-import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers import free_port, program, unavailable
+from tests.helpers import free_port, program, unavailable, wait_until_answers
 
 PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 # a PACS that refuses Segmentations, as one whose rules forbid derived objects does
@@ -51,16 +49,7 @@ def orthanc(folder: Path, refuse_seg: bool = False):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/system", timeout=5).read()
-                break
-            except (urllib.error.URLError, ConnectionError) as error:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log_tail = (folder / "orthanc.log").read_text()[-2000:]
-                    raise RuntimeError(f"Orthanc did not start: {log_tail}") from error
-                time.sleep(0.2)
+        wait_until_answers(f"{base}/system", server, "Orthanc", 60, folder / "orthanc.log")
         yield base, f"dicomweb://127.0.0.1:{port}/dicom-web"
     finally:
         os.killpg(server.pid, signal.SIGTERM)

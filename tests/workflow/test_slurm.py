@@ -7,8 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import time
-import urllib.request
 from contextlib import contextmanager
 
 import nibabel as nib
@@ -17,7 +15,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.helpers import CONFIGS, ROOT, free_port, snakemake, tool_environment, unavailable
+from tests.helpers import CONFIGS, ROOT, free_port, snakemake, tool_environment, unavailable, wait_until_answers
 from tests.slurm_cluster import missing, slurm_cluster
 
 pytestmark = pytest.mark.workflow
@@ -50,14 +48,7 @@ def mlflow_server(folder, env):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=5).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "mlflow server did not answer"
-                time.sleep(1)
+        wait_until_answers(f"{url}/health", server, "mlflow server")
         yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""The commands users call, apart from the rules' steps: segment, export, evaluate, shifted, ui, ablation."""
+"""The commands users call, apart from the rules' steps: segment, export, view, evaluate, shifted, ui, ablation."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def _segment(a):
     from liverseg.devices import select_device
     from liverseg.dicom import dicomweb
     from liverseg.inference.quality import QualityLimits
-    from liverseg.inference.segment import segment_scans, segment_study
+    from liverseg.inference.segment import SegmentOptions, segment_scans, segment_study
     from liverseg.tracking.registry import load_segmenter
 
     set_threads(a.threads)
@@ -26,11 +26,11 @@ def _segment(a):
     if a.study is not None and not inputs:
         raise ValueError("--study names a study on a DICOMweb server: give the server (dicomweb://HOST:PORT/PATH)")
     segmenter = load_segmenter(a.model, dev, a.tracking_uri, a.runtime)
+    options = SegmentOptions(a.flip_tta, limits, tuple(a.format), a.series)
     if inputs:
-        failures = segment_study(segmenter, inputs[0], a.study, a.out, dev, a.flip_tta, limits, a.format, a.series)
+        failures = segment_study(segmenter, inputs[0], a.study, a.out, dev, options)
     else:
-        paths = [Path(i) for i in a.inputs]
-        failures = segment_scans(segmenter, paths, a.out, dev, a.flip_tta, limits, a.format, a.series)
+        failures = segment_scans(segmenter, [Path(i) for i in a.inputs], a.out, dev, options)
     if failures:
         raise ValueError(f"{failures} of the inputs could not be segmented (named above); the others are in {a.out}")
 
@@ -43,6 +43,18 @@ def _export(a):
         raise ValueError(f"{a.out}: exists; export into a new folder")
     folder = export_model(a.model, a.out, a.tracking_uri)
     print(f"{a.model}: exported to {folder} (liverseg segment {folder} --runtime onnx ...)")
+
+
+def _view(a):
+    from liverseg.reporting.viewer import view_page
+
+    print(f"{view_page(a.scan, a.labels, a.out, a.reference)}: {a.labels} over {a.scan}")
+
+
+def _fetch_viewer(a):
+    from liverseg.reporting.viewer import fetch_viewer
+
+    print(f"NiiVue vendored at {fetch_viewer()}")
 
 
 def _evaluate(a):
@@ -77,7 +89,7 @@ def _ablation(a):
     print(write_ablation(a.summary, a.command, a.out))
 
 
-def add_commands(steps) -> None:
+def _add_segment(steps) -> None:
     s = command(steps, "segment", _segment, "segment new CT scans with a trained model or cascade folder")
     s.add_argument(
         "model",
@@ -120,6 +132,8 @@ def add_commands(steps) -> None:
         "--max-uncertain-share", type=float, help="voxels of liver probability 0.25 to 0.75, per voxel called liver"
     )
 
+
+def _add_export(steps) -> None:
     s = command(
         steps,
         "export",
@@ -131,6 +145,8 @@ def add_commands(steps) -> None:
     tracking_uri(s)
     s.add_argument("--threads", type=int, default=all_cores())
 
+
+def _add_evaluate(steps) -> None:
     s = command(steps, "evaluate", _evaluate, "segment and score a labelled folder (LiTS, MSD or image/label pairs)")
     s.add_argument("data", type=Path, help="the folder: LiTS or MSD layout, or images/ and labels/ of the same names")
     s.add_argument(
@@ -146,6 +162,8 @@ def add_commands(steps) -> None:
     tracking_uri(s)
     device(s, all_cores())
 
+
+def _add_ui(steps) -> None:
     s = command(
         steps, "ui", _ui, "the MLflow UI on an experiment's runs (artifact links follow a moved project folder)"
     )
@@ -153,6 +171,8 @@ def add_commands(steps) -> None:
     s.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only")
     s.add_argument("--port", type=int, default=5000)
 
+
+def _add_shifted(steps) -> None:
     s = command(
         steps,
         "shifted",
@@ -173,7 +193,23 @@ def add_commands(steps) -> None:
     out(s, flag="--out-dir")
     s.add_argument("--threads", type=int, default=2)
 
+
+def _add_ablation(steps) -> None:
     s = command(steps, "ablation", _ablation, "the ablation table (docs/ablation.md) from an ablation run's summary")
     s.add_argument("--summary", type=Path, required=True)
     s.add_argument("--command", required=True, help="the command that produced the summary, quoted in the table")
     out(s)
+
+
+def _add_view(steps) -> None:
+    s = command(steps, "view", _view, "one self-contained HTML page showing a scan with its labels (NiiVue)")
+    s.add_argument("scan", type=Path, help="a NIfTI scan")
+    s.add_argument("labels", type=Path, help="its label map (0 background, 1 liver, 2 tumour), on the scan's grid")
+    s.add_argument("--reference", type=Path, help="a reference label map: its volumes and the Dice beside them")
+    out(s, "the page (.html)")
+    command(steps, "fetch-viewer", _fetch_viewer, "vendor NiiVue's browser build from npm for `liverseg view`")
+
+
+def add_commands(steps) -> None:
+    for add in (_add_segment, _add_export, _add_view, _add_evaluate, _add_ui, _add_shifted, _add_ablation):
+        add(steps)

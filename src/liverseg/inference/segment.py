@@ -9,9 +9,11 @@ series can also be answered in DICOM: a Segmentation (`<name>.seg.dcm`) and an R
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -118,6 +120,16 @@ def write_volume_table(out_dir: Path) -> pd.DataFrame:
     return table
 
 
+@dataclass(frozen=True)
+class SegmentOptions:
+    """How `liverseg segment` segments and answers, beyond the segmenter itself."""
+
+    flip_tta: bool = False
+    limits: dict | None = None  # replace some of the segmenter's quality limits (as in its description)
+    formats: tuple[str, ...] = ("nifti",)
+    series_uid: str | None = None  # the series of a DICOM folder or study holding several
+
+
 def check_formats(formats, scans: list[tuple[str, Path]]) -> None:
     """Refuse, before any scan is segmented, a DICOM output for an input that is not a DICOM series."""
     if unknown := [f for f in formats if f not in FORMATS]:
@@ -131,21 +143,14 @@ def check_formats(formats, scans: list[tuple[str, Path]]) -> None:
 
 
 def segment_scans(
-    segmenter: Segmenter,
-    inputs: list[Path],
-    out_dir: Path,
-    device: torch.device,
-    flip_tta: bool = False,
-    limits: dict | None = None,
-    formats=("nifti",),
-    series_uid: str | None = None,
+    segmenter: Segmenter, inputs: list[Path], out_dir: Path, device: torch.device, options=SegmentOptions()
 ) -> int:
-    """Segment every scan into the output `formats`; a scan that fails is named with its problem and the others go
-    on. Returns the failures. `limits` replace some of the segmenter's quality limits (as in its description);
-    `series_uid` picks the series of a DICOM folder holding several."""
+    """Segment every scan into the output formats; a scan that fails is named with its problem and the others go
+    on. Returns the failures."""
     scans = scan_inputs(inputs)
+    formats = options.formats
     check_formats(formats, scans)
-    quality = QualityLimits.from_dict(segmenter.quality.to_dict() | (limits or {}))
+    quality = QualityLimits.from_dict(segmenter.quality.to_dict() | (options.limits or {}))
     for name, path in scans:
         if (out_dir / f"{name}.nii.gz").resolve() == path.resolve():
             raise ValueError(f"{path}: the output folder holds this input; write to another folder")
@@ -154,12 +159,12 @@ def segment_scans(
     for name, path in scans:
         label_file = out_dir / f"{name}.nii.gz"
         try:
-            scan, series = read_scan(path, series_uid)
+            scan, series = read_scan(path, options.series_uid)
             print(
                 f"{name}: {path}, {'x'.join(map(str, scan.shape))} voxels, {nifti.orientation_codes(scan)}", flush=True
             )
             uncertainty = Uncertainty()
-            labels = segmenter.labels(scan, device, flip_tta, observe=uncertainty)
+            labels = segmenter.labels(scan, device, options.flip_tta, observe=uncertainty)
             image = nifti.label_image_like(labels, scan, label_file)
             algorithm = Algorithm(segmenter.name)
             dicom = dicom_objects(image.dataobj, scan.affine, series, formats, algorithm) if series else {}
@@ -189,15 +194,7 @@ def segment_scans(
 
 
 def segment_study(
-    segmenter: Segmenter,
-    url: str,
-    study: str,
-    out_dir: Path,
-    device: torch.device,
-    flip_tta: bool = False,
-    limits: dict | None = None,
-    formats=("nifti",),
-    series_uid: str | None = None,
+    segmenter: Segmenter, url: str, study: str, out_dir: Path, device: torch.device, options=SegmentOptions()
 ) -> int:
     """Fetch the series of `study` to segment from a DICOMweb server, segment it into `out_dir` (its files named after
     the study, a DICOM Segmentation among them) and store that Segmentation into the study on the server, once it is
@@ -206,11 +203,11 @@ def segment_study(
 
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary) / study
-        why = dicomweb.fetch_series(url, study, series_uid, folder)
+        why = dicomweb.fetch_series(url, study, options.series_uid, folder)
         if why:
             print(f"{url}: {why}", flush=True)
-        formats = list(dict.fromkeys([*formats, "dicom-seg"]))  # the Segmentation goes back to the server
-        if segment_scans(segmenter, [folder], out_dir, device, flip_tta, limits, formats):
+        formats = tuple(dict.fromkeys([*options.formats, "dicom-seg"]))  # the Segmentation goes back to the server
+        if segment_scans(segmenter, [folder], out_dir, device, dataclasses.replace(options, formats=formats)):
             return 1
     seg_file = out_dir / f"{study}{SUFFIXES['dicom-seg']}"
     seg = pydicom.dcmread(seg_file)
