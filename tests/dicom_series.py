@@ -11,6 +11,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+AFFINE = np.array([[0.8, 0, 0, -20.0], [0, 0.7, 0, 15.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1]])  # the tests' series
 
 
 @dataclass
@@ -108,3 +109,13 @@ def coronal_localizer(folder, study: Study, seed=0) -> list:
     affine = np.array([[0.8, 0, 0, -20.0], [0, 0, 1.0, 30.0], [0, -2.0, 0, 60.0], [0, 0, 0, 1]])
     hu = np.full((40, 12, 1), 40.0, np.float32)
     return write_ct_series(nib.Nifti1Image(hu, affine), folder, study, 1, "scout", seed, "LOCALIZER")
+
+
+def write_study_export(folder, hu: np.ndarray) -> tuple[Study, list, list]:
+    """A study exported into one folder: a localizer, an arterial phase of `hu`'s first 6 slices and a venous phase of
+    all; returns the study and the arterial and venous files."""
+    study = Study()
+    coronal_localizer(folder, study)
+    arterial = write_ct_series(nib.Nifti1Image(hu[:, :, :6], AFFINE), folder, study, 2, "arterial", seed=1)
+    venous = write_ct_series(nib.Nifti1Image(hu, AFFINE), folder, study, 3, "venous", seed=2)
+    return study, arterial, venous

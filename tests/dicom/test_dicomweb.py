@@ -9,17 +9,14 @@ import subprocess
 import urllib.request
 
 import nibabel as nib
-import numpy as np
 import pydicom
 import pytest
 
 from liverseg.inference.postprocess import PostSettings
 from liverseg.inference.segmenter import SEGMENTER_FILE, write_segmenter
-from tests.dicom_series import Study, coronal_localizer, write_ct_series
+from tests.dicom_series import AFFINE, Study, write_ct_series, write_study_export
 from tests.helpers import ct_volume, free_port, tool_environment, write_checkpoint
 from tests.orthanc_server import get, orthanc, upload
-
-AFFINE = np.array([[0.8, 0, 0, -20.0], [0, 0.7, 0, 15.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1]])
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +32,8 @@ def segmenter(tmp_path_factory):
 def study_files(tmp_path_factory):
     """A study's export: a localizer, an arterial phase of 6 slices and a venous one of 10; the venous files."""
     folder = tmp_path_factory.mktemp("export")
-    study = Study()
     hu, _ = ct_volume((48, 40, 10))
-    coronal_localizer(folder, study)
-    write_ct_series(nib.Nifti1Image(hu[:, :, :6], AFFINE), folder, study, 2, "arterial", seed=1)
-    venous = write_ct_series(nib.Nifti1Image(hu, AFFINE), folder, study, 3, "venous", seed=2)
+    study, _, venous = write_study_export(folder, hu)
     return study, sorted(folder.iterdir()), venous
 
 

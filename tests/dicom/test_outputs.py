@@ -15,10 +15,9 @@ from liverseg.data.nifti import VolumeError
 from liverseg.dicom.export import SUFFIXES, dicom_objects, save_dataset
 from liverseg.dicom.series import choose_series, read_series
 from liverseg.dicom.structures import Algorithm
-from tests.dicom_series import Study, oblique, write_ct_series
+from tests.dicom_series import AFFINE, Study, oblique, write_ct_series
 from tests.helpers import ct_volume, program
 
-AFFINE = np.array([[0.8, 0, 0, -20.0], [0, 0.7, 0, 15.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1]])
 ALGORITHM = Algorithm("unet_cascade", "9.9.9")
 
 

@@ -7,21 +7,16 @@ import pytest
 
 from liverseg.data.nifti import VolumeError
 from liverseg.dicom.series import choose_series, read_series
-from tests.dicom_series import Study, coronal_localizer, oblique, write_ct_series
+from tests.dicom_series import AFFINE, Study, coronal_localizer, oblique, write_ct_series, write_study_export
 from tests.helpers import ct_volume
-
-AFFINE = np.array([[0.8, 0, 0, -20.0], [0, 0.7, 0, 15.0], [0, 0, 2.5, 40.0], [0, 0, 0, 1]])
 
 
 @pytest.fixture(scope="module")
 def study_folder(tmp_path_factory):
     """A study exported into one folder: a localizer, an arterial phase of 6 slices, a venous phase of 10."""
     folder = tmp_path_factory.mktemp("study")
-    study = Study()
     hu, _ = ct_volume((40, 32, 10))
-    coronal_localizer(folder, study)
-    arterial = write_ct_series(nib.Nifti1Image(hu[:, :, :6], AFFINE), folder, study, 2, "arterial", seed=1)
-    venous = write_ct_series(nib.Nifti1Image(hu, AFFINE), folder, study, 3, "venous", seed=2)
+    _, arterial, venous = write_study_export(folder, hu)
     return folder, hu, arterial, venous
 
 

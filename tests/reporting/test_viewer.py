@@ -12,7 +12,7 @@ from matplotlib.image import imread
 
 from liverseg.data.synthetic import make_case, write_case
 from liverseg.labels import liver_mask
-from liverseg.reporting.viewer import MAX_VOXELS, VENDORED, shown_region
+from liverseg.reporting.viewer import MARGIN_MM, MAX_VOXELS, VENDORED, shown_region
 from tests.helpers import program, tool_environment, unavailable
 
 CHROMIUM_FLAGS = [
@@ -85,7 +85,9 @@ def test_the_shown_region_is_the_liver_box_with_a_margin_and_stays_small():
     labels = np.zeros((512, 512, 300), np.uint8)
     labels[100:400, 150:420, 40:260] = 1
     region = shown_region(labels, (0.7, 0.7, 1.0))
-    assert (region[0].start, region[0].stop) == (100 - 28, 400 + 28) and (region[2].start, region[2].stop) == (20, 280)
+    margin = (int(MARGIN_MM / 0.7), int(MARGIN_MM / 1.0))
+    assert (region[0].start, region[0].stop) == (100 - margin[0], 400 + margin[0])
+    assert (region[2].start, region[2].stop) == (40 - margin[1], 260 + margin[1])
     assert labels[region].size <= MAX_VOXELS and liver_mask(labels[region]).sum() > 0
     assert shown_region(np.zeros((64, 64, 10), np.uint8), (1, 1, 1)) == (slice(0, 64, 1), slice(0, 64, 1), slice(0, 10))
 

@@ -13,7 +13,6 @@ import base64
 import gzip
 import hashlib
 import html
-import io
 import json
 import shutil
 import subprocess
@@ -80,16 +79,14 @@ def shown_region(labels: np.ndarray, spacing) -> tuple[slice, ...]:
     return (slice(grown[0].start, grown[0].stop, step), slice(grown[1].start, grown[1].stop, step), grown[2])
 
 
-def embedded(data: np.ndarray, affine: np.ndarray, region: tuple[slice, ...]) -> str:
-    """A region of a volume as a base64 data URL of a .nii.gz, its affine moved and scaled to match."""
+def embedded(cut: np.ndarray, affine: np.ndarray, region: tuple[slice, ...]) -> str:
+    """A volume's `region`, already cut out, as a base64 data URL of a .nii.gz, the affine moved and scaled to it."""
     corner = affine @ np.array([*(r.start for r in region), 1.0])
     scaled = affine.copy()
     scaled[:3, :3] = affine[:3, :3] @ np.diag([r.step or 1 for r in region])
     scaled[:3, 3] = corner[:3]
-    buffer = io.BytesIO()
-    image = nib.Nifti1Image(np.ascontiguousarray(data[region]), scaled)
-    buffer.write(gzip.compress(image.to_bytes(), compresslevel=6, mtime=0))
-    return "data:application/gzip;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    packed = gzip.compress(nib.Nifti1Image(np.ascontiguousarray(cut), scaled).to_bytes(), mtime=0)
+    return "data:application/gzip;base64," + base64.b64encode(packed).decode("ascii")
 
 
 def volumes_ml(labels: np.ndarray, voxel_ml: float) -> dict:
@@ -116,7 +113,8 @@ def view_page(scan_path: Path, labels_path: Path, out: Path, reference_path: Pat
             for region, mask in (("liver", liver_mask), ("tumour", tumour_mask))
         }
     region = shown_region(labels, nifti.voxel_spacing(scan))
-    hu = nifti.voxels(scan).astype(np.int16)
+    stored, slope, inter = nifti.stored_voxels(scan)  # only the shown region is scaled to HU
+    hu = np.round(stored[region] * slope + inter).astype(np.int16)
     page = PAGE.format(
         title=html.escape(f"{scan_path.name}: {labels_path.name}"),
         table=volume_table(rows),
@@ -124,7 +122,7 @@ def view_page(scan_path: Path, labels_path: Path, out: Path, reference_path: Pat
         volumes=json.dumps(
             [
                 {"url": embedded(hu, scan.affine, region), "name": "scan.nii.gz", "cal_min": -150, "cal_max": 250},
-                {"url": embedded(labels, scan.affine, region), "name": "labels.nii.gz", "opacity": 0.6},
+                {"url": embedded(labels[region], scan.affine, region), "name": "labels.nii.gz", "opacity": 0.6},
             ]
         ),
         colours=json.dumps(LABEL_COLOURS | {"labels": ["", "liver", "tumour"]}),
