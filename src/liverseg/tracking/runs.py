@@ -103,7 +103,8 @@ def log_data(client: MlflowClient, run_id: str, files: list[Path], slices: int, 
 @contextmanager
 def system_metrics(uri: str, run_id: str, resumed: bool):
     """MLflow's system metrics (CPU, memory, disk, network, GPU) logged under `system/` while the block runs, every
-    10 s (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL); a resumed run continues their steps."""
+    10 s (MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL), and once more as the block ends; a resumed run continues their
+    steps."""
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
     monitor = SystemMetricsMonitor(run_id, resume_logging=resumed, tracking_uri=uri)
@@ -112,6 +113,14 @@ def system_metrics(uri: str, run_id: str, resumed: bool):
         yield
     finally:
         monitor.finish()
+        # MLflow's monitor drops the samples of its last, unfinished interval, so a run shorter than one interval
+        # would have none: log what it holds, or a sample taken now
+        last = monitor.aggregate_metrics()
+        if not last:
+            monitor.collect_metrics()
+            last = monitor.aggregate_metrics()
+        monitor.publish_metrics(last)
+        monitor.mlflow_logger.flush()
 
 
 def log_evaluation(summary, run_files: dict[str, tuple[list[Path], bool]]) -> None:
