@@ -66,6 +66,7 @@ rule all:
         "results/metrics.json",
         "data/train/preview.png",
         overlay_figures,
+        viewer_pages,
         "results/figures/learning_curves.png",
         "results/figures/case_dice.png",
         "results/report/summary.html",

@@ -32,7 +32,7 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
     if not VENDORED.is_file():
-        unavailable(f"{VENDORED} is missing (`liverseg fetch-viewer` takes NiiVue from npm; .ci/run does)")
+        unavailable(f"{VENDORED} is missing (`liverseg fetch-viewer` downloads NiiVue; .ci/run does)")
     folder = tmp_path_factory.mktemp("view")
     write_case(make_case(seed=4), folder / "scan.nii.gz", folder / "reference.nii.gz")
     reference = nib.load(folder / "reference.nii.gz")

@@ -34,6 +34,8 @@ LIVERSEG_ENV = "../../envs/liverseg.yaml"  # relative to this folder
 WEIGHTS_CACHE = config["pretrained_weights"][
     "cache"
 ]  # absolute: resolved in the Snakefile
+# NiiVue's browser build where the checkout's `liverseg view` reads it (reporting/viewer.py: VENDORED)
+VIEWER_SCRIPT = f"{SOURCE_DIR}/liverseg/reporting/vendor/niivue.umd.js"
 
 
 wildcard_constraints:
@@ -188,6 +190,15 @@ def inference_benchmarks(entry, cases):
 
 def overlay_figures(wildcards):
     return expand("results/figures/overlay_{case}.png", case=split_cases(SCORED_ON))
+
+
+def viewer_pages(wildcards):
+    """A viewer page per scored entry and case, or none (viewer.pages: false)."""
+    if not config["viewer"]["pages"]:
+        return []
+    return expand(
+        "results/{entry}/viewer/{case}.html", entry=SCORED, case=split_cases(SCORED_ON)
+    )
 
 
 for _name, _cascade in CASCADES.items():

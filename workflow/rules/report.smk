@@ -105,10 +105,41 @@ rule case_dice:
         "python -m liverseg case-dice --cases {input} --out {output} > {log} 2>&1"
 
 
+rule fetch_viewer:
+    output:
+        VIEWER_SCRIPT,
+    log:
+        "logs/fetch_viewer.log",
+    localrule: True
+    conda:
+        LIVERSEG_ENV
+    params:
+        registry=config["viewer"]["registry"],
+    shell:
+        "python -m liverseg fetch-viewer --registry {params.registry:q} --out {output} > {log} 2>&1"
+
+
+rule viewer:
+    input:
+        scan=raw_file("volume"),
+        labels="results/{entry}/post/{case}.nii.gz",
+        reference=raw_file("label"),
+        script=VIEWER_SCRIPT,
+    output:
+        "results/{entry}/viewer/{case}.html",
+    log:
+        "logs/viewer/{entry}/{case}.log",
+    conda:
+        LIVERSEG_ENV
+    shell:
+        "python -m liverseg view {input.scan} {input.labels} --reference {input.reference} --out {output} > {log} 2>&1"
+
+
 rule report_pages:
     input:
         summary="results/summary.md",
         cases="results/cases.csv",
+        viewer=viewer_pages,
     output:
         summary=report(
             "results/report/summary.html",
@@ -134,4 +165,5 @@ rule report_pages:
         config=json.dumps(config),
     shell:
         "python -m liverseg report-pages --summary-md {input.summary} --cases {input.cases} --config {params.config:q} "
-        "--summary-html {output.summary} --cases-html {output.cases} --config-html {output.config} > {log} 2>&1"
+        "--summary-html {output.summary} --cases-html {output.cases} --config-html {output.config} "
+        "--viewer-pages {input.viewer} > {log} 2>&1"

@@ -1,4 +1,5 @@
-"""The report rules' steps (`workflow/rules/report.smk`): aggregate, overlay, curves, case-dice, report-pages."""
+"""The report rules' steps (`workflow/rules/report.smk`): aggregate, overlay, curves, case-dice, fetch-viewer,
+report-pages (the viewer rule runs the users' `liverseg view`)."""
 
 from __future__ import annotations
 
@@ -51,10 +52,16 @@ def _case_dice(a):
     case_dice_plot(a.cases, a.out)
 
 
+def _fetch_viewer(a):
+    from liverseg.reporting.viewer import NPM_REGISTRY, VENDORED, fetch_viewer
+
+    print(f"NiiVue vendored at {fetch_viewer(a.out or VENDORED, a.registry or NPM_REGISTRY)}")
+
+
 def _report_pages(a):
     from liverseg.reporting.pages import write_report_pages
 
-    write_report_pages(a.summary_md, a.cases, a.config, a.summary_html, a.cases_html, a.config_html)
+    write_report_pages(a.summary_md, a.cases, a.config, a.summary_html, a.cases_html, a.config_html, a.viewer_pages)
 
 
 def add_commands(steps) -> None:
@@ -76,6 +83,10 @@ def add_commands(steps) -> None:
     s.add_argument("--cases", type=Path, required=True, help="results/cases.csv")
     out(s)
 
+    s = command(steps, "fetch-viewer", _fetch_viewer, "vendor NiiVue's browser build for `liverseg view`, once")
+    s.add_argument("--registry", help="the npm registry or a mirror of it (default: registry.npmjs.org)")
+    s.add_argument("--out", type=Path, help="another place than this package's vendor/, where `liverseg view` reads it")
+
     s = command(
         steps, "report-pages", _report_pages, "the summary, per-case tables and config as HTML pages for the report"
     )
@@ -85,6 +96,9 @@ def add_commands(steps) -> None:
     s.add_argument("--cases-html", type=Path, required=True)
     config_section(s, "--config", "whole content, as the run used it")
     s.add_argument("--config-html", type=Path, required=True)
+    s.add_argument(
+        "--viewer-pages", type=Path, nargs="*", default=[], help="results/<entry>/viewer/<case>.html pages to link"
+    )
 
     s = command(steps, "aggregate", _aggregate, "the comparison table of all scored entries")
     s.add_argument(

@@ -51,12 +51,6 @@ def _view(a):
     print(f"{view_page(a.scan, a.labels, a.out, a.reference)}: {a.labels} over {a.scan}")
 
 
-def _fetch_viewer(a):
-    from liverseg.reporting.viewer import fetch_viewer
-
-    print(f"NiiVue vendored at {fetch_viewer()}")
-
-
 def _evaluate(a):
     from liverseg.external.folder import evaluate_folder
 
@@ -207,7 +201,6 @@ def _add_view(steps) -> None:
     s.add_argument("labels", type=Path, help="its label map (0 background, 1 liver, 2 tumour), on the scan's grid")
     s.add_argument("--reference", type=Path, help="a reference label map: its volumes and the Dice beside them")
     out(s, "the page (.html)")
-    command(steps, "fetch-viewer", _fetch_viewer, "vendor NiiVue's browser build from npm for `liverseg view`")
 
 
 def add_commands(steps) -> None:

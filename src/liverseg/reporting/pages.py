@@ -45,11 +45,32 @@ def case_table(scores: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().rename(columns={"model": "entry"})
 
 
+def viewer_links(table: pd.DataFrame, pages: list[Path], page: Path) -> pd.Series:
+    """Per row of the case table, a link from `page` to its viewer page (results/<entry>/viewer/<case>.html)."""
+    import html
+    import os
+
+    href = {(p.parent.parent.name, p.stem): os.path.relpath(p, Path(page).parent) for p in map(Path, pages)}
+    return pd.Series(
+        [
+            f'<a href="{html.escape(href[key])}">view</a>' if key in href else ""
+            for key in zip(table["entry"], table["case"])
+        ],
+        index=table.index,
+    )
+
+
 def write_report_pages(
-    summary_md: Path, cases_csv: Path, config: dict, summary_html: Path, cases_html: Path, config_html: Path
+    summary_md: Path,
+    cases_csv: Path,
+    config: dict,
+    summary_html: Path,
+    cases_html: Path,
+    config_html: Path,
+    viewer_pages: list[Path] = (),
 ) -> None:
-    """The summary (markdown), the per-case scores and the run's config (with the schema's defaults filled in) as
-    self-contained HTML pages, for `snakemake --report`."""
+    """The summary (markdown), the per-case scores (each linked to its viewer page, where given) and the run's config
+    (with the schema's defaults filled in) as HTML pages, for `snakemake --report` and the results folder."""
     import html
 
     import markdown
@@ -58,11 +79,21 @@ def write_report_pages(
     summary = markdown.markdown(Path(summary_md).read_text(), extensions=["tables"])
     with atomic_path(summary_html) as partial:
         partial.write_text(html_page("Summary", f"<h2>Summary of the scored entries</h2>\n{summary}"))
-    table = case_table(pd.read_csv(cases_csv)).to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="")
+    cases = case_table(pd.read_csv(cases_csv))
+    if viewer_pages:
+        cases["viewer"] = viewer_links(cases, list(viewer_pages), cases_html)
+    # escape=False for the links; the other cells are numbers and the config's entry and case names
+    table = cases.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="", escape=False)
     intro = (
         "<h2>Scores per case</h2><p>After post-processing, in each scan's own geometry; distances in mm. An empty "
         "cell is undefined: tumour scores of a case whose reference and prediction both hold no tumour, "
-        "distances where a mask is empty.</p>"
+        "distances where a mask is empty."
+        + (
+            " <i>view</i> opens the case's scan and labels in a viewer page (from the results folder)."
+            if viewer_pages
+            else ""
+        )
+        + "</p>"
     )
     with atomic_path(cases_html) as partial:
         partial.write_text(html_page("Scores per case", intro + table))

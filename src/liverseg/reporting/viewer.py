@@ -1,9 +1,9 @@
 """A scan and its labels as one self-contained HTML page (`liverseg view`): NiiVue shows three planes and a 3D rendering
 with the labels over the scan, and the liver's and tumours' volumes stand beside it.
 
-NiiVue's browser build is vendored, not fetched by the page: `liverseg fetch-viewer` takes it from its npm package
-(pinned, its file checked by SHA-256) into this package's folder, and each page holds a copy, so it opens offline
-and on a machine without liverseg. A page holds the liver's box with a margin (the whole scan where nothing is
+NiiVue's browser build is vendored, not fetched by the page: `liverseg fetch-viewer` (or the workflow's fetch_viewer
+rule) downloads its npm package from the registry (pinned, its file checked by SHA-256; npm itself is not needed) into
+this package's folder, and each page holds a copy, so it opens offline and on a machine without liverseg. A page holds the liver's box with a margin (the whole scan where nothing is
 labelled), thinned in-plane where it would still be large, so it stays a few MB.
 """
 
@@ -14,10 +14,7 @@ import gzip
 import hashlib
 import html
 import json
-import shutil
-import subprocess
 import tarfile
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -25,34 +22,48 @@ import numpy as np
 
 from liverseg.atomic import atomic_path
 from liverseg.data import nifti
+from liverseg.data.download import DownloadError, download_part
 from liverseg.data.geometry import check_same_grid
 from liverseg.evaluation.metrics import overlap_metrics
 from liverseg.labels import liver_mask, tumour_mask
 from liverseg.roi import bounding_slices
 
 NIIVUE = "@niivue/niivue@0.69.0"
+NIIVUE_TARBALL = "@niivue/niivue/-/niivue-0.69.0.tgz"
 NIIVUE_FILE = "package/dist/niivue.umd.js"
 NIIVUE_SHA256 = "47b896b77ec4a5be3ef1949c33ad393b6f45629921f326c279000bcf51bdb4af"
+NPM_REGISTRY = "https://registry.npmjs.org"
 VENDORED = Path(__file__).parent / "vendor" / "niivue.umd.js"
 MARGIN_MM = 20.0
 MAX_VOXELS = 6_000_000  # about 3 MB of int16 scan once gzipped and in base64
 LABEL_COLOURS = {"R": [0, 221, 255], "G": [0, 130, 255], "B": [0, 101, 0], "A": [0, 255, 255]}
 
 
-def fetch_viewer(dest: Path = VENDORED) -> Path:
-    """NiiVue's browser build from its npm package (npm pack), checked, into `dest`."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise FileNotFoundError(f"npm is not installed; it fetches {NIIVUE} (Debian's npm)")
-    with tempfile.TemporaryDirectory() as folder:
-        packed = subprocess.run([npm, "pack", NIIVUE, "--silent"], cwd=folder, capture_output=True, text=True)
-        if packed.returncode != 0:
-            raise RuntimeError(f"npm pack {NIIVUE} failed (offline?): {packed.stderr.strip()[-500:]}")
-        with tarfile.open(Path(folder) / packed.stdout.strip().splitlines()[-1]) as archive:
+def fetch_viewer(dest: Path = VENDORED, registry: str = NPM_REGISTRY) -> Path:
+    """NiiVue's browser build, taken from its npm package on `registry` and checked, into `dest` (kept where it is
+    already there and checks)."""
+    dest = Path(dest)
+    if dest.is_file() and hashlib.sha256(dest.read_bytes()).hexdigest() == NIIVUE_SHA256:
+        print(f"viewer: {dest} is already here and holds {NIIVUE}", flush=True)
+        return dest
+    url = f"{registry.rstrip('/')}/{NIIVUE_TARBALL}"
+    tarball = dest.with_name(Path(NIIVUE_TARBALL).name)
+    try:
+        part = download_part(url, tarball)
+    except DownloadError as error:
+        raise DownloadError(
+            f"{NIIVUE}: {error}; or vendor it with `liverseg fetch-viewer` where there is internet"
+        ) from error
+    try:
+        with tarfile.open(part) as archive:
             build = archive.extractfile(NIIVUE_FILE).read()
+    except (tarfile.TarError, KeyError, AttributeError) as error:
+        raise DownloadError(f"{url}: not {NIIVUE}'s package, or damaged ({error})") from error
+    finally:
+        part.unlink()
     digest = hashlib.sha256(build).hexdigest()
     if digest != NIIVUE_SHA256:
-        raise RuntimeError(f"{NIIVUE}: {NIIVUE_FILE} has SHA-256 {digest}, not the pinned {NIIVUE_SHA256}")
+        raise DownloadError(f"{url}: {NIIVUE_FILE} has SHA-256 {digest}, not the pinned {NIIVUE_SHA256}")
     with atomic_path(dest) as partial:
         partial.write_bytes(build)
     return dest
@@ -60,7 +71,7 @@ def fetch_viewer(dest: Path = VENDORED) -> Path:
 
 def viewer_script() -> str:
     if not VENDORED.is_file():
-        raise FileNotFoundError(f"{VENDORED}: NiiVue is not vendored here; `liverseg fetch-viewer` takes it from npm")
+        raise FileNotFoundError(f"{VENDORED}: NiiVue is not vendored here; `liverseg fetch-viewer` downloads it")
     return VENDORED.read_text(encoding="utf-8")
 
 
