@@ -30,15 +30,16 @@ class Box:
         ]
 
 
-def bounding_slices(mask: np.ndarray, pad: int = 0) -> tuple[slice, ...] | None:
-    """The bounding box of a mask's voxels, `pad` voxels wider on every side within the volume; None when empty.
-    Labelling components in it rather than in the whole volume keeps int32 label maps small."""
+def bounding_slices(mask: np.ndarray, pad: int | tuple[int, ...] = 0) -> tuple[slice, ...] | None:
+    """The bounding box of a mask's voxels, `pad` voxels wider on every side (or per axis) within the volume; None
+    when empty. Labelling components in it rather than in the whole volume keeps int32 label maps small."""
+    pads = (pad,) * mask.ndim if isinstance(pad, int) else pad
     box = []
-    for axis in range(mask.ndim):
+    for axis, wider in enumerate(pads):
         hits = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis)))
         if hits.size == 0:
             return None
-        box.append(slice(max(int(hits[0]) - pad, 0), min(int(hits[-1]) + 1 + pad, mask.shape[axis])))
+        box.append(slice(max(int(hits[0]) - wider, 0), min(int(hits[-1]) + 1 + wider, mask.shape[axis])))
     return tuple(box)
 
 

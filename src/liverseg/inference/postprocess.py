@@ -41,11 +41,18 @@ def footprint(radius_mm: float, spacing, three_d: bool = False) -> np.ndarray:
 
 
 def close_mask(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    """Binary closing that is not eroded at the volume's edges (padding keeps the border neutral)."""
-    pad = [(s // 2, s // 2) for s in structure.shape]
-    padded = np.pad(mask, pad, mode="edge")
-    closed = ndimage.binary_closing(padded, structure=structure)
-    return closed[tuple(slice(p, p + n) for (p, _), n in zip(pad, mask.shape))]
+    """Binary closing that is not eroded at the volume's edges (padding keeps the border neutral), computed in the
+    mask's box widened by the footprint's reach, beyond which the dilation, and so the closing, is empty: the same
+    voxels as in the whole volume, at the cost of the liver's box rather than the scan's."""
+    reach = tuple(s // 2 for s in structure.shape)
+    closed = np.zeros(mask.shape, dtype=bool)
+    box = bounding_slices(mask, pad=reach)
+    if box is None:
+        return closed
+    padded = np.pad(mask[box], [(r, r) for r in reach], mode="edge")
+    inner = ndimage.binary_closing(padded, structure=structure)
+    closed[box] = inner[tuple(slice(r, r + n) for r, n in zip(reach, padded.shape - 2 * np.array(reach)))]
+    return closed
 
 
 def close_labels(labels: np.ndarray, spacing, radius_mm: float, three_d: bool = False) -> np.ndarray:
