@@ -14,7 +14,6 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
-from skimage.measure import approximate_polygon, find_contours
 
 from liverseg.dicom.structures import STRUCTURES, Algorithm, pixel_to_patient
 
@@ -38,6 +37,9 @@ FROM_SOURCE = (
 
 def contours(mask: np.ndarray) -> list[np.ndarray]:
     """The closed outlines of a 2D mask as (column, row) points, not repeating the first one."""
+    # imported here: skimage.measure takes a second to import, and every `liverseg segment` imports this module
+    from skimage.measure import approximate_polygon, find_contours
+
     outlines = find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
     return [approximate_polygon(line - 1, tolerance=0)[:-1, ::-1] for line in outlines]
 
