@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -115,12 +116,15 @@ def system_metrics(uri: str, run_id: str, resumed: bool):
         monitor.finish()
         # MLflow's monitor drops the samples of its last, unfinished interval, so a run shorter than one interval
         # would have none: log what it holds, or a sample taken now
-        last = monitor.aggregate_metrics()
-        if not last:
-            monitor.collect_metrics()
+        try:
             last = monitor.aggregate_metrics()
-        monitor.publish_metrics(last)
-        monitor.mlflow_logger.flush()
+            if not last:
+                monitor.collect_metrics()
+                last = monitor.aggregate_metrics()
+            monitor.publish_metrics(last)
+            monitor.mlflow_logger.flush()
+        except Exception as error:  # auxiliary: a store that went away must not fail a finished training
+            print(f"system metrics: the last sample was not logged ({error})", file=sys.stderr, flush=True)
 
 
 def log_evaluation(summary, run_files: dict[str, tuple[list[Path], bool]]) -> None:
