@@ -7,9 +7,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from liverseg.data import nifti
-from liverseg.data.cases import find_cases, read_cases_table, write_cases_table
+from liverseg.data.cases import find_cases, hu_summary, read_cases_table, write_cases_table
 from tests.helpers import ct_volume, truncated, write_case, write_nifti
 
 
@@ -144,3 +146,18 @@ def test_the_command_line_error_is_one_line_without_traceback(tmp_path, tool_env
         f"liverseg ingest: error: {raw / 'volume-1.nii.gz'}: cannot read its voxels"
     )
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@given(
+    shape=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 70)),
+    bounds=st.tuples(st.integers(-32768, 32767), st.integers(-32768, 32767)),
+    inter=st.integers(-3000, 3000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_whole_numbers_are_summarised_as_their_float_hu_are(shape, bounds, inter, seed):
+    """int16 voxels with slope 1 and a whole intercept (one pass over the integers) against the same HU as float32
+    (the chunked path), bone and air thresholds included."""
+    low, high = sorted(bounds)
+    stored = np.random.default_rng(seed).integers(low, high, shape, endpoint=True).astype(np.int16)
+    as_float = stored.astype(np.float32) + np.float32(inter)
+    assert hu_summary(stored, 1.0, float(inter)) == hu_summary(as_float, 1.0, 0.0)

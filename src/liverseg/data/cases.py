@@ -94,9 +94,14 @@ def sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def check_ct(image: nib.Nifti1Image, name) -> tuple[float, float]:
-    """The checks a CT volume must pass, read a few slices at a time; returns its lowest and highest HU."""
-    stored, slope, inter = nifti.stored_voxels(image)
+def hu_summary(stored: np.ndarray, slope: float, inter: float) -> tuple[float, float, int, int, bool]:
+    """Lowest and highest finite HU, how many voxels are not finite and how many lie above BONE_ABOVE_HU, and whether
+    every finite HU is a whole number; read a few slices at a time."""
+    if np.issubdtype(stored.dtype, np.integer) and stored.size and slope == 1.0 and float(inter).is_integer():
+        # whole numbers shifted by a whole one, exact in float32 below 2**24: one pass over the integers, no copies
+        low, high = int(stored.min()) + int(inter), int(stored.max()) + int(inter)
+        if max(abs(low), abs(high)) < 2**24:
+            return float(low), float(high), 0, int(np.count_nonzero(stored > int(BONE_ABOVE_HU - inter))), True
     low, high, not_finite, above_bone, integral = np.inf, -np.inf, 0, 0, True
     for start in range(0, stored.shape[2], 32):
         hu = stored[:, :, start : start + 32].astype(np.float32) * slope + inter
@@ -106,6 +111,13 @@ def check_ct(image: nib.Nifti1Image, name) -> tuple[float, float]:
             low, high = min(low, float(hu[finite].min())), max(high, float(hu[finite].max()))
         above_bone += int(np.count_nonzero(hu > BONE_ABOVE_HU))
         integral = integral and bool(np.all(hu[finite] == np.round(hu[finite])))
+    return low, high, not_finite, above_bone, integral
+
+
+def check_ct(image: nib.Nifti1Image, name) -> tuple[float, float]:
+    """The checks a CT volume must pass, read a few slices at a time; returns its lowest and highest HU."""
+    stored, slope, inter = nifti.stored_voxels(image)
+    low, high, not_finite, above_bone, integral = hu_summary(stored, slope, inter)
     if not_finite:
         raise nifti.VolumeError(f"{name}: {not_finite} voxels are NaN or infinite")
     if (
