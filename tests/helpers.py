@@ -39,6 +39,15 @@ def unavailable(reason: str):
     pytest.skip(reason)
 
 
+def vendored_viewer() -> Path:
+    """NiiVue's vendored build (`unavailable` without it: the viewer's pages cannot be written)."""
+    from liverseg.reporting.viewer import VENDORED
+
+    if not VENDORED.is_file():
+        unavailable(f"{VENDORED} is missing (`liverseg fetch-viewer` downloads NiiVue; .ci/run does)")
+    return VENDORED
+
+
 def program(name: str, package: str) -> str:
     """The path of a program a test runs (`unavailable` without it)."""
     path = shutil.which(name)

@@ -12,8 +12,8 @@ from matplotlib.image import imread
 
 from liverseg.data.synthetic import make_case, write_case
 from liverseg.labels import liver_mask
-from liverseg.reporting.viewer import MARGIN_MM, MAX_VOXELS, VENDORED, shown_region
-from tests.helpers import program, tool_environment, unavailable
+from liverseg.reporting.viewer import MARGIN_MM, MAX_VOXELS, shown_region
+from tests.helpers import program, tool_environment, vendored_viewer
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -31,8 +31,7 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    if not VENDORED.is_file():
-        unavailable(f"{VENDORED} is missing (`liverseg fetch-viewer` downloads NiiVue; .ci/run does)")
+    vendored_viewer()
     folder = tmp_path_factory.mktemp("view")
     write_case(make_case(seed=4), folder / "scan.nii.gz", folder / "reference.nii.gz")
     reference = nib.load(folder / "reference.nii.gz")

@@ -49,9 +49,9 @@ def close_mask(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
     box = bounding_slices(mask, pad=reach)
     if box is None:
         return closed
-    padded = np.pad(mask[box], [(r, r) for r in reach], mode="edge")
-    inner = ndimage.binary_closing(padded, structure=structure)
-    closed[box] = inner[tuple(slice(r, r + n) for r, n in zip(reach, padded.shape - 2 * np.array(reach)))]
+    crop = mask[box]
+    inner = ndimage.binary_closing(np.pad(crop, [(r, r) for r in reach], mode="edge"), structure=structure)
+    closed[box] = inner[tuple(slice(r, r + n) for r, n in zip(reach, crop.shape))]
     return closed
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -45,11 +47,8 @@ def case_table(scores: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().rename(columns={"model": "entry"})
 
 
-def viewer_links(table: pd.DataFrame, pages: list[Path], page: Path) -> pd.Series:
+def viewer_links(table: pd.DataFrame, pages, page: Path) -> pd.Series:
     """Per row of the case table, a link from `page` to its viewer page (results/<entry>/viewer/<case>.html)."""
-    import html
-    import os
-
     href = {(p.parent.parent.name, p.stem): os.path.relpath(p, Path(page).parent) for p in map(Path, pages)}
     return pd.Series(
         [
@@ -67,12 +66,10 @@ def write_report_pages(
     summary_html: Path,
     cases_html: Path,
     config_html: Path,
-    viewer_pages: list[Path] = (),
+    viewer_pages=(),
 ) -> None:
     """The summary (markdown), the per-case scores (each linked to its viewer page, where given) and the run's config
     (with the schema's defaults filled in) as HTML pages, for `snakemake --report` and the results folder."""
-    import html
-
     import markdown
     import yaml
 
@@ -81,7 +78,7 @@ def write_report_pages(
         partial.write_text(html_page("Summary", f"<h2>Summary of the scored entries</h2>\n{summary}"))
     cases = case_table(pd.read_csv(cases_csv))
     if viewer_pages:
-        cases["viewer"] = viewer_links(cases, list(viewer_pages), cases_html)
+        cases["viewer"] = viewer_links(cases, viewer_pages, cases_html)
     # escape=False for the links; the other cells are numbers and the config's entry and case names
     table = cases.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="", escape=False)
     intro = (

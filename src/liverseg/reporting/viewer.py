@@ -3,8 +3,9 @@ with the labels over the scan, and the liver's and tumours' volumes stand beside
 
 NiiVue's browser build is vendored, not fetched by the page: `liverseg fetch-viewer` (or the workflow's fetch_viewer
 rule) downloads its npm package from the registry (pinned, its file checked by SHA-256; npm itself is not needed) into
-this package's folder, and each page holds a copy, so it opens offline and on a machine without liverseg. A page holds the liver's box with a margin (the whole scan where nothing is
-labelled), thinned in-plane where it would still be large, so it stays a few MB.
+this package's folder, and each page holds a copy, so it opens offline and on a machine without liverseg. A page
+holds the liver's box with a margin (the whole scan where nothing is labelled), thinned in-plane where it would still
+be large, so it stays a few MB.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def fetch_viewer(dest: Path = VENDORED, registry: str = NPM_REGISTRY) -> Path:
     tarball = dest.with_name(Path(NIIVUE_TARBALL).name)
     try:
         part = download_part(url, tarball)
-    except DownloadError as error:
+    except DownloadError as error:  # its advice names the package, not the file that `liverseg view` reads
         raise DownloadError(
-            f"{NIIVUE}: {error}; or vendor it with `liverseg fetch-viewer` where there is internet"
+            f"{NIIVUE}: {url}: download failed ({error.__cause__}); copy {NIIVUE_FILE} of that package to {dest}"
         ) from error
     try:
         with tarfile.open(part) as archive:
