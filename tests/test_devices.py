@@ -1,10 +1,11 @@
-"""Device choice and mixed precision: bfloat16 where the GPU has it, float16 with loss scaling otherwise, none on CPU.
+"""Device choice and mixed precision: bfloat16 where the GPU has it, float16 with loss scaling otherwise; on the CPU,
+bfloat16 for training only, where the cores have it natively.
 
 No GPU exists here: the CUDA capability query is the one thing replaced."""
 
 import torch
 
-from liverseg.devices import amp_dtype, autocast, select_device
+from liverseg.devices import amp_dtype, autocast, memory_format, select_device
 
 
 def test_cpu_computes_in_float32():
@@ -21,3 +22,18 @@ def test_cuda_prefers_bfloat16(monkeypatch):
     assert amp_dtype(cuda) == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
     assert amp_dtype(cuda) == torch.float16
+
+
+def test_cpu_bf16_only_where_the_cpu_has_it_natively(monkeypatch):
+    cpu = torch.device("cpu")
+    for capabilities, expected in (
+        ({"amx_bf16": True}, torch.bfloat16),
+        ({"avx512_bf16": True}, torch.bfloat16),
+        ({"avx512_f": True}, None),
+    ):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda capabilities=capabilities: capabilities)
+        assert amp_dtype(cpu, cpu_bf16=True) == expected
+        assert amp_dtype(cpu) is None, "prediction on the CPU stays float32"
+        layout = torch.channels_last if expected else torch.contiguous_format
+        assert memory_format(cpu, cpu_bf16=True) == layout
+    assert amp_dtype(torch.device("mps"), cpu_bf16=True) is None

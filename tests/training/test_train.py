@@ -11,6 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from liverseg.data.slices import save_slices
+from liverseg.devices import cpu_has_native_bf16
 from liverseg.models.networks import build_model
 from liverseg.tracking import runs as tracking_runs
 from liverseg.training import resume
@@ -247,3 +248,34 @@ def test_the_run_records_where_it_ran_its_data_and_its_curves(tmp_path, slice_fi
     assert inputs == {"training": {"cases": 1, "slices": 8}, "validation": {"cases": 1, "slices": 8}}
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"learning_curves.png", "history.csv", "checkpoint"} <= artifacts
+
+
+def test_cpu_bf16_without_native_bfloat16_trains_exactly_as_float32(tmp_path, slice_files, monkeypatch):
+    """A CPU that would emulate bfloat16 keeps float32: the same weights, bit for bit."""
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    _, plain = _train(tmp_path, slice_files, name="plain", epochs=1, lr=1e-2)
+    _, asked = _train(tmp_path, slice_files, name="asked", epochs=1, lr=1e-2, cpu_bf16=True)
+    assert all(torch.equal(plain[k], asked[k]) for k in plain)
+    assert _precision(tmp_path, "asked") == "float32"
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason="this CPU has no native bfloat16 (AMX or AVX-512 BF16)")
+def test_cpu_bf16_trains_in_bfloat16_and_keeps_float32_weights(tmp_path, slice_files, monkeypatch):
+    seen = []
+    forward = torch.nn.Conv2d.forward
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", lambda self, x: seen.append(out := forward(self, x)) or out)
+    _, plain = _train(tmp_path, slice_files, name="plain", epochs=1, lr=1e-2)
+    assert {t.dtype for t in seen} == {torch.float32}
+    seen.clear()
+    history, mixed = _train(tmp_path, slice_files, name="mixed", epochs=1, lr=1e-2, cpu_bf16=True)
+    assert {t.dtype for t in seen} == {torch.bfloat16}, "training and validation convolutions compute in bfloat16"
+    assert all(v.dtype == plain[k].dtype for k, v in mixed.items()), "the weights stay float32"
+    assert np.isfinite(history[["train_loss", "val_loss"]].to_numpy()).all()
+    assert any(not torch.equal(plain[k], mixed[k]) for k in plain)
+    assert (_precision(tmp_path, "plain"), _precision(tmp_path, "mixed")) == ("float32", "bfloat16")
+
+
+def _precision(tmp_path, name: str) -> str:
+    """The precision the MLflow run of a `_train` records."""
+    run_id = json.loads((tmp_path / name / "run.json").read_text())["run_id"]
+    return MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id).data.params["precision"]

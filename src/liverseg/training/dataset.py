@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from liverseg.devices import memory_format
 from liverseg.labels import REGIONS, liver_mask, tumour_mask
 from liverseg.models.neighbours import neighbour_index
 from liverseg.models.recipe import Recipe
@@ -92,7 +93,13 @@ class Batches:
     """Mini-batches moved to the device, augmented there when training; pinned memory only on CUDA."""
 
     def __init__(
-        self, data: SliceSet, regions, batch_size: int, device: torch.device, augment: AugmentSettings | None = None
+        self,
+        data: SliceSet,
+        regions,
+        batch_size: int,
+        device: torch.device,
+        augment: AugmentSettings | None = None,
+        cpu_bf16: bool = False,
     ):
         self.data, self.regions, self.batch_size, self.device, self.augment = (
             data,
@@ -103,7 +110,7 @@ class Batches:
         )
         if device.type == "cuda":
             self.data.images, self.data.labels = data.images.pin_memory(), data.labels.pin_memory()
-        self.memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+        self.memory_format = memory_format(device, cpu_bf16)  # the model's (liverseg.training.train)
         self._presence = None
 
     @property

@@ -123,8 +123,8 @@ def train_epoch(
     for x, y in tqdm(batches(order, opt.generator), total=batches.steps(len(order)), desc=desc, mininterval=10):
         data_seconds += time.perf_counter() - fetched
         opt.optimizer.zero_grad(set_to_none=True)
-        with autocast(batches.device):
-            loss = loss_fn(model(x), y)
+        with autocast(batches.device, settings.cpu_bf16):
+            loss = loss_fn(model(x).float(), y)  # the loss in float32 whatever the network computed in
         opt.scaler.scale(loss).backward()
         if settings.grad_clip_norm is not None:
             opt.scaler.unscale_(opt.optimizer)  # clip the true gradients, not the loss-scaled ones
@@ -145,13 +145,13 @@ def train_epoch(
     }
 
 
-def validate(model, batches, loss_fn: CombinedLoss) -> tuple[float, list[float]]:
+def validate(model, batches, loss_fn: CombinedLoss, cpu_bf16: bool = False) -> tuple[float, list[float]]:
     """Validation loss (mean over batches) and Dice per region over all validation slices or volumes (global
     counts)."""
     model.eval()
     regions = len(batches.regions)
     losses, inter, total = [], torch.zeros(regions), torch.zeros(regions)
-    with torch.no_grad(), autocast(batches.device):
+    with torch.no_grad(), autocast(batches.device, cpu_bf16):
         for x, y in batches(batches.validation_order()):
             logits = batches.logits(model, x).float()
             losses.append(loss_fn(logits, y).item())
@@ -204,7 +204,7 @@ def fit(
         order = train_batches.epoch_order(recipe, opt.generator)
         trained = train_epoch(model, opt, train_batches, order, settings, loss_fn, f"{name} epoch {epoch}")
         validated = time.perf_counter()
-        val_loss, val_dice = validate(opt.kept(model), val_batches, loss_fn)
+        val_loss, val_dice = validate(opt.kept(model), val_batches, loss_fn, settings.cpu_bf16)
         row = _epoch_row(epoch, trained, val_loss, dict(zip(recipe.regions, val_dice)), opt, validated)
         opt.scheduler.step(val_loss)
         progress.history.append(row)

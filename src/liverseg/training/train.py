@@ -17,7 +17,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from liverseg.atomic import write_json
-from liverseg.devices import device_name, select_device
+from liverseg.devices import amp_dtype, device_name, memory_format, select_device
 from liverseg.models.networks import build_model, input_divisor
 from liverseg.models.recipe import Recipe
 from liverseg.tracking import runs
@@ -47,6 +47,7 @@ class TrainSettings:
     plateau_min_lr: float = 0.0
     seed: int = 0
     device: str = "auto"
+    cpu_bf16: bool = False  # on a CPU with native bfloat16 (AMX, AVX-512 BF16), train in bfloat16 mixed precision
 
     @classmethod
     def from_config(cls, section: dict) -> TrainSettings:
@@ -84,14 +85,17 @@ def train_model(
         raise ValueError(
             f"image size {train_batches.image_size} is not a multiple of {input_divisor(model)}, which model {name} needs"
         )
-    if device.type == "cuda" and not recipe.volumetric:
-        model = model.to(memory_format=torch.channels_last)
+    if not recipe.volumetric:
+        model = model.to(memory_format=memory_format(device, settings.cpu_bf16))
     params = {
         "model": spec,
         "recipe": asdict(recipe),
         "train": asdict(settings),
         "augment": asdict(augment),
         "data": data,
+        # what the steps computed in here (cpu_bf16 falls back to float32 on a CPU without native bfloat16); part of
+        # the resume fingerprint, so a run is not continued in another precision
+        "precision": str(amp_dtype(device, settings.cpu_bf16) or torch.float32).removeprefix("torch."),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     sets = {"training": (train_files, data["train_slices"]), "validation": (val_files, data["val_slices"])}
@@ -133,8 +137,8 @@ def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, 
         "image_size": train_set.images.shape[-1],
     }
     return (
-        Batches(train_set, recipe.regions, settings.batch_size, device, augment),
-        Batches(val_set, recipe.regions, settings.batch_size, device),
+        Batches(train_set, recipe.regions, settings.batch_size, device, augment, settings.cpu_bf16),
+        Batches(val_set, recipe.regions, settings.batch_size, device, cpu_bf16=settings.cpu_bf16),
         data,
     )
 
