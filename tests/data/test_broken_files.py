@@ -94,7 +94,7 @@ def test_ingest_names_every_broken_case_and_keeps_the_good_ones(good, broken, tm
     assert stopped.returncode == 1 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
     assert f"error: {volumes['gzip_cut_in_header']}: " in stopped.stderr
     assert not (tmp_path / "cases.tsv").exists() and not (tmp_path / "rejected.tsv").exists()
-    skipped = _ingest(raw, tmp_path, "--skip-invalid")
+    skipped = _ingest(raw, tmp_path, "--skip-invalid", "--threads", "4")
     assert skipped.returncode == 0 and "Traceback" not in skipped.stderr, skipped.stderr[-3000:]
     assert list(pd.read_csv(tmp_path / "cases.tsv", sep="\t")["case"]) == ["case_000"]
     rejected = pd.read_csv(tmp_path / "rejected.tsv", sep="\t").set_index("case")

@@ -29,6 +29,24 @@ def test_case_table_of_the_synthetic_set(phantom_files, tmp_path):
     assert pd.read_csv(tmp_path / "rejected.tsv", sep="\t").empty
 
 
+def test_cases_checked_in_parallel_give_the_same_table_in_the_same_order(tmp_path):
+    """Eight cases, one broken in the middle: four threads write the table and the rejections one thread writes."""
+    raw = tmp_path / "raw"
+    for number in range(8):
+        write_case(raw, number, *ct_volume((24, 20, 4 + number), seed=number))
+    truncated(raw / "volume-5.nii.gz")
+    tables = {}
+    for threads in (1, 4):
+        out, rejected = tmp_path / f"cases_{threads}.tsv", tmp_path / f"rejected_{threads}.tsv"
+        with pytest.raises(nifti.VolumeError, match=re.escape(str(raw / "volume-5.nii.gz"))):
+            write_cases_table(raw, "lits", out, rejected, skip_invalid=False, threads=threads)
+        assert not out.exists() and not rejected.exists()
+        table = write_cases_table(raw, "lits", out, rejected, skip_invalid=True, threads=threads)
+        tables[threads] = (out.read_text(), rejected.read_text())
+    assert list(table["case"]) == [f"case_{n:03d}" for n in range(8) if n != 5]
+    assert tables[4] == tables[1]
+
+
 def test_lits_batches_and_msd_layout_skip_resource_forks(tmp_path):
     write_case(tmp_path / "lits" / "Training_Batch1", 0)
     write_case(tmp_path / "lits" / "Training_Batch2", 28)

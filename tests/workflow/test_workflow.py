@@ -1,7 +1,9 @@
 """The real workflow through Snakemake on a tiny config: every declared output, geometry, table and MLflow runs."""
 
 import json
+import shutil
 import subprocess
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -16,6 +18,7 @@ from tests.helpers import TINY, free_port, program, snakemake, tool_environment,
 pytestmark = pytest.mark.workflow
 MODELS = ["unet", "resnet50_unet", "tumour_unet"]
 SCORED = ["unet", "resnet50_unet", "unet_cascade"]
+TUMOUR_STAGES = ["tumour_unet"]
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +213,36 @@ def test_a_second_run_has_nothing_to_do(finished_run):
     result = snakemake(workdir.parents[1], "-n", "--cores", "2", "--configfile", str(TINY), env=env)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_replaced_scan_is_preprocessed_again_alone(finished_run, tmp_path):
+    """One scan of the raw folder replaced (a voxel changed): ingest checks the folder again and rewrites the case
+    table, and of the cases' slices and crops only that case's are made again."""
+    workdir, env, _ = finished_run
+    project = tmp_path / "project"
+    heavy = shutil.ignore_patterns("*.pt", "mlartifacts", "viewer", "figures")  # not what this dry run looks at
+    shutil.copytree(workdir.parents[1], project, ignore=heavy)
+    copy = project / workdir.relative_to(workdir.parents[1])
+    cases = pd.read_csv(copy / "data/cases.tsv", sep="\t").set_index("case")
+    assert not Path(cases.loc["case_001", "volume"]).is_absolute(), "the copy's scan, not the finished run's"
+    volume = copy / cases.loc["case_001", "volume"]
+    image = nib.load(volume)
+    data = np.asarray(image.dataobj).copy()
+    data[0, 0, 0] += 1
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), volume)
+    ingested = snakemake(
+        project, "--cores", "2", "--configfile", str(TINY), "--forcerun", "ingest", "--until", "ingest", env=env
+    )
+    assert ingested.returncode == 0, ingested.stderr[-3000:]
+    planned = snakemake(project, "-n", "-p", "--cores", "2", "--configfile", str(TINY), env=env)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    commands = [
+        line
+        for line in planned.stdout.splitlines()
+        if "python -m liverseg preprocess" in line or "python -m liverseg crop" in line
+    ]
+    assert commands and all(str(cases.loc["case_001", "volume"]) in line for line in commands), commands
+    assert len(commands) == 1 + len(TUMOUR_STAGES)
 
 
 def test_the_html_report_holds_the_tables_figures_and_config(finished_run, tmp_path):

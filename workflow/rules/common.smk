@@ -64,6 +64,14 @@ def raw_file(column):
     return lambda wildcards: cases_table().loc[wildcards.case, column]
 
 
+def case_checksums(wildcards):
+    """A case's files as ingest checked them, as a param rather than the whole table as input: a rewritten case
+    table reruns the jobs of the cases whose row changed, and a file replaced in a folder read in place (its time
+    kept) is seen by its checksum."""
+    row = cases_table().loc[wildcards.case]
+    return f"{row['volume_sha256']} {row['label_sha256']}"
+
+
 def split_file():
     with open(checkpoints.split.get().output[0]) as stream:
         return json.load(stream)

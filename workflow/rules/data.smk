@@ -46,28 +46,33 @@ checkpoint ingest:
         rejected="data/rejected.tsv",
     log:
         "logs/ingest.log",
+    benchmark:
+        "benchmarks/ingest.tsv"
     conda:
         LIVERSEG_ENV
+    threads: 4  # cases checked at once, each holding its volume
     params:
         layout=LAYOUT,
         skip="--skip-invalid" if config["data"]["skip_invalid"] else "",
     shell:
         "python -m liverseg ingest --raw {input} --layout {params.layout} --out {output.cases} "
-        "--rejected {output.rejected} {params.skip} > {log} 2>&1"
+        "--rejected {output.rejected} {params.skip} --threads {threads} > {log} 2>&1"
 
 
 rule preprocess:
     input:
-        table="data/cases.tsv",
         volume=raw_file("volume"),
         label=raw_file("label"),
     output:
         "data/slices/{case}.npz",
     log:
         "logs/preprocess/{case}.log",
+    benchmark:
+        "benchmarks/preprocess/{case}.tsv"
     conda:
         LIVERSEG_ENV
     params:
+        checked=case_checksums,
         window=config["preprocess"]["window"],
         size=config["preprocess"]["image_size"],
     shell:
@@ -100,16 +105,18 @@ checkpoint split:
 
 rule crop:
     input:
-        table="data/cases.tsv",
         volume=raw_file("volume"),
         label=raw_file("label"),
     output:
         "data/crops/{model}/{case}.npz",
     log:
         "logs/crop/{model}/{case}.log",
+    benchmark:
+        "benchmarks/crop/{model}/{case}.tsv"
     conda:
         LIVERSEG_ENV
     params:
+        checked=case_checksums,
         window=config["preprocess"]["window"],
         crop=lambda wildcards: config["models"][wildcards.model]["crop"],
         liver_hu=lambda wildcards: liver_hu_option(wildcards.model),

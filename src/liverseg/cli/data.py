@@ -25,7 +25,7 @@ def _download(a):
 def _ingest(a):
     from liverseg.data.cases import write_cases_table
 
-    table = write_cases_table(a.raw, a.layout, a.out, a.rejected, a.skip_invalid)
+    table = write_cases_table(a.raw, a.layout, a.out, a.rejected, a.skip_invalid, a.threads)
     print(f"{len(table)} cases in {a.out}")
 
 
@@ -86,6 +86,7 @@ def add_commands(steps) -> None:
     out(s)
     s.add_argument("--rejected", type=Path, required=True, help="table of the cases left out, with the reason")
     s.add_argument("--skip-invalid", action="store_true", help="leave out a failing case instead of stopping")
+    s.add_argument("--threads", type=int, default=1, help="cases checked at once (each holds its volume in memory)")
 
     s = command(steps, "preprocess", _preprocess, "canonical orientation, HU window, resize: one case to slices")
     _case(s)

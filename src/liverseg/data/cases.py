@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,21 +187,35 @@ def describe_case(case: str, volume: Path, label: Path) -> dict:
     }
 
 
-def write_cases_table(raw_dir: Path, layout: str, out: Path, rejected_out: Path, skip_invalid: bool) -> pd.DataFrame:
-    """Check every case; a failing one stops everything, or with `skip_invalid` is listed in `rejected_out`."""
+def _checked(item: tuple[str, tuple[Path, Path]]) -> dict | nifti.VolumeError:
+    """A case's row, or the error that names its bad file (returned, so that the other cases' checks go on)."""
+    case, (volume, label) = item
+    try:
+        return describe_case(case, volume, label)
+    except nifti.VolumeError as error:
+        return error
+
+
+def write_cases_table(
+    raw_dir: Path, layout: str, out: Path, rejected_out: Path, skip_invalid: bool, threads: int = 1
+) -> pd.DataFrame:
+    """Check every case, `threads` at a time (decompression, hashing and numpy release the GIL); a failing one stops
+    everything, or with `skip_invalid` is listed in `rejected_out`. Rows keep the cases' order."""
     found, rejected = find_cases(raw_dir, layout)
     if rejected and not skip_invalid:
         first = rejected[0]
         raise nifti.VolumeError(f"{first['file']}: {first['reason']}")
     rows = []
-    for case, (volume, label) in found.items():
-        try:
-            rows.append(describe_case(case, volume, label))
-            print(f"{case}: {volume} checked")
-        except nifti.VolumeError as error:
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for (case, (volume, _)), checked in zip(found.items(), pool.map(_checked, found.items())):
+            if isinstance(checked, dict):
+                rows.append(checked)
+                print(f"{case}: {volume} checked")
+                continue
             if not skip_invalid:
-                raise
-            file, _, reason = str(error).partition(": ")
+                pool.shutdown(cancel_futures=True)
+                raise checked
+            file, _, reason = str(checked).partition(": ")
             rejected.append(_rejection(case, Path(file), reason))
     for row in rejected:
         print(f"rejected {row['case'] or '-'}: {row['file']}: {row['reason']}")
