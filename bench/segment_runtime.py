@@ -1,12 +1,17 @@
 """`liverseg segment` with a cascade on a 512x512x300 scan, its networks run by PyTorch and by onnxruntime (a folder
 `liverseg export` wrote), against a bare forward of the same networks over the same slices and crops.
 
-The cascade is segment_memory.py's (the default config's shapes, stage 1 marking the whole scan as liver, so the
-tumour stage runs on every slice of the scan's box). Each measurement is a fresh process on the CPU with the same
-thread count. Targets: the onnxruntime command at 1.5x the PyTorch command's speed or more, and each command at 0.85
-or more of its bare forward's throughput (slices per second). Writes bench/results/segment_runtime.md.
+By default the cascade is segment_memory.py's (the default config's shapes, stage 1 marking the whole scan as liver,
+so the tumour stage runs on every slice of the scan's box): the worst case. With `--segmenter` a trained cascade
+folder (for example the default run's `experiments/synthetic/models/unet_cascade`) segments a phantom resampled to
+512x512 (bench/scale.py's), whose liver spans part of the scan: the tumour stage then runs on the slices of the
+stage-1 liver's box only, which the bare forward counts from the command's own label map (the box of its liver with
+the stage's margin). Each measurement is a fresh process on the CPU with the same thread count. Targets: the
+onnxruntime command at 1.5x the PyTorch command's speed or more, and each command at 0.85 or more of its bare
+forward's throughput (slices per second). Writes bench/results/segment_runtime.md (segment_runtime_trained.md with
+`--segmenter`).
 
-    python bench/segment_runtime.py [--slices 300] [--threads N]
+    python bench/segment_runtime.py [--slices 300] [--threads N] [--segmenter DIR]
 """
 
 import argparse
@@ -17,8 +22,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+import torch
 from measure import peak_of, python, write_result
-from segment_memory import STAGES, write_cascade, write_scan
+from scale import full_size_case
+from segment_memory import write_cascade, write_scan
+
+from liverseg.inference.segmenter import Segmenter
+from liverseg.roi import liver_box
 
 # a bare forward: the cascade's networks loaded as `liverseg segment` loads them, applied to as many zero inputs as
 # the command applies them to (each slice, then each slice's crop), in batches of 16, nothing else
@@ -26,13 +38,14 @@ BARE = """
 import sys, time, torch
 from pathlib import Path
 from liverseg.inference.segmenter import Segmenter
-folder, runtime, slices, threads = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+folder, runtime, threads = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+counts = {"liver": int(sys.argv[4]), "tumour": int(sys.argv[5])}
 torch.set_num_threads(threads)
 segmenter = Segmenter.load(folder, torch.device("cpu"), runtime)
 started = time.perf_counter()
 with torch.no_grad():
     for role, (models, recipe, size) in segmenter.stages.items():
-        side = recipe.crop["size"] if recipe.crop else size
+        side, slices = recipe.crop["size"] if recipe.crop else size, counts[role]
         for start in range(0, slices, 16):
             x = torch.zeros(min(16, slices - start), recipe.input_slices, side, side)
             for model in models:
@@ -41,31 +54,53 @@ print(f"forward {time.perf_counter() - started:.3f}")
 """
 
 
+def write_phantom(path: Path, slices: int) -> None:
+    """Phantom 0 of bench/scale.py at 512x512 and `slices` slices."""
+    case = full_size_case(0, slices)
+    image = nib.Nifti1Image(case.image, np.diag([*case.spacing, 1.0]))
+    nib.save(image, str(path))
+
+
+def tumour_stage_slices(labels: Path, margin_mm: float) -> int:
+    """The slices of the box the tumour stage sees: the segmented liver's, with the stage's margin."""
+    image = nib.load(labels)
+    box = liver_box(np.asarray(image.dataobj) > 0, image.header.get_zooms()[:3], margin_mm)
+    return 0 if box is None else min(box.stop[2], image.shape[2]) - max(box.start[2], 0)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--slices", type=int, default=300)
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--segmenter", type=Path, help="a trained cascade folder, on a phantom (default: the worst case)")
     a = p.parse_args()
     threads = ["--threads", str(a.threads), "--device", "cpu"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         scan, cascade, exported = tmp / "scan.nii.gz", tmp / "cascade", tmp / "exported"
-        write_scan(scan, a.slices)
-        write_cascade(cascade)
+        if a.segmenter:
+            write_phantom(scan, a.slices)
+            cascade = a.segmenter
+        else:
+            write_scan(scan, a.slices)
+            write_cascade(cascade)
+        margin_mm = Segmenter.load(cascade, torch.device("cpu")).stages["tumour"][1].crop["margin_mm"]
         liverseg = [sys.executable, "-m", "liverseg"]
         peak_of([*liverseg, "export", str(cascade), "--out", str(exported)])
         rows = []
         for runtime in ("torch", "onnx"):
             command = [*liverseg, "segment", str(exported), str(scan), "--out", str(tmp / runtime), *threads]
             mib, seconds = peak_of([*command, "--runtime", runtime])
-            bare = [*python(BARE), str(exported), runtime, str(a.slices), str(a.threads)]
+            boxed = tumour_stage_slices(tmp / runtime / "scan.nii.gz", margin_mm) if a.segmenter else a.slices
+            bare = [*python(BARE), str(exported), runtime, str(a.threads), str(a.slices), str(boxed)]
             answer = subprocess.run(bare, check=True, capture_output=True, text=True).stdout
             rows.append((runtime, seconds, mib, float(answer.split("forward")[-1])))
+    cascade_said = f"trained cascade {a.segmenter} on a phantom" if a.segmenter else "stage 1 marking the whole scan"
     lines = [
         f"# segment with a cascade, 512x512x{a.slices} int16 .nii.gz, CPU, {a.threads} threads",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; stages: "
-        + ", ".join(f"{role} {spec['kind']} at {size} px" for role, (spec, size, _) in STAGES.items()),
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {cascade_said}; "
+        f"the tumour stage's box holds {boxed} of {a.slices} slices.",
         "",
         "| runtime | command (s) | command peak RSS (MiB) | bare forward (s) | command / bare forward throughput |",
         "|---|---|---|---|---|",
@@ -82,7 +117,7 @@ def main():
         f"{rows[0][3] / rows[0][1]:.2f} with PyTorch, {rows[1][3] / rows[1][1]:.2f} with onnxruntime (target 0.85).",
         "",
     ]
-    write_result("segment_runtime", "\n".join(lines))
+    write_result("segment_runtime_trained" if a.segmenter else "segment_runtime", "\n".join(lines))
 
 
 if __name__ == "__main__":

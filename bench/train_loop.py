@@ -21,6 +21,7 @@ import yaml
 from measure import write_result
 
 from liverseg.data.slices import save_slices
+from liverseg.devices import amp_dtype, autocast, memory_format
 from liverseg.models.networks import build_model
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings
@@ -55,8 +56,10 @@ def bare_rate(spec: dict, settings: TrainSettings, augment: AugmentSettings, fil
     order = epoch_indices(
         data.has_tumour, data.has_liver, recipe.tumour_oversample, recipe.background_fraction, generator
     )
-    batches = list(Batches(data, recipe.regions, settings.batch_size, device, augment)(order, generator))
+    prepared = Batches(data, recipe.regions, settings.batch_size, device, augment, settings.cpu_bf16)
+    batches = list(prepared(order, generator))
     model, loss_fn = build_model(spec), CombinedLoss(recipe.loss, recipe.head)
+    model = model.to(memory_format=memory_format(device, settings.cpu_bf16))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     model.train()
     seconds = []
@@ -64,7 +67,9 @@ def bare_rate(spec: dict, settings: TrainSettings, augment: AugmentSettings, fil
         started = time.perf_counter()
         for x, y in batches:
             optimizer.zero_grad(set_to_none=True)
-            loss_fn(model(x), y).backward()
+            with autocast(device, settings.cpu_bf16):
+                loss = loss_fn(model(x).float(), y)
+            loss.backward()
             optimizer.step()
         seconds.append(time.perf_counter() - started)
     return sum(len(x) for x, _ in batches) / min(seconds[1:])
@@ -82,8 +87,13 @@ def main() -> None:
     augment = AugmentSettings(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in config["augment"].items() if k != "seed"}
     )
+    train = config["train"]
     settings = TrainSettings(
-        epochs=EPOCHS, batch_size=config["train"]["batch_size"], lr=config["train"]["lr"], device="cpu"
+        epochs=EPOCHS,
+        batch_size=train["batch_size"],
+        lr=train["lr"],
+        device="cpu",
+        cpu_bf16=train.get("cpu_bf16", False),
     )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -108,7 +118,9 @@ def main() -> None:
             "# Training loop speed: liverseg's loop against a bare loop over the same model and batches",
             "",
             f"Model `{args.model}` of config.yaml, {args.slices * 3 // 4} training slices of 128x128, batches of "
-            f"{settings.batch_size}, {cores} CPU cores, torch {torch.__version__}, no GPU; the faster of epochs 2 and 3.",
+            f"{settings.batch_size}, {cores} CPU cores, torch {torch.__version__}, no GPU, "
+            f"{str(amp_dtype(torch.device('cpu'), settings.cpu_bf16) or torch.float32).removeprefix('torch.')} "
+            "(train.cpu_bf16); the faster of epochs 2 and 3.",
             "",
             "| loop | images per second |",
             "|---|---|",

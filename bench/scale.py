@@ -1,0 +1,210 @@
+"""Cost per case at LiTS scale: N full-size cases through the real workflow up to the training sets, for several N.
+
+The cases are the project's phantoms resampled to LiTS's size: 512x512 in-plane and a slice count drawn from
+74 + 913 * Beta(2, 2.7) (LiTS: 74 to 987 slices, 448 on average; this draw's mean is 462), the same physical extent,
+stored as LiTS stores them (uncompressed .nii, int16 scans, uint8 labels). The sets are nested: case k is the same
+for every N, so N = 8 holds N = 4's cases. For each N, `snakemake --until preprocess crop` runs the default config on
+a `lits` folder of the first N cases (ingest checks them, preprocess makes the 128 px slices, crop the tumour stage's
+boxes), and the jobs' Snakemake benchmarks give each job's wall time and peak RSS. Then, in a fresh process each, the
+stage-1 training set and the tumour stage's are loaded as training loads them (`load_slice_set`), and their memory is
+set against the README's formula (3 bytes a pixel: a float16 image and uint8 labels; 48 KiB a 128 px slice).
+Targets: time per million voxels flat within 15% from the smallest N to the largest, peak RSS flat (bounded by the
+largest volume), the training sets within 10% of the formula. Writes bench/results/scale.md.
+
+    python bench/scale.py [--cases 4 8 16] [--work DIR] [--cores 2]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from measure import write_result
+from scipy import ndimage
+
+from liverseg.data.synthetic import Case, case_seed, make_case, write_case
+from liverseg.devices import machine_description
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED, SIZE = 2024, 512
+LITS_SLICES, LITS_CASES = 58_638, 131
+STAGES = ("ingest", "preprocess", "crop")
+
+# a child process's training set: load it as training does, report seconds, resident memory before and after
+LOAD = """
+import json, sys, time, psutil
+from pathlib import Path
+from liverseg.training.dataset import load_slice_set
+files, slices = sorted(Path(sys.argv[1]).glob("*.npz")), int(sys.argv[2])
+process = psutil.Process()
+before = process.memory_info().rss
+started = time.perf_counter()
+data = load_slice_set(files, slices)
+seconds = time.perf_counter() - started
+after = process.memory_info().rss
+print(json.dumps({"slices": len(data), "pixels": int(data.images[0].numel()), "seconds": seconds,
+                  "held": after - before}))
+"""
+
+
+def full_size_case(number: int, slices: int) -> Case:
+    """Phantom `number` resampled to 512x512 and `slices` slices, over the same physical extent."""
+    case = make_case(case_seed(SEED, number))
+    zoom = np.array([SIZE, SIZE, slices]) / case.image.shape
+    image = ndimage.zoom(case.image, zoom, order=1, grid_mode=True, mode="nearest")
+    label = ndimage.zoom(case.label, zoom, order=0, grid_mode=True, mode="nearest")
+    return Case(image, label, tuple(np.array(case.spacing) / zoom), case.orientation)
+
+
+def write_cases(raw: Path, count: int) -> None:
+    """The first `count` full-size cases in `raw` (LiTS layout), written once and kept for the larger N."""
+    raw.mkdir(parents=True, exist_ok=True)
+    slice_counts = np.rint(74 + 913 * np.random.default_rng(SEED).beta(2.0, 2.7, size=count)).astype(int)
+    for number, slices in enumerate(slice_counts):
+        if (raw / f"segmentation-{number}.nii").exists():
+            continue
+        case = full_size_case(number, int(slices))
+        partial = raw / ".partial"  # a case appears whole or not at all
+        partial.mkdir(exist_ok=True)
+        write_case(case, partial / f"volume-{number}.nii", partial / f"segmentation-{number}.nii")
+        for name in (f"volume-{number}.nii", f"segmentation-{number}.nii"):
+            (partial / name).rename(raw / name)
+        print(f"case {number}: {case.image.shape}", flush=True)
+
+
+def run_workflow(work: Path, raw: Path, n: int, cores: int) -> Path:
+    """The workflow up to the training sets for the first n cases; their experiment folder."""
+    folder = work / f"lits_{n}"
+    folder.mkdir(exist_ok=True)
+    for name in [f"{kind}-{k}.nii" for k in range(n) for kind in ("volume", "segmentation")]:
+        if not (folder / name).exists():
+            os.link(raw / name, folder / name)
+    overlay = work / f"scale_{n}.yaml"
+    overlay.write_text(yaml.safe_dump({"experiment": f"scale_{n}", "data": {"source": "lits", "path": str(folder)}}))
+    command = ["snakemake", "-s", str(ROOT / "Snakefile"), "--cores", str(cores), "--resources", "gpu=1"]
+    command += ["--configfile", str(ROOT / "config.yaml"), str(overlay), "--until", "preprocess", "crop"]
+    environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(command, cwd=work, env=environment, check=True, capture_output=True)
+    return work / "experiments" / f"scale_{n}"
+
+
+def job_costs(experiment: Path) -> pd.DataFrame:
+    """Per stage: jobs, voxels, wall seconds per million voxels (summed over jobs), the largest peak RSS."""
+    cases = pd.read_csv(experiment / "data/cases.tsv", sep="\t")
+    voxels = cases.set_index("case")["shape"].map(lambda shape: np.prod([int(s) for s in shape.split("x")]))
+    rows = []
+    for stage in STAGES:
+        files = sorted((experiment / "benchmarks" / stage).rglob("*.tsv"))
+        files = files or [experiment / "benchmarks" / f"{stage}.tsv"]
+        tables = [pd.read_csv(path, sep="\t") for path in files]
+        counted = voxels.sum() if stage == "ingest" else sum(voxels[path.stem] for path in files)
+        seconds = sum(float(t["s"].iloc[0]) for t in tables)
+        rows.append(
+            {
+                "stage": stage,
+                "jobs": len(files),
+                "mvoxels": counted / 1e6,
+                "s_per_mvoxel": seconds / (counted / 1e6),
+                "peak_rss_mib": max(float(t["max_rss"].iloc[0]) for t in tables),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def training_set(folder: Path, slices: int) -> dict:
+    """Load time and memory held of the training set made of `folder`'s cases, in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", LOAD, str(folder), str(slices)], check=True, capture_output=True)
+    measured = json.loads(out.stdout.decode().splitlines()[-1])
+    measured["formula"] = measured["slices"] * measured["pixels"] * 3  # float16 image and uint8 labels
+    return measured
+
+
+def disk(paths) -> float:
+    return sum(path.stat().st_size for path in paths) / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, nargs="+", default=[4, 8, 16], help="the N to run, nested")
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "scale_work", help="kept between runs")
+    parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)))
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    raw = args.work / "raw"
+    started = time.perf_counter()
+    write_cases(raw, max(args.cases))
+    print(f"cases written in {time.perf_counter() - started:.0f} s", flush=True)
+    stages, sets, disks = {}, [], []
+    for n in sorted(args.cases):
+        experiment = run_workflow(args.work, raw, n, args.cores)
+        stages[n] = job_costs(experiment)
+        for what, folder, slices in (
+            ("stage 1 slices", experiment / "data/slices", 1),
+            ("tumour stage crops", experiment / "data/crops/tumour_unet", 3),
+        ):
+            sets.append({"n": n, "set": what} | training_set(folder, slices))
+        raw_mib = disk(path for path in (args.work / f"lits_{n}").iterdir())
+        derived = disk(path for path in (experiment / "data").rglob("*.npz"))
+        total_slices = int(sets[-2]["slices"])
+        disks.append({"n": n, "raw": raw_mib, "derived": derived, "slices": total_slices})
+    write_result("scale", table(stages, sets, disks, args.cores))
+
+
+def table(stages: dict, sets: list[dict], disks: list[dict], cores: int) -> str:
+    small, large = min(stages), max(stages)
+    lines = [
+        "# Cost per case at LiTS scale: ingest, preprocess and crop of N full-size cases, and the training sets",
+        "",
+        f"{machine_description()}; snakemake --cores {cores}; 512x512 cases with 74 to 987 slices (see the script).",
+        "",
+        "| N | stage | jobs | million voxels | s per million voxels | peak RSS of a job (MiB) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n, costs in stages.items():
+        lines += [
+            f"| {n} | {r.stage} | {r.jobs} | {r.mvoxels:,.0f} | {r.s_per_mvoxel:.3f} | {r.peak_rss_mib:,.0f} |"
+            for r in costs.itertuples()
+        ]
+    lines += ["", f"Per stage, N = {large} against N = {small}:", ""]
+    for stage in STAGES:
+        a, b = (stages[n].set_index("stage").loc[stage] for n in (small, large))
+        time_ratio, rss_ratio = b.s_per_mvoxel / a.s_per_mvoxel, b.peak_rss_mib / a.peak_rss_mib
+        verdict = "flat within 15%" if abs(time_ratio - 1) <= 0.15 else "NOT flat within 15%"
+        lines.append(f"- {stage}: time per voxel x{time_ratio:.2f} ({verdict}); largest peak RSS x{rss_ratio:.2f}")
+    lines += [
+        "",
+        "| N | training set | slices | load (s) | held (MiB) | formula: 3 bytes a pixel (MiB) | held / formula |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in sets:
+        ratio = s["held"] / s["formula"]
+        lines.append(
+            f"| {s['n']} | {s['set']} | {s['slices']:,} | {s['seconds']:.1f} | {s['held'] / 2**20:,.0f} "
+            f"| {s['formula'] / 2**20:,.0f} | {ratio:.3f}{'' if abs(ratio - 1) <= 0.10 else ' (OUTSIDE 10%)'} |"
+        )
+    per_slice = disks[-1]["raw"] / disks[-1]["slices"], disks[-1]["derived"] / disks[-1]["slices"]
+    lines += [
+        "",
+        "| N | raw cases (MiB) | made by the workflow (MiB) | per case: raw / made (MiB) |",
+        "|---|---|---|---|",
+        *[
+            f"| {d['n']} | {d['raw']:,.0f} | {d['derived']:,.0f} | {d['raw'] / d['n']:,.0f} / {d['derived'] / d['n']:,.1f} |"
+            for d in disks
+        ],
+        "",
+        f"For LiTS ({LITS_CASES} cases, {LITS_SLICES:,} slices), at these sizes per slice: "
+        f"{LITS_SLICES * per_slice[0] / 1024:,.1f} GiB of uncompressed scans and labels, and "
+        f"{LITS_SLICES * per_slice[1] / 1024:,.1f} GiB made by the workflow up to the training sets.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
