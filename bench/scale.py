@@ -3,7 +3,7 @@
 The cases are the project's phantoms resampled to LiTS's size: 512x512 in-plane and a slice count drawn from
 74 + 913 * Beta(2, 2.7) (LiTS: 74 to 987 slices, 448 on average; this draw's mean is 462), the same physical extent,
 stored as LiTS stores them (uncompressed .nii, int16 scans, uint8 labels). The sets are nested: case k is the same
-for every N, so N = 8 holds N = 4's cases. For each N, `snakemake --until preprocess crop` runs the default config on
+for every N, so N = 8 holds N = 4's cases. For each N, `snakemake --until split`, then every case's slices and crops as targets, run the default config on
 a `lits` folder of the first N cases (ingest checks them, preprocess makes the 128 px slices, crop the tumour stage's
 boxes), and the jobs' Snakemake benchmarks give each job's wall time and peak RSS. Then, in a fresh process each, the
 stage-1 training set and the tumour stage's are loaded as training loads them (`load_slice_set`), and their memory is
@@ -85,13 +85,20 @@ def run_workflow(work: Path, raw: Path, n: int, cores: int) -> Path:
     for name in [f"{kind}-{k}.nii" for k in range(n) for kind in ("volume", "segmentation")]:
         if not (folder / name).exists():
             os.link(raw / name, folder / name)
-    overlay = work / f"scale_{n}.yaml"
-    overlay.write_text(yaml.safe_dump({"experiment": f"scale_{n}", "data": {"source": "lits", "path": str(folder)}}))
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())  # the default's, on this folder read in place
+    config |= {"experiment": f"scale_{n}", "data": {"source": "lits", "path": str(folder)}}
+    (work / f"scale_{n}.yaml").write_text(yaml.safe_dump(config))
     command = ["snakemake", "-s", str(ROOT / "Snakefile"), "--cores", str(cores), "--resources", "gpu=1"]
-    command += ["--configfile", str(ROOT / "config.yaml"), str(overlay), "--until", "preprocess", "crop"]
+    command += ["--configfile", str(work / f"scale_{n}.yaml")]
     environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run([*command, "--until", "split"], cwd=work, env=environment, check=True, capture_output=True)
+    # then every case's slices and tumour-stage crops, named (the checkpoints are done: they are planned at once)
+    experiment = work / "experiments" / f"scale_{n}"
+    cases = pd.read_csv(experiment / "data/cases.tsv", sep="\t")["case"]
+    targets = [f"data/{kind}/{case}.npz" for case in cases for kind in ("slices", "crops/tumour_unet")]
+    command[3:3] = targets  # before the options that take several values
     subprocess.run(command, cwd=work, env=environment, check=True, capture_output=True)
-    return work / "experiments" / f"scale_{n}"
+    return experiment
 
 
 def job_costs(experiment: Path) -> pd.DataFrame:
