@@ -158,8 +158,8 @@ def main() -> None:
             sets.append({"n": n, "set": what} | training_set(folder, slices))
         raw_mib = disk(path for path in (args.work / f"lits_{n}").iterdir())
         derived = disk(path for path in (experiment / "data").rglob("*.npz"))
-        total_slices = int(sets[-2]["slices"])
-        disks.append({"n": n, "raw": raw_mib, "derived": derived, "slices": total_slices})
+        stage1_slices = next(s["slices"] for s in sets if s["n"] == n and s["set"] == "stage 1 slices")
+        disks.append({"n": n, "raw": raw_mib, "derived": derived, "slices": stage1_slices})
     write_result("scale", table(stages, sets, disks, args.cores))
 
 

@@ -61,8 +61,9 @@ def write_phantom(path: Path, slices: int) -> None:
     nib.save(image, str(path))
 
 
-def tumour_stage_slices(labels: Path, margin_mm: float) -> int:
+def tumour_stage_slices(labels: Path, cascade: Path) -> int:
     """The slices of the box the tumour stage sees: the segmented liver's, with the stage's margin."""
+    margin_mm = Segmenter.load(cascade, torch.device("cpu")).stages["tumour"][1].crop["margin_mm"]
     image = nib.load(labels)
     box = liver_box(np.asarray(image.dataobj) > 0, image.header.get_zooms()[:3], margin_mm)
     return 0 if box is None else min(box.stop[2], image.shape[2]) - max(box.start[2], 0)
@@ -84,14 +85,13 @@ def main():
         else:
             write_scan(scan, a.slices)
             write_cascade(cascade)
-        margin_mm = Segmenter.load(cascade, torch.device("cpu")).stages["tumour"][1].crop["margin_mm"]
         liverseg = [sys.executable, "-m", "liverseg"]
         peak_of([*liverseg, "export", str(cascade), "--out", str(exported)])
         rows = []
         for runtime in ("torch", "onnx"):
             command = [*liverseg, "segment", str(exported), str(scan), "--out", str(tmp / runtime), *threads]
             mib, seconds = peak_of([*command, "--runtime", runtime])
-            boxed = tumour_stage_slices(tmp / runtime / "scan.nii.gz", margin_mm) if a.segmenter else a.slices
+            boxed = tumour_stage_slices(tmp / runtime / "scan.nii.gz", cascade) if a.segmenter else a.slices
             bare = [*python(BARE), str(exported), runtime, str(a.threads), str(a.slices), str(boxed)]
             answer = subprocess.run(bare, check=True, capture_output=True, text=True).stdout
             rows.append((runtime, seconds, mib, float(answer.split("forward")[-1])))

@@ -21,7 +21,7 @@ import yaml
 from measure import write_result
 
 from liverseg.data.slices import save_slices
-from liverseg.devices import amp_dtype, autocast, memory_format
+from liverseg.devices import autocast, memory_format, precision_name
 from liverseg.models.networks import build_model
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings
@@ -119,7 +119,7 @@ def main() -> None:
             "",
             f"Model `{args.model}` of config.yaml, {args.slices * 3 // 4} training slices of 128x128, batches of "
             f"{settings.batch_size}, {cores} CPU cores, torch {torch.__version__}, no GPU, "
-            f"{str(amp_dtype(torch.device('cpu'), settings.cpu_bf16) or torch.float32).removeprefix('torch.')} "
+            f"{precision_name(torch.device('cpu'), settings.cpu_bf16)} "
             "(train.cpu_bf16); the faster of epochs 2 and 3.",
             "",
             "| loop | images per second |",

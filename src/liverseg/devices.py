@@ -2,8 +2,7 @@
 
 Mixed precision runs on CUDA: bfloat16 where the GPU supports it (no loss scaling needed), else float16 with a
 gradient scaler. On the CPU, training may compute in bfloat16 where the cores multiply it natively (Intel AMX or
-AVX-512 BF16; `train.cpu_bf16`), which made training steps 2.4 to 3x faster on such a CPU (bench/train_loop.py);
-prediction on the CPU stays in float32, so that its probabilities are those of the exported ONNX models. MPS computes
+AVX-512 BF16; `train.cpu_bf16`; bench/train_flops.py measures the steps both ways); prediction on the CPU stays in float32, so that its probabilities are those of the exported ONNX models. MPS computes
 in float32.
 """
 
@@ -40,6 +39,11 @@ def amp_dtype(device: torch.device, cpu_bf16: bool = False) -> torch.dtype | Non
     if device.type == "cpu" and cpu_bf16 and cpu_has_native_bf16():
         return torch.bfloat16
     return None
+
+
+def precision_name(device: torch.device, cpu_bf16: bool = False) -> str:
+    """What training computes in here, for a run's record: bfloat16, float16 or float32."""
+    return str(amp_dtype(device, cpu_bf16) or torch.float32).removeprefix("torch.")
 
 
 def autocast(device: torch.device, cpu_bf16: bool = False):

@@ -17,7 +17,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from liverseg.atomic import write_json
-from liverseg.devices import amp_dtype, device_name, memory_format, select_device
+from liverseg.devices import device_name, memory_format, precision_name, select_device
 from liverseg.models.networks import build_model, input_divisor
 from liverseg.models.recipe import Recipe
 from liverseg.tracking import runs
@@ -95,7 +95,7 @@ def train_model(
         "data": data,
         # what the steps computed in here (cpu_bf16 falls back to float32 on a CPU without native bfloat16); part of
         # the resume fingerprint, so a run is not continued in another precision
-        "precision": str(amp_dtype(device, settings.cpu_bf16) or torch.float32).removeprefix("torch."),
+        "precision": precision_name(device, settings.cpu_bf16),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     sets = {"training": (train_files, data["train_slices"]), "validation": (val_files, data["val_slices"])}
