@@ -73,12 +73,15 @@ def test_ranges_come_from_the_config_and_unknown_names_are_refused():
         RandomisedRanges.from_dict({"lesion_kinds": [["cystc", 1.0]]})
 
 
-def test_randomised_cases_are_numbered_apart_and_leave_the_others_as_they_were(tmp_path):
+def test_randomised_cases_are_numbered_apart_and_leave_the_others_as_they_were_with_any_threads(tmp_path):
     generate_dataset(tmp_path / "plain", cases=2, seed=4)
     numbers = generate_dataset(tmp_path / "mixed", cases=2, seed=4, randomised=STYLES[:2])
     assert numbers == [0, 1, RANDOMISED_FIRST, RANDOMISED_FIRST + 1]
     for name in ("volume-0.nii.gz", "segmentation-1.nii.gz"):
         assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "mixed" / name).read_bytes()
+    generate_dataset(tmp_path / "threaded", cases=2, seed=4, randomised=STYLES[:2], threads=3)
+    for made in (tmp_path / "mixed").iterdir():
+        assert (tmp_path / "threaded" / made.name).read_bytes() == made.read_bytes(), "made at once, the same files"
     designs = json.loads((tmp_path / "mixed" / "randomised.json").read_text())
     assert sorted(designs) == [f"volume-{RANDOMISED_FIRST}.nii.gz", f"volume-{RANDOMISED_FIRST + 1}.nii.gz"]
     assert designs[f"volume-{RANDOMISED_FIRST}.nii.gz"]["liver_hu"] == list(STYLES[0].liver_hu)

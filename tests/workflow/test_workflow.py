@@ -215,6 +215,37 @@ def test_a_second_run_has_nothing_to_do(finished_run):
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_network_jobs_hold_the_gpu_only_where_they_run_on_one(finished_run, tmp_path):
+    """On the CPU, training and prediction jobs share the cores by their threads instead of queueing for the `gpu`
+    resource one at a time; on a GPU each holds it. `device: auto` looks for a GPU driver's tool on the PATH."""
+    workdir, env, _ = finished_run
+    driver = tmp_path / "driver"
+    driver.mkdir()
+    (driver / "nvidia-smi").write_text("#!/bin/sh\n")
+    (driver / "nvidia-smi").chmod(0o755)
+    with_driver = {**env, "PATH": f"{driver}:{env['PATH']}"}
+    config = yaml.safe_load(TINY.read_text())
+    cases = (
+        ("cpu", with_driver, False),
+        ("cuda", env, True),
+        ("auto", {**with_driver, "CUDA_VISIBLE_DEVICES": ""}, False),
+        ("auto", with_driver, True),
+    )
+    for device, environment, holds in cases:
+        config["train"]["device"] = device
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        forced = ("--forcerun", "train", "predict", "cascade")
+        result = snakemake(
+            workdir.parents[1], "-n", *forced, "--cores", "2", "--configfile", str(path), env=environment
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        jobs = [block for block in (result.stdout + result.stderr).split("\n\n") if "\nrule " in f"\n{block}"]
+        network = {rule: [job for job in jobs if f"rule {rule}:" in job] for rule in ("train", "predict", "cascade")}
+        assert all(network.values()), network
+        assert {"gpu=1" in job for job in sum(network.values(), [])} == {holds}, (device, network)
+
+
 def test_a_replaced_scan_is_preprocessed_again_alone(finished_run, tmp_path):
     """One scan of the raw folder replaced (a voxel changed): ingest checks the folder again and rewrites the case
     table, and of the cases' slices and crops only that case's are made again."""

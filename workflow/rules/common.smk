@@ -1,5 +1,7 @@
 import json
+import platform
 import shlex
+import shutil
 import time
 
 import pandas as pd
@@ -36,6 +38,29 @@ WEIGHTS_CACHE = config["pretrained_weights"][
 ]  # absolute: resolved in the Snakefile
 # NiiVue's browser build where the checkout's `liverseg view` reads it (reporting/viewer.py: VENDORED)
 VIEWER_SCRIPT = f"{SOURCE_DIR}/liverseg/reporting/vendor/niivue.umd.js"
+
+
+def surely_no_gpu():
+    """Whether `device: auto` cannot find a GPU on this machine, told without importing torch into the workflow: Linux
+    where no GPU driver's tool is on the PATH (NVIDIA's and AMD's drivers each bring one) or CUDA_VISIBLE_DEVICES
+    hides every device. Elsewhere, or in doubt, False."""
+    if platform.system() != "Linux":
+        return False  # macOS may have MPS
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return True
+    return not any(shutil.which(tool) for tool in ("nvidia-smi", "rocm-smi", "amd-smi"))
+
+
+# Jobs that run a network (training, prediction, the tumour stage) hold the `gpu` resource, so that `--resources
+# gpu=1` puts one at a time on the GPU. On the CPU they hold none and share the cores by their threads like any other
+# job: prediction jobs then run side by side instead of in a queue. A cluster job asks for its GPU unless the device is
+# the CPU (the SLURM profile states its own).
+NETWORK_GPU = int(
+    config["train"]["device"] != "cpu"
+    and not (
+        config["train"]["device"] == "auto" and workflow.local_exec and surely_no_gpu()
+    )
+)
 
 
 wildcard_constraints:

@@ -7,6 +7,7 @@ if SOURCE == "synthetic":
             "logs/synthesise.log",
         conda:
             LIVERSEG_ENV
+        threads: 4
         params:
             cases=config["data"]["synthetic"]["cases"],
             seed=config["data"]["synthetic"]["seed"],
@@ -16,7 +17,7 @@ if SOURCE == "synthetic":
         shell:
             "python -m liverseg synthesise --cases {params.cases} --seed {params.seed} "
             "--randomised-cases {params.randomised} --randomised-seed {params.randomised_seed} "
-            "--ranges {params.ranges:q} --out {output} > {log} 2>&1"
+            "--ranges {params.ranges:q} --threads {threads} --out {output} > {log} 2>&1"
 
 
 if SOURCE == "msd":

@@ -28,7 +28,7 @@ rule train:
         LIVERSEG_ENV
     threads: config["train"]["threads"]
     resources:
-        gpu=1,
+        gpu=NETWORK_GPU,
     params:
         name=lambda wildcards: wildcards.model,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),

@@ -13,7 +13,7 @@ def _synthesise(a):
     from liverseg.data.synthetic import generate_dataset
 
     styles = randomised_styles(a.randomised_cases, a.randomised_seed, RandomisedRanges.from_dict(a.ranges))
-    generate_dataset(a.out, a.cases, a.seed, randomised=styles)
+    generate_dataset(a.out, a.cases, a.seed, randomised=styles, threads=a.threads)
 
 
 def _download(a):
@@ -73,6 +73,7 @@ def add_commands(steps) -> None:
     )
     s.add_argument("--randomised-seed", type=int, default=0, help="the seed of the randomised cases' designs")
     config_section(s, "--ranges", "ranges that the designs are drawn from", required=False, default="{}")
+    s.add_argument("--threads", type=int, default=1, help="cases made at once (the files do not depend on it)")
     out(s)
 
     s = command(steps, "download", _download, "download the MSD Task03_Liver archive (resumed, checked) and extract it")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -379,19 +380,29 @@ def case_seed(seed: int, number: int) -> int:
 
 
 def generate_dataset(
-    out_dir: Path, cases: int, seed: int, style: PhantomStyle = DEFAULT_STYLE, randomised: Sequence[PhantomStyle] = ()
+    out_dir: Path,
+    cases: int,
+    seed: int,
+    style: PhantomStyle = DEFAULT_STYLE,
+    randomised: Sequence[PhantomStyle] = (),
+    threads: int = 1,
 ) -> list[int]:
     """Write `cases` phantoms as volume-N.nii.gz / segmentation-N.nii.gz; case N always gets the same patient.
 
     `randomised` adds one case per design given, numbered from RANDOMISED_FIRST, and lists their designs in
-    randomised.json. The folder appears complete or not at all.
+    randomised.json. Cases are made `threads` at a time (each from its own seed, so the files do not depend on it;
+    numpy and compression release the GIL). The folder appears complete or not at all.
     """
     numbered = [(n, style) for n in range(cases)]
     numbered += [(RANDOMISED_FIRST + k, design) for k, design in enumerate(randomised)]
-    with atomic_dir(out_dir) as partial:
-        for n, design in numbered:
-            case = make_case(case_seed(seed, n), design)
-            write_case(case, partial / f"volume-{n}.nii.gz", partial / f"segmentation-{n}.nii.gz")
+
+    def make_and_write(n: int, design: PhantomStyle, folder: Path) -> None:
+        case = make_case(case_seed(seed, n), design)
+        write_case(case, folder / f"volume-{n}.nii.gz", folder / f"segmentation-{n}.nii.gz")
+
+    with atomic_dir(out_dir) as partial, ThreadPoolExecutor(max(1, threads)) as pool:
+        for made in [pool.submit(make_and_write, n, design, partial) for n, design in numbered]:
+            made.result()  # a failure stops the set, and atomic_dir leaves no folder
         if randomised:
             designs = {f"volume-{n}.nii.gz": asdict(design) for n, design in numbered[cases:]}
             (partial / "randomised.json").write_text(json.dumps(designs, indent=1) + "\n")
