@@ -46,21 +46,23 @@ def _seconds(work) -> float:
 
 
 class Step:
-    """One training step of a config model on a random batch of its training size."""
+    """One training step of a config model on a random batch of its training size, on `device` (mixed precision there
+    as training has it)."""
 
-    def __init__(self, spec: dict, image_size: int, batch_size: int, cpu_bf16: bool):
+    def __init__(self, spec: dict, image_size: int, batch_size: int, cpu_bf16: bool, device: torch.device = CPU):
         torch.manual_seed(0)
         recipe = Recipe.from_spec(spec)
-        self.cpu_bf16, layout = cpu_bf16, memory_format(CPU, cpu_bf16)
-        self.model = build_model(spec).to(memory_format=layout).train()
+        self.device, self.cpu_bf16, layout = device, cpu_bf16, memory_format(device, cpu_bf16)
+        self.model = build_model(spec).to(device, memory_format=layout).train()
         self.loss_fn = CombinedLoss(recipe.loss, recipe.head)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         x = torch.randn(batch_size, recipe.input_slices, image_size, image_size)
-        self.x = x.contiguous(memory_format=layout)
-        self.y = region_targets(torch.randint(0, 3, (batch_size, image_size, image_size)), recipe.regions)
+        self.x = x.to(device).contiguous(memory_format=layout)
+        labels = torch.randint(0, 3, (batch_size, image_size, image_size))
+        self.y = region_targets(labels, recipe.regions).to(device)
 
     def forward_backward(self) -> None:
-        with autocast(CPU, self.cpu_bf16):
+        with autocast(self.device, self.cpu_bf16):
             loss = self.loss_fn(self.model(self.x).float(), self.y)
         loss.backward()
 
@@ -68,6 +70,8 @@ class Step:
         self.optimizer.zero_grad(set_to_none=True)
         self.forward_backward()
         self.optimizer.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()  # the step's own time, not its launch
 
     def flops(self) -> int:
         with FlopCounterMode(display=False) as counter:

@@ -23,7 +23,7 @@ CONFIG = CONFIGS / "slurm.yaml"
 GPU_RULES = {"train", "predict", "cascade"}
 # the test node has 2 CPUs and some GiB: the profile's sizes for real data would never be scheduled on it
 SMALL = [
-    "--set-threads", "ingest=2", "train=2", "predict=2", "cascade=2",
+    "--set-threads", "synthesise=2", "ingest=2", "train=2", "predict=2", "cascade=2",
     "--set-resources", "train:mem_mb=3000", "predict:mem_mb=3000", "cascade:mem_mb=3000", "preprocess:mem_mb=2000",
     "crop:mem_mb=2000", "ingest:mem_mb=2000",
     "--default-resources", "mem_mb=1000", "runtime=20",
