@@ -15,7 +15,7 @@ rule predict:
         LIVERSEG_ENV
     threads: 2
     resources:
-        gpu=NETWORK_GPU,
+        gpu=network_gpu,
     params:
         device=config["train"]["device"],
     shell:
@@ -40,7 +40,7 @@ rule cascade:
         LIVERSEG_ENV
     threads: 2
     resources:
-        gpu=NETWORK_GPU,
+        gpu=network_gpu,
     params:
         device=config["train"]["device"],
         window=config["preprocess"]["window"],

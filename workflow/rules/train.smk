@@ -28,7 +28,7 @@ rule train:
         LIVERSEG_ENV
     threads: config["train"]["threads"]
     resources:
-        gpu=NETWORK_GPU,
+        gpu=network_gpu,
     params:
         name=lambda wildcards: wildcards.model,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
