@@ -126,8 +126,9 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            "Host gather / GPU step >= 1: the host keeps the GPU fed; below 1 it waits. On the CPU the data path "
-            "(augmentation included) against the step says what share of a training step the data takes here.",
+            "Host gather / GPU step >= 1: the host keeps the GPU fed; below 1 it may wait. The paper rate counts FLOPs "
+            "only: a small network at a small batch is bound by kernel launches, so it is an upper bound. On the CPU "
+            "the data path (augmentation included) against the step says what share of a training step the data takes.",
             "",
         ]
     )
