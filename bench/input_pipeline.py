@@ -21,14 +21,13 @@ bench/results/input_pipeline.md.
 
 import argparse
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 from measure import write_result
-from train_flops import Step
+from train_flops import Step, elapsed, model_inputs
 
 from liverseg.devices import cpu_has_native_bf16, machine_description, select_device
 from liverseg.models.neighbours import neighbour_index
@@ -37,6 +36,7 @@ from liverseg.training.augment import AugmentSettings
 from liverseg.training.dataset import Batches, SliceSet
 
 ROOT = Path(__file__).resolve().parents[1]
+REPEATS = 3  # timed passes; the best is kept
 
 
 def slice_set(n: int, size: int, input_slices: int, crops: bool) -> SliceSet:
@@ -47,7 +47,7 @@ def slice_set(n: int, size: int, input_slices: int, crops: bool) -> SliceSet:
     lesion = (yy - 0.5) ** 2 + (xx - 0.4) ** 2 < 0.005
     label = np.where(lesion, 2, np.where(liver, 1, 0)).astype(np.uint8)
     images = 0.4 + 0.2 * liver + 0.05 * rng.standard_normal((n, size, size))
-    lengths = [64] * (n // 64)
+    lengths = [64] * (n // 64) + [n % 64] * (n % 64 > 0)
     box = torch.full((n,), 0.8) if crops else None
     return SliceSet(
         images=torch.from_numpy(images.astype(np.float16)),
@@ -73,15 +73,10 @@ def serve(batches: Batches, order: torch.Tensor) -> None:
         torch.cuda.synchronize()
 
 
-def rate(work, *args, repeats: int = 3) -> float:
-    """Slices per second of `work(data or batches, order, ...)`, the best of `repeats` after a warm-up."""
+def rate(work, *args) -> float:
+    """Slices per second of `work(data or batches, order, ...)`, the best of REPEATS after a warm-up."""
     work(*args)
-    best = float("inf")
-    for _ in range(repeats):
-        started = time.perf_counter()
-        work(*args)
-        best = min(best, time.perf_counter() - started)
-    return len(args[1]) / best
+    return len(args[1]) / min(elapsed(lambda: work(*args)) for _ in range(REPEATS))
 
 
 def main() -> None:
@@ -96,10 +91,9 @@ def main() -> None:
     device, batch = select_device(config["train"]["device"]), config["train"]["batch_size"]
     cpu_bf16 = config["train"].get("cpu_bf16", False)
     rows = []
-    for name, spec in config["models"].items():
-        augment = AugmentSettings.from_config({**config["augment"], **spec.get("augment", {})})
-        spec = {k: v for k, v in spec.items() if k not in ("train", "augment")}
-        recipe, size = Recipe.from_spec(spec), spec.get("crop", {}).get("size", config["preprocess"]["image_size"])
+    for name, spec, size in model_inputs(config):
+        augment = AugmentSettings.from_config({**config["augment"], **config["models"][name].get("augment", {})})
+        recipe = Recipe.from_spec(spec)
         data = slice_set(args.slices, size, recipe.input_slices, "crop" in spec)
         order = torch.randperm(args.slices, generator=torch.Generator().manual_seed(0))
         batches = Batches(data, recipe.regions, batch, device, augment, cpu_bf16)
@@ -117,7 +111,7 @@ def main() -> None:
             "# Input pipeline against the training step: does the GPU wait?",
             "",
             f"{machine_description()}, device {device}, torch {torch.__version__}, batches of {batch}, "
-            f"{args.slices} slices a pass (best of 3). GPU on paper: {args.gpu_tflops:,.0f} TFLOP/s bfloat16 dense "
+            f"{args.slices} slices a pass (best of {REPEATS}). GPU on paper: {args.gpu_tflops:,.0f} TFLOP/s bfloat16 dense "
             f"at a share of {args.gpu_share:.2f}.",
             "",
             f"| model | input | host gather (slices/s) | data path on {device.type} (slices/s) "

@@ -35,14 +35,22 @@ def matmul_rate(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
     """FLOP/s of an n x n matrix product in `dtype`, the best of `repeats`."""
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
+    best = min(elapsed(lambda: a @ b) for _ in range(repeats))
     return 2 * n**3 / best
 
 
-def _seconds(work) -> float:
+def elapsed(work) -> float:
+    """Seconds that `work()` takes."""
     started = time.perf_counter()
     work()
     return time.perf_counter() - started
+
+
+def model_inputs(config: dict):
+    """(name, spec without its train and augment settings, training image size) of each model of a config."""
+    for name, spec in config["models"].items():
+        size = spec.get("crop", {}).get("size", config["preprocess"]["image_size"])
+        yield name, {k: v for k, v in spec.items() if k not in ("train", "augment")}, size
 
 
 class Step:
@@ -81,7 +89,7 @@ class Step:
     def seconds(self, steps: int) -> float:
         for _ in range(2):
             self()
-        return statistics.median(_seconds(self) for _ in range(steps))
+        return statistics.median(elapsed(self) for _ in range(steps))
 
 
 def main() -> None:
@@ -94,9 +102,7 @@ def main() -> None:
     peak32 = matmul_rate(torch.float32)
     peak16 = matmul_rate(torch.bfloat16) if native else float("nan")
     rows, rates = [], {}
-    for name, spec in config["models"].items():
-        spec = {k: v for k, v in spec.items() if k not in ("train", "augment")}
-        size = spec.get("crop", {}).get("size", config["preprocess"]["image_size"])
+    for name, spec, size in model_inputs(config):
         flops = Step(spec, size, batch, False).flops()
         f32 = flops / Step(spec, size, batch, False).seconds(args.steps)
         bf16 = flops / Step(spec, size, batch, True).seconds(args.steps) if native else float("nan")

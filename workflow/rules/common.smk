@@ -51,15 +51,19 @@ def surely_no_gpu():
     return not any(shutil.which(tool) for tool in ("nvidia-smi", "rocm-smi", "amd-smi"))
 
 
+# whether networks run on this machine's CPU (asked once, not per job)
+NETWORKS_ON_CPU_HERE = config["train"]["device"] == "cpu" or (
+    config["train"]["device"] == "auto" and surely_no_gpu()
+)
+
+
 def network_gpu(wildcards):
     """The `gpu` resource of a job that runs a network (training, prediction, the tumour stage): 1, so that
-    `--resources gpu=1` puts one at a time on the GPU. Run here on the CPU (device: cpu, or auto on a machine without a
-    GPU) such jobs hold none and share the cores by their threads like any other job: prediction jobs then run side by
-    side instead of in a queue. A cluster job always asks for its GPU (profiles/slurm says how to turn it off). A
-    function, so that it is asked once the executor is known."""
-    device = config["train"]["device"]
-    on_cpu = device == "cpu" or (device == "auto" and surely_no_gpu())
-    return int(not (workflow.local_exec and on_cpu))
+    `--resources gpu=1` puts one at a time on the GPU. Run here on the CPU, such jobs hold none and share the cores by
+    their threads like any other job: prediction jobs then run side by side instead of in a queue. A cluster job always
+    asks for its GPU (profiles/slurm says how to turn it off). A function, so that it is asked once the executor is
+    known (it is not yet while the Snakefile is read)."""
+    return int(not (workflow.local_exec and NETWORKS_ON_CPU_HERE))
 
 
 wildcard_constraints:
