@@ -11,6 +11,8 @@ Every step is scored on its own (`liverseg.evaluation.evaluate`), so the summary
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,17 +42,62 @@ def footprint(radius_mm: float, spacing, three_d: bool = False) -> np.ndarray:
     return inside if three_d else inside[:, :, None]
 
 
+def footprint_boxes(structure: np.ndarray) -> list[tuple[int, ...]]:
+    """A centred footprint as a union of centred boxes, each given by its half-extent along every axis.
+
+    An ellipse or ellipsoid holds every offset that is no farther out along any axis than one of its own, so the
+    boxes reaching its outermost offsets (none other is as far out along every axis) cover it exactly. A box is
+    cheap: its dilation is one running maximum per axis, whatever its size."""
+    centre = np.array(structure.shape) // 2
+    points = np.argwhere(structure[tuple(slice(c, None) for c in centre)])
+    outermost = [p for p in points if not any((q >= p).all() and (q > p).any() for q in points)]
+    boxes = [tuple(int(v) for v in p) for p in outermost]
+    covered = np.zeros_like(structure, dtype=bool)
+    for half in boxes:
+        covered[tuple(slice(c - h, c + h + 1) for c, h in zip(centre, half))] = True
+    if not np.array_equal(covered, structure.astype(bool)):
+        raise ValueError("the footprint is not a union of centred boxes (not an ellipse or ellipsoid)")
+    return boxes
+
+
+def running_extreme(mask: np.ndarray, boxes, dilate: bool) -> np.ndarray:
+    """Binary dilation (the union over the boxes of their running maxima) or erosion (the intersection of their
+    running minima) with voxels outside the array taken as 0, as scipy's binary morphology does by default. The boxes
+    are filtered side by side on the cores this process may use (scipy's filters release the GIL)."""
+    flat = mask.view(np.uint8)
+    filter1d = ndimage.maximum_filter1d if dilate else ndimage.minimum_filter1d
+
+    def filtered(half):
+        done = flat
+        for axis, h in enumerate(half):
+            if h:
+                done = filter1d(done, 2 * h + 1, axis=axis, mode="constant", cval=0)
+        return done.view(bool)
+
+    out = np.full(mask.shape, not dilate)
+    with ThreadPoolExecutor(min(len(boxes), len(os.sched_getaffinity(0)))) as pool:
+        for done in pool.map(filtered, boxes):
+            if dilate:
+                out |= done
+            else:
+                out &= done
+    return out
+
+
 def close_mask(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
     """Binary closing that is not eroded at the volume's edges (padding keeps the border neutral), computed in the
     mask's box widened by the footprint's reach, beyond which the dilation, and so the closing, is empty: the same
-    voxels as in the whole volume, at the cost of the liver's box rather than the scan's."""
+    voxels as scipy's closing of the whole volume, at the cost of the liver's box rather than the scan's, with the
+    footprint taken as boxes (`footprint_boxes`): the 161 offsets of a 5 mm disk at 0.7 mm become 5 boxes."""
     reach = tuple(s // 2 for s in structure.shape)
     closed = np.zeros(mask.shape, dtype=bool)
     box = bounding_slices(mask, pad=reach)
     if box is None:
         return closed
     crop = mask[box]
-    inner = ndimage.binary_closing(np.pad(crop, [(r, r) for r in reach], mode="edge"), structure=structure)
+    boxes = footprint_boxes(structure)
+    padded = np.pad(crop, [(r, r) for r in reach], mode="edge")
+    inner = running_extreme(running_extreme(padded, boxes, dilate=True), boxes, dilate=False)
     closed[box] = inner[tuple(slice(r, r + n) for r, n in zip(reach, crop.shape))]
     return closed
 
