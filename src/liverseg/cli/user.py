@@ -14,7 +14,7 @@ def _segment(a):
     from liverseg.dicom import dicomweb
     from liverseg.inference.quality import QualityLimits
     from liverseg.inference.segment import SegmentOptions, segment_scans, segment_study
-    from liverseg.tracking.registry import load_segmenter
+    from liverseg.tracking.segmenters import load_segmenter
 
     set_threads(a.threads)
     given = ((f.name, getattr(a, f.name)) for f in fields(QualityLimits))  # the options are named after the limits
@@ -36,7 +36,7 @@ def _segment(a):
 
 
 def _export(a):
-    from liverseg.tracking.registry import export_model
+    from liverseg.tracking.segmenters import export_model
 
     set_threads(a.threads)
     if a.out.exists():

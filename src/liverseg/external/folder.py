@@ -24,7 +24,7 @@ from liverseg.evaluation.evaluate import score_labels
 from liverseg.inference.segment import NIFTI_SUFFIXES, read_scan, scan_name
 from liverseg.reporting.summary import read_case_scores, summarise
 from liverseg.reporting.tables import write_summary
-from liverseg.tracking.registry import load_segmenter
+from liverseg.tracking.segmenters import load_segmenter
 
 
 def find_pairs(folder: Path) -> tuple[dict[str, tuple[Path, Path]], list[dict]]:

@@ -1,7 +1,7 @@
 """Apply a trained model or cascade to new scans: `liverseg segment MODEL INPUT... --out DIR`.
 
 The segmenter (`liverseg.inference.segmenter`) comes from a model or cascade folder or from the Model Registry
-(`liverseg.tracking.registry.load_segmenter`). Each scan gives a label map in its own geometry (`<name>.nii.gz`) and a
+(`liverseg.tracking.segmenters.load_segmenter`). Each scan gives a label map in its own geometry (`<name>.nii.gz`) and a
 volume report (`<name>.json`); `volumes.csv` in the output folder holds one row per scan segmented there. A DICOM
 series can also be answered in DICOM: a Segmentation (`<name>.seg.dcm`) and an RT Structure Set
 (`<name>.rtstruct.dcm`), built before any of the scan's files is written.
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import torch
 
 from liverseg.atomic import atomic_path, write_json
@@ -100,8 +99,10 @@ def volume_report(name: str, source: Path, labels: np.ndarray, scan: nib.Nifti1I
     }
 
 
-def write_volume_table(out_dir: Path) -> pd.DataFrame:
+def write_volume_table(out_dir: Path) -> None:
     """`volumes.csv`: one row per report in the folder, so scans segmented by earlier calls keep their rows."""
+    import pandas as pd  # here: half a second of every segment call's start otherwise
+
     rows = []
     for report_file in sorted(out_dir.glob("*.json")):
         report = json.loads(report_file.read_text())
@@ -117,7 +118,6 @@ def write_volume_table(out_dir: Path) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=columns)
     with atomic_path(out_dir / "volumes.csv") as partial:
         table.to_csv(partial, index=False, float_format="%.2f")
-    return table
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,12 @@ the parameter `spacing`, and returns the label map (0 background, 1 liver, 2 tum
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import torch
-from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ParamSchema, ParamSpec, Schema, TensorSpec
 
@@ -34,7 +32,6 @@ import liverseg
 from liverseg.inference.segmenter import (
     SEGMENTER_FILE,
     Segmenter,
-    export_segmenter,
     package_segmenter,
     stage_weights,
 )
@@ -43,9 +40,7 @@ from liverseg.models.heads import region_probabilities
 from liverseg.models.recipe import Recipe
 from liverseg.tracking import runs
 from liverseg.tracking.runs import store_lock
-
-ALIAS = "champion"
-SEGMENTER_SUFFIX = "-segmenter"
+from liverseg.tracking.segmenters import ALIAS, SEGMENTER_SUFFIX
 
 
 class SliceSegmenter(mlflow.pyfunc.PythonModel):
@@ -135,44 +130,3 @@ def register_segmenter(tracking_uri: str, experiment: str, entry: str, folder: P
         raise
     client.set_terminated(run_id, "FINISHED")
     return {"name": name, "version": version, "alias": ALIAS, "run_id": run_id, "tracking_uri": tracking_uri}
-
-
-def download_segmenter(uri: str, tracking_uri: str | None, dest: Path) -> Path:
-    """The segmenter folder of a registered `<entry>-segmenter` model, downloaded into `dest`."""
-    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not tracking_uri:
-        raise ValueError(
-            f"{uri}: say which MLflow store holds it, with --tracking-uri (for example "
-            "sqlite:///experiments/synthetic/mlflow.db) or MLFLOW_TRACKING_URI"
-        )
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest)))
-    except MlflowException as error:
-        raise ValueError(f"{uri}: not found in {tracking_uri}: {error.message}") from None
-    folder = local / "artifacts" / "segmenter"
-    if not (folder / SEGMENTER_FILE).is_file():
-        raise ValueError(
-            f"{uri} is a model of single slices, not a whole segmenter; segmenters are registered as "
-            f"<entry>{SEGMENTER_SUFFIX} (for example models:/unet_cascade{SEGMENTER_SUFFIX}@{ALIAS})"
-        )
-    return folder
-
-
-def load_segmenter(model: str, device, tracking_uri: str | None = None, runtime: str = "torch") -> Segmenter:
-    """A model or cascade folder, or a segmenter registered in MLflow (`models:/<entry>-segmenter@champion`); its
-    networks run by `runtime` (onnx: a folder `liverseg export` wrote)."""
-    if not model.startswith("models:/"):
-        return Segmenter.load(Path(model), device, runtime)
-    with tempfile.TemporaryDirectory() as folder:
-        segmenter = Segmenter.load(download_segmenter(model, tracking_uri, Path(folder)), device, runtime)
-    segmenter.histories = []  # they were in the downloaded folder, gone now
-    return segmenter
-
-
-def export_model(model: str, dest: Path, tracking_uri: str | None = None) -> Path:
-    """`inference.segmenter.export_segmenter` of a model or cascade folder, or of a registered segmenter."""
-    if not model.startswith("models:/"):
-        return export_segmenter(Path(model), dest)
-    with tempfile.TemporaryDirectory() as folder:
-        return export_segmenter(download_segmenter(model, tracking_uri, Path(folder)), dest)
