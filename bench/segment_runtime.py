@@ -94,7 +94,9 @@ def main():
             runs = [peak_of([*command, "--runtime", runtime]) for _ in range(a.repeats)]
             boxed = tumour_stage_slices(tmp / runtime / "scan.nii.gz", cascade) if a.segmenter else a.slices
             bare = [*python(BARE), str(exported), runtime, str(a.threads), str(a.slices), str(boxed)]
-            answers = [subprocess.run(bare, check=True, capture_output=True, text=True).stdout for _ in runs]
+            answers = [
+                subprocess.run(bare, check=True, capture_output=True, text=True).stdout for _ in range(a.repeats)
+            ]
             forward = min(float(answer.split("forward")[-1]) for answer in answers)
             rows.append((runtime, min(s for _, s in runs), max(m for m, _ in runs), forward))
     cascade_said = f"trained cascade {a.segmenter} on a phantom" if a.segmenter else "stage 1 marking the whole scan"
