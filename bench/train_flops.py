@@ -1,6 +1,6 @@
 """Training steps of config.yaml's models in FLOP/s against this process's large matrix products (the machine's
-practical peak), in float32 and in the precision training uses here (`train.cpu_bf16`: bfloat16 mixed precision and
-channels-last on a CPU that has bfloat16 natively).
+practical peak): in float32 with the default (NCHW) layout and with the channels-last layout that liverseg uses, and in
+bfloat16 mixed precision (`train.cpu_bf16`, on a CPU that has bfloat16 natively), channels-last.
 
 A step is the forward, the loss in float32, the backward and Adam's update on one batch of the training size; its
 FLOPs are counted by torch.utils.flop_counter over the forward and backward (Adam's few per weight are left out). Each
@@ -57,10 +57,18 @@ class Step:
     """One training step of a config model on a random batch of its training size, on `device` (mixed precision there
     as training has it)."""
 
-    def __init__(self, spec: dict, image_size: int, batch_size: int, cpu_bf16: bool, device: torch.device = CPU):
+    def __init__(
+        self,
+        spec: dict,
+        image_size: int,
+        batch_size: int,
+        cpu_bf16: bool,
+        device: torch.device = CPU,
+        layout: torch.memory_format | None = None,
+    ):
         torch.manual_seed(0)
         recipe = Recipe.from_spec(spec)
-        self.device, self.cpu_bf16, layout = device, cpu_bf16, memory_format(device, cpu_bf16)
+        self.device, self.cpu_bf16, layout = device, cpu_bf16, layout or memory_format(device)
         self.model = build_model(spec).to(device, memory_format=layout).train()
         self.loss_fn = CombinedLoss(recipe.loss, recipe.head)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
@@ -104,11 +112,13 @@ def main() -> None:
     rows, rates = [], {}
     for name, spec, size in model_inputs(config):
         flops = Step(spec, size, batch, False).flops()
+        nchw = flops / Step(spec, size, batch, False, layout=torch.contiguous_format).seconds(args.steps)
         f32 = flops / Step(spec, size, batch, False).seconds(args.steps)
         bf16 = flops / Step(spec, size, batch, True).seconds(args.steps) if native else float("nan")
         rows.append(
-            f"| {name} | {Recipe.from_spec(spec).input_slices}x{size}x{size} | {flops / 1e9:,.1f} | {f32 / 1e9:,.0f} "
-            f"| {f32 / peak32:.2f} | {bf16 / 1e9:,.0f} | {bf16 / peak32:.2f} | {bf16 / peak16:.2f} | {bf16 / f32:.2f} |"
+            f"| {name} | {Recipe.from_spec(spec).input_slices}x{size}x{size} | {flops / 1e9:,.1f} | {nchw / 1e9:,.0f} "
+            f"| {f32 / 1e9:,.0f} | {f32 / peak32:.2f} | {f32 / nchw:.2f} | {bf16 / 1e9:,.0f} | {bf16 / peak32:.2f} "
+            f"| {bf16 / peak16:.2f} | {bf16 / f32:.2f} |"
         )
         rates[name] = max(f32, bf16 if native else 0.0)
     best = rates["resnet50_unet"] / peak32
@@ -120,9 +130,10 @@ def main() -> None:
             f"Matrix product 4096x4096: float32 {peak32 / 1e9:,.0f} GFLOP/s, bfloat16 "
             + (f"{peak16 / 1e9:,.0f} GFLOP/s." if native else "not native on this CPU (not measured)."),
             "",
-            "| model | input | GFLOP per step | float32 GFLOP/s | / float32 matmul | bf16 mixed GFLOP/s "
-            "| / float32 matmul | / bf16 matmul | bf16 / float32 |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| model | input | GFLOP per step | float32 NCHW GFLOP/s | float32 channels-last GFLOP/s "
+            "| / float32 matmul | channels-last / NCHW | bf16 mixed GFLOP/s | / float32 matmul | / bf16 matmul "
+            "| bf16 / float32 channels-last |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"ResNet50 U-Net, the faster precision: {best:.2f} of the float32 matrix product "

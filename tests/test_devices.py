@@ -34,6 +34,9 @@ def test_cpu_bf16_only_where_the_cpu_has_it_natively(monkeypatch):
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda capabilities=capabilities: capabilities)
         assert amp_dtype(cpu, cpu_bf16=True) == expected
         assert amp_dtype(cpu) is None, "prediction on the CPU stays float32"
-        layout = torch.channels_last if expected else torch.contiguous_format
-        assert memory_format(cpu, cpu_bf16=True) == layout
     assert amp_dtype(torch.device("mps"), cpu_bf16=True) is None
+
+
+def test_channels_last_wherever_its_kernels_are_faster():
+    assert memory_format(torch.device("cpu")) == memory_format(torch.device("cuda")) == torch.channels_last
+    assert memory_format(torch.device("mps")) == torch.contiguous_format

@@ -2,8 +2,9 @@
 
 Mixed precision runs on CUDA: bfloat16 where the GPU supports it (no loss scaling needed), else float16 with a
 gradient scaler. On the CPU, training may compute in bfloat16 where the cores multiply it natively (Intel AMX or
-AVX-512 BF16; `train.cpu_bf16`; bench/train_flops.py measures the steps both ways); prediction on the CPU stays in float32, so that its probabilities are those of the exported ONNX models. MPS computes
-in float32.
+AVX-512 BF16; `train.cpu_bf16`; bench/train_flops.py measures the steps both ways); prediction on the CPU stays in
+float32, so that its probabilities are those of the exported ONNX models. MPS computes in float32. 2D networks and
+their batches are channels-last on the CPU and CUDA, in every precision.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def autocast(device: torch.device, cpu_bf16: bool = False):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def memory_format(device: torch.device, cpu_bf16: bool = False) -> torch.memory_format:
-    """Channels-last, which the lower-precision convolution kernels run faster, wherever autocast is on."""
-    return torch.channels_last if amp_dtype(device, cpu_bf16) is not None else torch.contiguous_format
+def memory_format(device: torch.device) -> torch.memory_format:
+    """The layout of 2D networks and their batches: channels-last on the CPU and CUDA, whose convolution kernels (oneDNN,
+    cuDNN) run it faster in float32 too (bench/train_flops.py); MPS keeps the default layout."""
+    return torch.channels_last if device.type in ("cpu", "cuda") else torch.contiguous_format
 
 
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler:

@@ -17,7 +17,7 @@ from liverseg.data import nifti
 from liverseg.data.crops import crop_images, liver_offset, scaled_box
 from liverseg.data.geometry import check_same_grid
 from liverseg.data.slices import load_slices, normalised_slices, resize_images
-from liverseg.devices import autocast, select_device
+from liverseg.devices import autocast, memory_format, select_device
 from liverseg.labels import label_map, liver_mask
 from liverseg.models.checkpoint import load_models
 from liverseg.models.heads import first_region, mean_probabilities, probabilities_to_classes
@@ -43,9 +43,10 @@ def segment_slices(
     stacks = neighbour_index([len(images)], recipe.input_slices)
     images = torch.from_numpy(images.astype(np.float32))
     out = np.zeros((len(images), *size), dtype=np.uint8)
+    layout = memory_format(device)  # the model's (liverseg.models.checkpoint)
     with torch.no_grad(), autocast(device):
         for start in tqdm(range(0, len(images), batch_size), desc="slices", unit="batch", mininterval=10):
-            x = images[stacks[start : start + batch_size]].to(device)
+            x = images[stacks[start : start + batch_size]].to(device).contiguous(memory_format=layout)
             probabilities = mean_probabilities(models, x, recipe.head)
             if flip_tta:
                 mirrored = mean_probabilities(models, x.flip(-2), recipe.head).flip(-2)

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from liverseg.atomic import atomic_path
+from liverseg.devices import memory_format
 from liverseg.models.networks import build_model
 from liverseg.models.recipe import Recipe
 
@@ -45,7 +46,10 @@ def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, Recip
     state = torch.load(path, map_location="cpu", weights_only=True)
     model = build_model(state["spec"], pretrained=False)
     model.load_state_dict(state["state_dict"])
-    return model.to(device).eval(), Recipe.from_spec(state["spec"]), int(state["image_size"])
+    recipe = Recipe.from_spec(state["spec"])
+    if not recipe.volumetric:  # channels-last is a 2D layout
+        model = model.to(memory_format=memory_format(device))
+    return model.to(device).eval(), recipe, int(state["image_size"])
 
 
 def recipe_of(path: Path) -> tuple[Recipe, int]:

@@ -65,7 +65,7 @@ class OnnxNetwork:
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        (logits,) = self.session.run([OUTPUT], {INPUT: x.detach().float().cpu().numpy()})
+        (logits,) = self.session.run([OUTPUT], {INPUT: x.detach().float().cpu().contiguous().numpy()})
         return torch.from_numpy(logits).to(x.device)
 
 

@@ -99,7 +99,6 @@ class Batches:
         batch_size: int,
         device: torch.device,
         augment: AugmentSettings | None = None,
-        cpu_bf16: bool = False,
     ):
         self.data, self.regions, self.batch_size, self.device, self.augment = (
             data,
@@ -110,7 +109,7 @@ class Batches:
         )
         if device.type == "cuda":
             self.data.images, self.data.labels = data.images.pin_memory(), data.labels.pin_memory()
-        self.memory_format = memory_format(device, cpu_bf16)  # the model's (liverseg.training.train)
+        self.memory_format = memory_format(device)  # the model's (liverseg.training.train)
         self._presence = None
 
     @property
