@@ -1,6 +1,8 @@
 """The real workflow through Snakemake on a tiny config: every declared output, geometry, table and MLflow runs."""
 
 import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -244,6 +246,22 @@ def test_network_jobs_hold_the_gpu_only_where_they_run_on_one(finished_run, tmp_
         network = {rule: [job for job in jobs if f"rule {rule}:" in job] for rule in ("train", "predict", "cascade")}
         assert all(network.values()), network
         assert {"gpu=1" in job for job in sum(network.values(), [])} == {holds}, (device, network)
+
+
+def test_network_jobs_take_their_share_of_the_machine_as_threads(finished_run):
+    """`--cores` beyond the machine's CPUs (the README's 8 on a laptop) runs several network jobs at once: each gets
+    its share of the CPUs as torch threads, not the cores Snakemake counts for it; within the CPUs, its own."""
+    workdir, env, _ = finished_run
+    cpus = len(os.sched_getaffinity(0))
+    for cores, expected in ((4 * cpus, 1), (cpus, min(2, cpus))):  # tiny.yaml's jobs ask for 2 threads each
+        forced = ("--forcerun", "train", "predict", "cascade")
+        result = snakemake(
+            workdir.parents[1], "-n", "-p", *forced, "--cores", str(cores), "--configfile", str(TINY), env=env
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        threads = re.findall(r"liverseg (train|predict|cascade) .*--threads (\d+)", result.stdout + result.stderr)
+        assert {rule for rule, _ in threads} == {"train", "predict", "cascade"}
+        assert {int(n) for _, n in threads} == {expected}, (cores, threads)
 
 
 def test_a_replaced_scan_is_preprocessed_again_alone(finished_run, tmp_path):

@@ -1,4 +1,5 @@
 import json
+import os
 import platform
 import shlex
 import shutil
@@ -64,6 +65,22 @@ def network_gpu(wildcards):
     asks for its GPU (profiles/slurm says how to turn it off). A function, so that it is asked once the executor is
     known (it is not yet while the Snakefile is read)."""
     return int(not (workflow.local_exec and NETWORKS_ON_CPU_HERE))
+
+
+MACHINE_CPUS = (
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+)
+
+
+def network_threads(wildcards, threads):
+    """The torch threads of a job that runs a network: its share of this machine's CPUs where `--cores` promises more
+    than the machine has. A 2-CPU laptop given `--cores 8` runs four 2-thread prediction jobs at once, whose OpenMP
+    threads then wait on each other's: four such jobs took 40% longer than with one thread each. Cluster jobs keep
+    their threads (each has its own cores). A resource, not a param, so that another `--cores` trains nothing again.
+    """
+    if not workflow.local_exec:
+        return threads
+    return max(1, threads * MACHINE_CPUS // max(workflow.cores, MACHINE_CPUS))
 
 
 wildcard_constraints:

@@ -16,11 +16,12 @@ rule predict:
     threads: 2
     resources:
         gpu=network_gpu,
+        torch_threads=network_threads,
     params:
         device=config["train"]["device"],
     shell:
         "python -m liverseg predict --checkpoint {input.models} --slices {input.slices} --volume {input.volume} "
-        "--device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+        "--device {params.device} --threads {resources.torch_threads} --out {output} > {log} 2>&1"
 
 
 rule cascade:
@@ -41,12 +42,13 @@ rule cascade:
     threads: 2
     resources:
         gpu=network_gpu,
+        torch_threads=network_threads,
     params:
         device=config["train"]["device"],
         window=config["preprocess"]["window"],
     shell:
         "python -m liverseg cascade --checkpoint {input.models} --liver {input.liver} --volume {input.volume} "
-        "--window {params.window} --device {params.device} --threads {threads} --out {output} > {log} 2>&1"
+        "--window {params.window} --device {params.device} --threads {resources.torch_threads} --out {output} > {log} 2>&1"
 
 
 rule postprocess:

@@ -29,6 +29,7 @@ rule train:
     threads: config["train"]["threads"]
     resources:
         gpu=network_gpu,
+        torch_threads=network_threads,
     params:
         name=lambda wildcards: wildcards.model,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
@@ -47,7 +48,7 @@ rule train:
         "python -m liverseg train --name {params.name} --model {params.model:q} --settings {params.settings:q} "
         "--augment {params.augment:q} --train-slices {input.train} --val-slices {input.val} "
         "--out-dir {params.out_dir} --tracking-uri {params.tracking_uri:q} "
-        "--experiment {params.experiment:q} {params.weights} --config {params.config:q} --threads {threads} > {log} 2>&1"
+        "--experiment {params.experiment:q} {params.weights} --config {params.config:q} --threads {resources.torch_threads} > {log} 2>&1"
 
 
 # with split.folds: each fold's training, on the other folds' patients, validated on its own (its other params:
