@@ -96,7 +96,7 @@ def main() -> None:
         recipe = Recipe.from_spec(spec)
         data = slice_set(args.slices, size, recipe.input_slices, "crop" in spec)
         order = torch.randperm(args.slices, generator=torch.Generator().manual_seed(0))
-        batches = Batches(data, recipe.regions, batch, device, augment)
+        batches = Batches(data, recipe.regions, batch, device, augment, cpu_bf16)
 
         step = Step(spec, size, batch, cpu_bf16 and cpu_has_native_bf16(), device)
         flops = step.flops() / batch

@@ -17,7 +17,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from liverseg.atomic import write_json
-from liverseg.devices import device_name, memory_format, precision_name, select_device
+from liverseg.devices import device_name, precision_name, select_device, training_memory_format
 from liverseg.models.networks import build_model, input_divisor
 from liverseg.models.recipe import Recipe
 from liverseg.tracking import runs
@@ -86,7 +86,7 @@ def train_model(
             f"image size {train_batches.image_size} is not a multiple of {input_divisor(model)}, which model {name} needs"
         )
     if not recipe.volumetric:
-        model = model.to(memory_format=memory_format(device))
+        model = model.to(memory_format=training_memory_format(device, settings.cpu_bf16))
     params = {
         "model": spec,
         "recipe": asdict(recipe),
@@ -137,8 +137,8 @@ def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, 
         "image_size": train_set.images.shape[-1],
     }
     return (
-        Batches(train_set, recipe.regions, settings.batch_size, device, augment),
-        Batches(val_set, recipe.regions, settings.batch_size, device),
+        Batches(train_set, recipe.regions, settings.batch_size, device, augment, settings.cpu_bf16),
+        Batches(val_set, recipe.regions, settings.batch_size, device, cpu_bf16=settings.cpu_bf16),
         data,
     )
 
