@@ -5,7 +5,7 @@ No GPU exists here: the CUDA capability query is the one thing replaced."""
 
 import torch
 
-from liverseg.devices import amp_dtype, autocast, memory_format, select_device, training_memory_format
+from liverseg.devices import amp_dtype, autocast, select_device, training_memory_format
 
 
 def test_cpu_computes_in_float32():
@@ -37,8 +37,3 @@ def test_cpu_bf16_only_where_the_cpu_has_it_natively(monkeypatch):
         layout = torch.channels_last if expected else torch.contiguous_format
         assert training_memory_format(cpu, cpu_bf16=True) == layout, "float32 training keeps the default layout"
     assert amp_dtype(torch.device("mps"), cpu_bf16=True) is None
-
-
-def test_prediction_is_channels_last_wherever_its_kernels_are_faster():
-    assert memory_format(torch.device("cpu")) == memory_format(torch.device("cuda")) == torch.channels_last
-    assert memory_format(torch.device("mps")) == torch.contiguous_format

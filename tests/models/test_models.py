@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from liverseg.models.checkpoint import load_model, make_checkpoint, save_checkpoint
 from liverseg.models.networks import UNet, build_model
 from liverseg.models.recipe import Recipe
 
@@ -64,3 +65,19 @@ def test_instance_norm_segments_each_image_by_itself_in_training_too(norm, indep
     batch = torch.rand(4, 1, 32, 32)
     alone, together = model(batch[:1]), model(torch.cat([batch[:1], batch[1:] * 3]))[:1]
     assert torch.allclose(alone, together, atol=1e-5) == independent
+
+
+def test_a_loaded_2d_model_predicts_channels_last_with_the_default_layout_s_probabilities(tmp_path):
+    """Prediction loads 2D networks channels-last on the CPU (faster oneDNN kernels); the layout changes the order of
+    summation only, so the logits stay those of the network as trained."""
+    spec = {"kind": "unet", "base_channels": 4, "depth": 2, "input_slices": 3}
+    torch.manual_seed(0)
+    trained = build_model(spec, pretrained=False).eval()
+    save_checkpoint(make_checkpoint(spec, trained.state_dict(), 32), tmp_path / "best.pt")
+    loaded, _, _ = load_model(tmp_path / "best.pt", torch.device("cpu"))
+    convolution = next(m for m in loaded.modules() if isinstance(m, torch.nn.Conv2d))
+    assert convolution.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = trained(x)
+        assert torch.allclose(loaded(x.contiguous(memory_format=torch.channels_last)), expected, atol=1e-5)
