@@ -111,7 +111,7 @@ def _liver_median(case):
     return float(np.median(case.image[case.label == 1]))
 
 
-@pytest.mark.parametrize("design", ["non-contrast", "liver-centred", "ascites-oral-contrast"])
+@pytest.mark.parametrize("design", ["non-contrast", "liver-centred", "ascites-oral-contrast", "lean"])
 def test_each_unseen_design_keeps_the_anatomy_and_draws_what_it_names(design):
     """Against the default design's phantom of the same seed (the same patient: the designs draw the same numbers)."""
     from liverseg.data.synthetic import DESIGNS, LIVER
@@ -132,6 +132,9 @@ def test_each_unseen_design_keeps_the_anatomy_and_draws_what_it_names(design):
         assert count(case.image, 220, 350) > 3 * count(default.image, 220, 350), "bowel with oral contrast"
         assert count(case.image, -130, -50) < 0.8 * count(default.image, -130, -50), "fluid in place of visceral fat"
         assert count(case.image, -5, 30) > 1.2 * count(default.image, -5, 30), "fluid (0 to 20 HU)"
+    if design == "lean":
+        assert count(case.image, -130, -50) < 0.5 * count(default.image, -130, -50), "little fat between the organs"
+        assert count(case.image, 20, 70) > 1.5 * count(default.image, 20, 70), "soft tissue in its place"
 
 
 def test_the_command_offers_every_design():

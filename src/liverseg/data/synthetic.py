@@ -65,6 +65,7 @@ class PhantomStyle:
     ivc_hu: tuple[float, float] = (120, 150)
     vessel_offset_hu: tuple[float, float] = (40, 70)
     bowel_hu: float = 30.0  # bowel wall and content; oral contrast makes it bright
+    bowel_share: float = 0.4  # of the cavity's front part: from a few loops to a belly full of them
     ascites_mm: float = 0.0  # fluid (0 to 20 HU) filling the peritoneal cavity this far around the liver and bowel
     # the field of view: the whole body, or a reconstruction centred on the liver that cuts the body wall
     field_of_view_mm: tuple[float, float] = (360, 440)
@@ -110,12 +111,16 @@ NON_CONTRAST = PhantomStyle(
 )
 LIVER_CENTRED = PhantomStyle(field_of_view_mm=(250, 300), liver_centred=True, slice_mm=(1.0, 1.25, 1.5))
 ASCITES_ORAL_CONTRAST = PhantomStyle(bowel_hu=280.0, ascites_mm=12.0)
+# a lean patient: soft tissue instead of fat between the organs and a belly full of collapsed loops at about the
+# liver's HU; the design in which models trained on fat between the organs took the whole cavity for liver
+LEAN = PhantomStyle(visceral_fat_hu=35.0, bowel_hu=55.0, bowel_share=0.6, body_scale=(0.8, 0.92), fat_hu=-90.0)
 DESIGNS = {
     "default": DEFAULT_STYLE,
     "shifted": SHIFTED,
     "non-contrast": NON_CONTRAST,
     "liver-centred": LIVER_CENTRED,
     "ascites-oral-contrast": ASCITES_ORAL_CONTRAST,
+    "lean": LEAN,
 }
 
 
@@ -297,7 +302,7 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
     label = np.zeros((nx, ny, nz), dtype=np.uint8)
     gas_side = rng.uniform(0.2, 0.5)
     bowel_field = ndimage.gaussian_filter(rng.normal(size=(nx, ny, nz)).astype(np.float32), sigma=(5, 5, 1.5))
-    bowel_level, gas_level = np.quantile(bowel_field, [0.6, 0.93])
+    bowel_level, gas_level = np.quantile(bowel_field, [1.0 - style.bowel_share, 0.93])
     for k in range(nz):
         t = (k + 0.5) / nz
         m = {name: organ.mask(u, v, t) for name, organ in organs.items()}
