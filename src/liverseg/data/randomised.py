@@ -3,12 +3,12 @@ Image Analysis 2023), so that a model trained on them learns the liver's shape a
 grey values.
 
 Each tissue's HU is drawn on its own, from a liver without contrast (40 HU) to one in the portal-venous phase (150 HU),
-with spleen, kidneys, vessels, muscle and bowel brighter or darker than it; fat from lean to obese; bowel holding
-fluid, soft content or oral contrast beside its gas; ascites in some; five lesion kinds from faint to strong; body
-sizes, fields of view (a third centred on the liver, cutting the body), slice thickness, blur, noise, texture grain
-and a smooth bias. The anatomy is the phantom's own (liver on the patient's right, spine behind) in every storage
-orientation. A case's design comes from its own seed, apart from its patient's: case N is the same patient with or
-without randomisation.
+with spleen, kidneys, vessels, muscle and bowel brighter or darker than it; fat from lean to obese, up to soft tissue
+between the organs; few or many bowel loops holding fluid, soft content or oral contrast beside their gas; ascites in
+some; five lesion kinds from faint to strong; body sizes, fields of view (a third centred on the liver, cutting the
+body), slice thickness, blur, noise, texture grain and a smooth bias. The anatomy is the phantom's own (liver on the
+patient's right, spine behind) in every storage orientation. A case's design comes from its own seed, apart from its
+patient's: case N is the same patient with or without randomisation.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ class RandomisedRanges:
     vessel_offset_hu: Range = (-20, 80)  # portal and hepatic veins, relative to the liver
     muscle_hu: Range = (30, 75)
     fat_hu: Range = (-130, -70)
-    visceral_fat_hu: Range = (-120, -20)
+    visceral_fat_hu: Range = (-120, 50)  # up to soft tissue between the organs, as in a lean patient
     bowel_hu: tuple[Range, ...] = ((0, 30), (30, 60), (150, 400))  # fluid, soft content, oral contrast: one of them
+    bowel_share: Range = (0.2, 0.8)  # of the cavity's front part
     ascites_share: float = 0.3  # cases with ascites
     ascites_mm: Range = (3, 20)
     lesion_contrast_hu: Range = (8, 80)
@@ -108,6 +109,7 @@ def draw_style(rng: np.random.Generator, ranges: RandomisedRanges) -> PhantomSty
         visceral_fat_hu=u(ranges.visceral_fat_hu),
         blur_mm=u(ranges.blur_mm),
         bias_hu=u(ranges.bias_hu),
+        bowel_share=u(ranges.bowel_share),  # drawn last, so the draws before it are those of earlier versions
     )
 
 
