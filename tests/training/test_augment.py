@@ -124,6 +124,27 @@ def test_intensity_and_texture_changes():
     assert torch.allclose(blurred.sum(), edge.sum(), rtol=1e-4), "blur keeps the mass"
 
 
+def test_a_lean_patient_turns_fat_outside_the_liver_to_soft_tissue_in_the_chosen_samples_only():
+    images, labels = _batch(64)
+    images[:, 0, 16:30, 2:30] = 0.125  # fat (-100 HU in the default window)
+    images[:, 0, 16:30, 12:18] = 0.45  # a muscle across it
+    images[:, 0, 0:2, :] = 0.0  # air
+    generator = torch.Generator().manual_seed(0)
+    lean = tissue_contrast(images, labels, AugmentSettings(**STILL, lean=0.5), generator)
+    rise = (lean - images)[:, 0, 22, 6]  # inside the fat, far from its edges
+    chosen = rise > 0
+    assert 16 < int(chosen.sum()) < 48, "about half the samples"
+    assert float(rise[chosen].min()) >= 0.2 - 1e-6 and float(rise.max()) <= 0.45 + 1e-6, "to soft tissue"
+    assert float(rise[chosen].std()) > 0.03, "each sample its own rise"
+    assert torch.equal(lean[~chosen], images[~chosen]), "the other samples untouched"
+    assert torch.equal(lean[:, 0, 4:12, 4:20], images[:, 0, 4:12, 4:20]), "the liver stays"
+    assert torch.equal(lean[:, 0, 0:2], images[:, 0, 0:2]), "air stays"
+    assert torch.allclose(lean[:, 0, 22, 15], images[:, 0, 22, 15], atol=1e-3), "the muscle stays, but for its edge"
+    state = generator.get_state()
+    assert torch.equal(tissue_contrast(images, labels, AugmentSettings(**STILL), generator), images)
+    assert torch.equal(generator.get_state(), state), "off: no draw, so other settings' draws stay as they were"
+
+
 def test_tissue_contrast_moves_the_liver_and_scales_lesions_without_inverting_them():
     images, labels = _batch(64)
     labels[:, 5:11, 5:11] = 2

@@ -2,8 +2,8 @@
 
 One sampling grid per sample moves image and labels together (labels by nearest neighbour, so no new label values
 appear): the study's rotations and flips, optional zoom and elastic deformation, and for crop sets the jittered box.
-Optional changes of tissue contrast follow (the liver against its surroundings, lesions against their liver, a smooth
-bias), then intensity changes on the image alone: the study's scaling, then an optional shift, gamma, Gaussian blur and
+Optional changes of tissue contrast follow (fat turned to soft tissue as in a lean patient, the liver against its
+surroundings, lesions against their liver, a smooth bias), then intensity changes on the image alone: the study's scaling, then an optional shift, gamma, Gaussian blur and
 noise, so that models learn shapes and contrasts rather than one scanner's exact grey values and texture. A tumour
 stage can also paste lesions from one sample into another's liver (TumorCP, Yang et al., MICCAI 2021), so that few
 patients still show it lesions in many places, sizes of liver and surroundings.
@@ -40,6 +40,13 @@ class AugmentSettings:
     liver_shift: float = 0.0
     lesion_contrast: tuple[float, float] = (1.0, 1.0)
     bias: float = 0.0
+    # a lean patient: in a sample drawn with probability `lean`, the fat outside the liver (grey values above 0 and
+    # below `lean_fat`, in units of the HU window) rises by a draw from `lean_shift` to soft tissue, as between the
+    # organs of a patient with little fat; a model that took every soft tissue inside the belly for liver learns
+    # otherwise
+    lean: float = 0.0
+    lean_fat: float = 0.3
+    lean_shift: tuple[float, float] = (0.2, 0.45)
 
     @classmethod
     def from_config(cls, section: dict) -> AugmentSettings:
@@ -179,8 +186,15 @@ def _smooth_field(n: int, shape: tuple[int, int], generator: torch.Generator) ->
 def tissue_contrast(
     images: torch.Tensor, labels: torch.Tensor, settings: AugmentSettings, generator: torch.Generator
 ) -> torch.Tensor:
-    """The liver moved against its surroundings, its lesions made fainter or stronger, a smooth bias added."""
+    """Fat turned to soft tissue (a lean patient), the liver moved against its surroundings, its lesions made fainter
+    or stronger, a smooth bias added."""
     n = len(images)
+    if settings.lean > 0:
+        chosen = (torch.rand(n, generator=generator) < settings.lean).to(images.dtype)
+        rise = _per_sample(images, chosen * _uniform(generator, n, settings.lean_shift))
+        fat = (images > 0) & (images < settings.lean_fat) & ~liver_mask(labels)[:, None]
+        # blurred like a partial-volume edge, so that no outline is drawn where the fat meets other tissue
+        images = images + rise * _gaussian_blur(fat.to(images.dtype), torch.full((n,), 0.7, device=images.device))
     if settings.lesion_contrast != (1.0, 1.0):
         liver_mean, has_liver = _liver_mean(images, labels)
         factor = _per_sample(
