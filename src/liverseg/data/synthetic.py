@@ -112,7 +112,7 @@ NON_CONTRAST = PhantomStyle(
 LIVER_CENTRED = PhantomStyle(field_of_view_mm=(250, 300), liver_centred=True, slice_mm=(1.0, 1.25, 1.5))
 ASCITES_ORAL_CONTRAST = PhantomStyle(bowel_hu=280.0, ascites_mm=12.0)
 # a lean patient: soft tissue instead of fat between the organs and a belly full of collapsed loops at about the
-# liver's HU; the design in which models trained on fat between the organs took the whole cavity for liver
+# liver's HU, on which models trained on fat between the organs take the soft tissue below the liver for liver
 LEAN = PhantomStyle(visceral_fat_hu=35.0, bowel_hu=55.0, bowel_share=0.6, body_scale=(0.8, 0.92), fat_hu=-90.0)
 DESIGNS = {
     "default": DEFAULT_STYLE,

@@ -3,8 +3,9 @@
 One sampling grid per sample moves image and labels together (labels by nearest neighbour, so no new label values
 appear): the study's rotations and flips, optional zoom and elastic deformation, and for crop sets the jittered box.
 Optional changes of tissue contrast follow (fat turned to soft tissue as in a lean patient, the liver against its
-surroundings, lesions against their liver, a smooth bias), then intensity changes on the image alone: the study's scaling, then an optional shift, gamma, Gaussian blur and
-noise, so that models learn shapes and contrasts rather than one scanner's exact grey values and texture. A tumour
+surroundings, lesions against their liver, a smooth bias), then intensity changes on the image alone: the study's
+scaling, then an optional shift, gamma, Gaussian blur and noise, so that models learn shapes and contrasts rather than
+one scanner's exact grey values and texture. A tumour
 stage can also paste lesions from one sample into another's liver (TumorCP, Yang et al., MICCAI 2021), so that few
 patients still show it lesions in many places, sizes of liver and surroundings.
 """
@@ -42,8 +43,8 @@ class AugmentSettings:
     bias: float = 0.0
     # a lean patient: in a sample drawn with probability `lean`, the fat outside the liver (grey values above 0 and
     # below `lean_fat`, in units of the HU window) rises by a draw from `lean_shift` to soft tissue, as between the
-    # organs of a patient with little fat; a model that took every soft tissue inside the belly for liver learns
-    # otherwise
+    # organs of a patient with little fat. It taught the stage-1 models that a lean belly's soft tissue is not liver,
+    # and cost them an unenhanced liver, whose HU the risen fat reaches (docs/robustness.md): off by default
     lean: float = 0.0
     lean_fat: float = 0.3
     lean_shift: tuple[float, float] = (0.2, 0.45)
