@@ -56,10 +56,11 @@ def bare_rate(spec: dict, settings: TrainSettings, augment: AugmentSettings, fil
     order = epoch_indices(
         data.has_tumour, data.has_liver, recipe.tumour_oversample, recipe.background_fraction, generator
     )
-    prepared = Batches(data, recipe.regions, settings.batch_size, device, augment, settings.cpu_bf16)
+    layout = training_memory_format(device, settings.cpu_bf16)
+    prepared = Batches(data, recipe.regions, settings.batch_size, device, augment, layout)
     batches = list(prepared(order, generator))
     model, loss_fn = build_model(spec), CombinedLoss(recipe.loss, recipe.head)
-    model = model.to(memory_format=training_memory_format(device, settings.cpu_bf16))
+    model = model.to(memory_format=layout)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
     model.train()
     seconds = []

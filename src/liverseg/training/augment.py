@@ -5,9 +5,9 @@ appear): the study's rotations and flips, optional zoom and elastic deformation,
 Optional changes of tissue contrast follow (fat turned to soft tissue as in a lean patient, the liver against its
 surroundings, lesions against their liver, a smooth bias), then intensity changes on the image alone: the study's
 scaling, then an optional shift, gamma, Gaussian blur and noise, so that models learn shapes and contrasts rather than
-one scanner's exact grey values and texture. A tumour
-stage can also paste lesions from one sample into another's liver (TumorCP, Yang et al., MICCAI 2021), so that few
-patients still show it lesions in many places, sizes of liver and surroundings.
+one scanner's exact grey values and texture. A tumour stage can also paste lesions from one sample into another's
+liver (TumorCP, Yang et al., MICCAI 2021), so that few patients still show it lesions in many places, sizes of liver
+and surroundings.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from liverseg.devices import training_memory_format
 from liverseg.labels import REGIONS, liver_mask, tumour_mask
 from liverseg.models.neighbours import neighbour_index
 from liverseg.models.recipe import Recipe
@@ -99,7 +98,7 @@ class Batches:
         batch_size: int,
         device: torch.device,
         augment: AugmentSettings | None = None,
-        cpu_bf16: bool = False,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ):
         self.data, self.regions, self.batch_size, self.device, self.augment = (
             data,
@@ -110,7 +109,7 @@ class Batches:
         )
         if device.type == "cuda":
             self.data.images, self.data.labels = data.images.pin_memory(), data.labels.pin_memory()
-        self.memory_format = training_memory_format(device, cpu_bf16)  # the model's (liverseg.training.train)
+        self.memory_format = memory_format  # the model's (liverseg.devices.training_memory_format)
         self._presence = None
 
     @property

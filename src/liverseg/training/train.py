@@ -80,13 +80,14 @@ def train_model(
     device = select_device(settings.device)
     recipe = Recipe.from_spec(spec)
     model = build_model(spec, weights_path=weights_path).to(device)
-    train_batches, val_batches, data = _batches(recipe, settings, augment, train_files, val_files, device)
+    layout = training_memory_format(device, settings.cpu_bf16)
+    train_batches, val_batches, data = _batches(recipe, settings, augment, train_files, val_files, device, layout)
     if train_batches.image_size % input_divisor(model):
         raise ValueError(
             f"image size {train_batches.image_size} is not a multiple of {input_divisor(model)}, which model {name} needs"
         )
     if not recipe.volumetric:
-        model = model.to(memory_format=training_memory_format(device, settings.cpu_bf16))
+        model = model.to(memory_format=layout)
     params = {
         "model": spec,
         "recipe": asdict(recipe),
@@ -116,8 +117,9 @@ def train_model(
     return table
 
 
-def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, train_files, val_files, device):
-    """Training and validation batches, of slices or, for a 3D model, of patches and whole boxes; what they hold."""
+def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, train_files, val_files, device, layout):
+    """Training and validation batches, of slices (in the model's layout) or, for a 3D model, of patches and whole
+    boxes; what they hold."""
     if recipe.volumetric:
         train_set = load_volume_set(train_files, recipe.crop["size"])
         val_set = load_volume_set(val_files, recipe.crop["size"], box_only=True)
@@ -137,8 +139,8 @@ def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, 
         "image_size": train_set.images.shape[-1],
     }
     return (
-        Batches(train_set, recipe.regions, settings.batch_size, device, augment, settings.cpu_bf16),
-        Batches(val_set, recipe.regions, settings.batch_size, device, cpu_bf16=settings.cpu_bf16),
+        Batches(train_set, recipe.regions, settings.batch_size, device, augment, layout),
+        Batches(val_set, recipe.regions, settings.batch_size, device, memory_format=layout),
         data,
     )
 
