@@ -9,10 +9,11 @@ their batches are channels-last wherever autocast is on, and at prediction on th
 
 from __future__ import annotations
 
-import os
 import platform
 
 import torch
+
+from liverseg.cores import usable_cpus
 
 
 def select_device(name: str) -> torch.device:
@@ -78,5 +79,5 @@ def device_name(device: torch.device) -> str:
 
 def machine_description() -> str:
     """This machine, for a benchmark's or an ablation's table: its GPU, or its CPU cores."""
-    cpu = f"{len(os.sched_getaffinity(0))} CPU cores ({platform.machine()}, {platform.system()})"
+    cpu = f"{usable_cpus()} CPU cores ({platform.machine()}, {platform.system()})"
     return f"{torch.cuda.get_device_name(0)} GPU" if torch.cuda.is_available() else f"{cpu}, no GPU"

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from liverseg.cores import usable_cpus
 
 
 def command(steps, name: str, func, help: str):
@@ -44,8 +45,8 @@ def set_threads(threads: int) -> None:
     """Never more torch threads than the cores this process may use: oversubscription slows every step."""
     import torch
 
-    torch.set_num_threads(max(1, min(threads, len(os.sched_getaffinity(0)))))
+    torch.set_num_threads(max(1, min(threads, usable_cpus())))
 
 
 def all_cores() -> int:
-    return os.cpu_count() or 1
+    return usable_cpus()

@@ -11,7 +11,6 @@ Every step is scored on its own (`liverseg.evaluation.evaluate`), so the summary
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from liverseg.cores import usable_cpus
 from liverseg.data import nifti
 from liverseg.labels import label_map, liver_mask, parenchyma_mask, tumour_mask
 from liverseg.roi import bounding_slices, largest_component
@@ -75,7 +75,7 @@ def running_extreme(mask: np.ndarray, boxes, dilate: bool) -> np.ndarray:
         return done.view(bool)
 
     out = np.full(mask.shape, not dilate)
-    with ThreadPoolExecutor(min(len(boxes), len(os.sched_getaffinity(0)))) as pool:
+    with ThreadPoolExecutor(min(len(boxes), usable_cpus())) as pool:
         for done in pool.map(filtered, boxes):
             if dilate:
                 out |= done
