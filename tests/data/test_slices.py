@@ -31,7 +31,26 @@ def test_image_resize_of_probabilities_back_to_size():
     assert tuple(up.shape) == (1, 1, 256, 230)
     assert float(up.min()) >= 0 and float(up.max()) <= 1
     # the disk keeps its area fraction
-    assert (up > 0.5).float().mean().item() == pytest.approx((prob > 0.5).mean(), rel=0.03)
+    assert (up > 0.5).mean() == pytest.approx((prob > 0.5).mean(), rel=0.03)
+
+
+# shrinking and growing, both axes or one (antialiasing then applies to both), odd factors, a single row
+SIZES = [((512, 512), (128, 128)), ((237, 201), (128, 128)), ((96, 40), (128, 128)), ((128, 128), (512, 390)),
+         ((200, 60), (96, 96)), ((1, 7), (5, 3)), ((300, 301), (299, 302))]  # fmt: skip
+
+
+@pytest.mark.parametrize(("shape", "size"), SIZES)
+def test_resizing_without_torch_gives_torch_interpolates_result(shape, size):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    rng = np.random.default_rng(sum(shape))
+    images = rng.random((3, *shape), dtype=np.float32)
+    shrinking = size[0] < shape[0] or size[1] < shape[1]
+    expected = F.interpolate(torch.from_numpy(images)[:, None], size, mode="bilinear", antialias=shrinking)[:, 0]
+    assert np.abs(resize_images(images, size) - expected.numpy()).max() < 1e-6
+    labels = rng.integers(0, 3, (2, *shape), dtype=np.uint8)
+    expected = F.interpolate(torch.from_numpy(labels)[:, None].float(), size, mode="nearest-exact")[:, 0]
+    assert np.array_equal(resize_labels(labels, size), expected.to(torch.uint8).numpy())
 
 
 def test_slice_case_from_a_written_phantom(phantom_files, tmp_path):

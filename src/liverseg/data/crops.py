@@ -47,7 +47,7 @@ def liver_offset(liver_values: np.ndarray, liver_hu: float | None) -> float:
 
 def crop_images(hu_box: np.ndarray, window: tuple[float, float], size: int) -> np.ndarray:
     """(z, size, size) normalised slices of a box's (X, Y, Z) HU voxels."""
-    return resize_images(normalise_hu(hu_box, window).transpose(2, 0, 1), (size, size)).numpy()
+    return resize_images(normalise_hu(hu_box, window).transpose(2, 0, 1), (size, size))
 
 
 def crop_case(

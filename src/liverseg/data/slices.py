@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from liverseg.atomic import atomic_path
 from liverseg.data import nifti
@@ -19,20 +17,57 @@ def normalise_hu(hu: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return ((np.clip(hu, lo, hi) - lo) / (hi - lo)).astype(np.float32)
 
 
-def resize_images(stack: np.ndarray | torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of (n, H, W) or (n, C, H, W) images; antialiased when shrinking."""
-    x = torch.as_tensor(stack, dtype=torch.float32)
-    squeeze = x.ndim == 3
-    x = x[:, None] if squeeze else x
-    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
-    return x[:, 0] if squeeze else x
+def bilinear_matrix(n_in: int, n_out: int, antialias: bool) -> np.ndarray:
+    """(n_out, n_in) weights of bilinear resampling along one axis, as torch's `interpolate` takes them
+    (align_corners=False) and in its float32 arithmetic: two taps, the source clamped at the edges; antialiased, a
+    triangle filter widened by the shrinking factor and normalised over the taps inside the axis."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    rows = np.arange(n_out)
+    if antialias:
+        centre = (scale * (rows + 0.5)).astype(np.float32)
+        support = max(scale, np.float32(1))
+        first = np.maximum((centre - support + np.float32(0.5)).astype(np.int64), 0)
+        end = np.minimum((centre + support + np.float32(0.5)).astype(np.int64), n_in)
+        index = first[:, None] + np.arange((end - first).max())
+        offset = (index.astype(np.float32) - centre[:, None] + np.float32(0.5)) * (np.float32(1) / support)
+        weight = np.clip(np.float32(1) - np.abs(offset), 0, None) * (index < end[:, None])
+        weight /= weight.sum(1, keepdims=True)
+        index = np.minimum(index, n_in - 1)
+    else:
+        # rounded once, as the fused multiply-add of torch's build does
+        source = np.maximum((scale * (rows + 0.5) - 0.5).astype(np.float32), np.float32(0))
+        first = source.astype(np.int64)
+        after = source - first
+        index = np.stack([first, np.minimum(first + 1, n_in - 1)], 1)
+        weight = np.stack([1 - after, after], 1)
+    matrix = np.zeros((n_out, n_in), np.float32)
+    np.add.at(matrix, (rows[:, None], index), weight)
+    return matrix
+
+
+def resize_images(stack: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (..., H, W) float32 images, antialiased when shrinking either axis: torch's `interpolate`
+    to within float32 rounding, without importing torch (a second and a half of every preprocessing job). Two
+    matrix products, as fast as torch's kernel on the CPU."""
+    x = np.asarray(stack, np.float32)
+    antialias = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    rows = bilinear_matrix(x.shape[-2], size[0], antialias)
+    columns = bilinear_matrix(x.shape[-1], size[1], antialias)
+    return rows @ x @ columns.T
+
+
+def nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """torch's `nearest-exact` sources along one axis, in its float32 arithmetic so that every index is the same."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    return np.minimum(
+        np.floor((np.arange(n_out, dtype=np.float32) + np.float32(0.5)) * scale).astype(np.int64), n_in - 1
+    )
 
 
 def resize_labels(stack: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of (n, H, W) label maps: no new label values appear."""
-    x = torch.as_tensor(stack.astype(np.uint8))[:, None].float()
-    return F.interpolate(x, size=size, mode="nearest-exact")[:, 0].to(torch.uint8).numpy()
+    rows, columns = nearest_index(stack.shape[-2], size[0]), nearest_index(stack.shape[-1], size[1])
+    return np.ascontiguousarray(stack[..., rows, :][..., columns].astype(np.uint8))
 
 
 def axial_slices(volume: np.ndarray, size: int, transform, dtype, chunk: int = 32) -> np.ndarray:
@@ -54,7 +89,7 @@ def normalised_slices(image, window: tuple[float, float], size: int) -> np.ndarr
     stored, slope, inter = nifti.stored_voxels(image)
 
     def to_slices(block):
-        return resize_images(normalise_hu(block.astype(np.float32) * slope + inter, window), (size, size)).numpy()
+        return resize_images(normalise_hu(block.astype(np.float32) * slope + inter, window), (size, size))
 
     return axial_slices(nifti.canonical(stored, image), size, to_slices, np.float16)
 

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from liverseg.data import nifti
 from liverseg.data.crops import crop_images, liver_offset, scaled_box
 from liverseg.data.geometry import check_same_grid
-from liverseg.data.slices import load_slices, normalised_slices, resize_images
+from liverseg.data.slices import load_slices, normalised_slices
 from liverseg.devices import autocast, memory_format, select_device
 from liverseg.labels import label_map, liver_mask
 from liverseg.models.checkpoint import load_models
@@ -76,8 +77,11 @@ def segment_volume(
 
 
 def classes_at(probabilities: torch.Tensor, size: tuple[int, int], head: str) -> np.ndarray:
-    """(n, C, h, w) probabilities -> (n, *size) class maps: resized as probabilities, for smoother outlines."""
-    return probabilities_to_classes(resize_images(probabilities, size), head).numpy()
+    """(n, C, h, w) probabilities -> (n, *size) class maps: resized as probabilities, for smoother outlines, by
+    torch's kernel (the bilinear of `liverseg.data.slices.resize_images`, several times faster than its matrices)."""
+    shrinking = size[0] < probabilities.shape[-2] or size[1] < probabilities.shape[-1]
+    resized = F.interpolate(probabilities.float(), size=size, mode="bilinear", antialias=shrinking)
+    return probabilities_to_classes(resized, head).numpy()
 
 
 def predict_case(checkpoints: list[Path], slices_file: Path, volume: Path, out: Path, device: str = "auto") -> None:

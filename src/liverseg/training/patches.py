@@ -47,7 +47,7 @@ def load_volume_set(paths, size: int, box_only: bool = False) -> VolumeSet:
         with np.load(path) as case:
             image, label, half = case["image"], case["label"], float(case["box_half"])
         side = max(round(size / half), size)
-        image = resize_images(image.astype(np.float32), (side, side)).half()
+        image = torch.from_numpy(resize_images(image, (side, side))).half()
         label = torch.from_numpy(resize_labels(label, (side, side)))
         if box_only:
             lo = (side - size) // 2
