@@ -1,5 +1,6 @@
 """The config schema stops bad settings before any job runs, and both shipped configs plan a valid workflow."""
 
+import re
 import subprocess
 
 import pytest
@@ -98,8 +99,8 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
     if config_file == "config.yaml":  # the tumour stage's own augment setting reaches its training job only
         pastes = {name: '"lesion_paste": 0.5' in line for name, line in trained.items()}
         assert pastes == {"unet": False, "resnet50_unet": False, "tumour_unet": True}
-        bf16 = {name: '"cpu_bf16": true' in line for name, line in trained.items()}  # the U-Net's own precision
-        assert bf16 == {"unet": False, "resnet50_unet": True, "tumour_unet": True}
+        epochs = {name: re.search(r'"epochs": (\d+)', line)[1] for name, line in trained.items()}
+        assert epochs == {"unet": "10", "resnet50_unet": "3", "tumour_unet": "20"}  # each model's own over train's 5
     else:  # the ablation's 3D and transformer tumour stages and the transformer as a stage-1 model
         assert {"tumour_unet", "tumour_3d", "tumour_mit", "h_mit_stage1"} <= set(trained)
         assert '"kind": "monai"' in trained["tumour_3d"] and '"encoder": "mit_b0"' in trained["tumour_mit"]
