@@ -1,6 +1,8 @@
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from liverseg.data import nifti
 from liverseg.data.slices import load_slices, normalise_hu, resize_images, resize_labels, save_slices, slice_case
@@ -41,8 +43,6 @@ SIZES = [((512, 512), (128, 128)), ((237, 201), (128, 128)), ((96, 40), (128, 12
 
 @pytest.mark.parametrize(("shape", "size"), SIZES)
 def test_resizing_without_torch_gives_torch_interpolates_result(shape, size):
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
     rng = np.random.default_rng(sum(shape))
     images = rng.random((3, *shape), dtype=np.float32)
     shrinking = size[0] < shape[0] or size[1] < shape[1]

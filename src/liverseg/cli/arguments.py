@@ -46,7 +46,3 @@ def set_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, min(threads, usable_cpus())))
-
-
-def all_cores() -> int:
-    return usable_cpus()

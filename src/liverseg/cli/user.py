@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liverseg.cli.arguments import all_cores, command, device, flip_tta, out, set_threads, tracking_uri
+from liverseg.cli.arguments import command, device, flip_tta, out, set_threads, tracking_uri
+from liverseg.cores import usable_cpus
 
 
 def _segment(a):
@@ -116,7 +117,7 @@ def _add_segment(steps) -> None:
     )
     flip_tta(s)
     tracking_uri(s)
-    device(s, all_cores())
+    device(s, usable_cpus())
     checks = s.add_argument_group("quality checks (a failing one is a warning; defaults: the segmenter's)")
     checks.add_argument("--liver-ml", type=float, nargs=2, metavar=("MIN", "MAX"), help="adult liver volume range")
     checks.add_argument("--max-tumour-share", type=float, help="of the liver's volume (0 to 1)")
@@ -137,7 +138,7 @@ def _add_export(steps) -> None:
     s.add_argument("model", help="a model or cascade folder of a finished run, or a registered segmenter (models:/...)")
     out(s, "the new folder: segmenter.json, each stage's weights and their ONNX exports")
     tracking_uri(s)
-    s.add_argument("--threads", type=int, default=all_cores())
+    s.add_argument("--threads", type=int, default=usable_cpus())
 
 
 def _add_evaluate(steps) -> None:
@@ -154,7 +155,7 @@ def _add_evaluate(steps) -> None:
     s.add_argument("--layout", choices=["auto", "lits", "msd", "pairs"], default="auto")
     flip_tta(s)
     tracking_uri(s)
-    device(s, all_cores())
+    device(s, usable_cpus())
 
 
 def _add_ui(steps) -> None:
