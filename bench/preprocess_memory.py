@@ -1,8 +1,9 @@
 """Peak resident memory and time of `liverseg preprocess` on a LiTS-sized case (512x512x400, int16, gzip).
 
 Each measurement runs in a fresh process (its peak RSS is the child's ru_maxrss). The baseline, in the same run, is a
-process that imports the same modules and reads nothing: the interpreter, torch and nibabel alone. Target: the peak
-stays under three times the volume's float32 size. Writes bench/results/preprocess_memory.md.
+process that imports the same modules and reads nothing: the interpreter, numpy and nibabel alone (preprocessing
+loads no PyTorch). Target: the peak stays under three times the volume's float32 size. Writes
+bench/results/preprocess_memory.md.
 
     python bench/preprocess_memory.py [--slices 400]
 """
@@ -16,7 +17,7 @@ import nibabel as nib
 import numpy as np
 from measure import peak_of, python, write_peak_table
 
-BASELINE = "import liverseg.cli, liverseg.data.slices, torch, nibabel"
+BASELINE = "import liverseg.cli, liverseg.data.slices, nibabel"
 
 
 def write_case(folder: Path, slices: int) -> tuple[Path, Path]:

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -72,3 +75,28 @@ def test_mismatched_label_is_named(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros((8, 8, 5), np.uint8), np.eye(4)), tmp_path / "segmentation-0.nii.gz")
     with pytest.raises(nifti.VolumeError, match="segmentation-0.nii.gz"):
         slice_case(tmp_path / "volume-0.nii.gz", tmp_path / "segmentation-0.nii.gz", (-150, 250), 32)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["preprocess", "--size", "64"],
+        ["crop", "--size", "48", "--margin-mm", "10", "--jitter-mm", "5", "--liver-hu", "100"],
+    ],
+)
+def test_data_jobs_do_not_load_pytorch(phantom_files, tmp_path, command):
+    """Preprocessing and cropping resize without torch, so that each of their many jobs skips its second of import."""
+    out = tmp_path / "out.npz"
+    volume, label = phantom_files / "volume-0.nii.gz", phantom_files / "segmentation-0.nii.gz"
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "liverseg", command[0], "--volume", volume, "--label", label]
+        + ["--window", "-150", "250", *command[1:], "--out", out],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")
+    }
+    assert out.exists() and "nibabel" in imported
+    assert not {name for name in imported if name.split(".")[0] == "torch"}
