@@ -21,6 +21,8 @@ def dry_run(tmp_path, config, env):
         str(tmp_path),
         "--configfile",
         str(path),
+        "--cores",
+        "8",
     ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
@@ -101,6 +103,9 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
         assert pastes == {"unet": False, "resnet50_unet": False, "tumour_unet": True}
         epochs = {name: re.search(r'"epochs": (\d+)', line)[1] for name, line in trained.items()}
         assert epochs == {"unet": "10", "resnet50_unet": "3", "tumour_unet": "20"}  # each model's own over train's 5
+        # half of the README's --cores 8, so that two trainings run side by side on a machine without a GPU
+        threads = re.findall(r"rule train:\n(?:    .+\n)*?    threads: (\d+)", result.stdout)
+        assert threads == ["4"] * 3, threads
     else:  # the ablation's 3D and transformer tumour stages and the transformer as a stage-1 model
         assert {"tumour_unet", "tumour_3d", "tumour_mit", "h_mit_stage1"} <= set(trained)
         assert '"kind": "monai"' in trained["tumour_3d"] and '"encoder": "mit_b0"' in trained["tumour_mit"]

@@ -92,6 +92,14 @@ wildcard_constraints:
     fold=r"\d+",
 
 
+def training_priority(wildcards):
+    """A training job's priority: above every other job's (0), so that it starts as soon as cores free up instead of
+    after the predictions of the model trained before it; a tumour stage's highest, since every cascade waits on it and
+    the default's trains longest. Two trainings share a CPU side by side (`train.threads`), and one left to run alone
+    at the end keeps one core busy while the other has nothing to do."""
+    return 2 if wildcards.model in TUMOUR_STAGES else 1
+
+
 def wall_time(started):
     minutes, seconds = divmod(time.time() - started, 60)
     return f"{int(minutes)} min {seconds:.0f} s"

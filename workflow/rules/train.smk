@@ -27,6 +27,7 @@ rule train:
     conda:
         LIVERSEG_ENV
     threads: config["train"]["threads"]
+    priority: training_priority
     resources:
         gpu=network_gpu,
         torch_threads=network_threads,
