@@ -24,10 +24,10 @@ rule train:
         run="models/{model}/run.json",
     log:
         "logs/train/{model}.log",
+    priority: training_priority
     conda:
         LIVERSEG_ENV
     threads: config["train"]["threads"]
-    priority: training_priority
     resources:
         gpu=network_gpu,
         torch_threads=network_threads,
