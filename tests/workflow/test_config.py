@@ -8,6 +8,8 @@ import yaml
 
 from tests.helpers import ROOT
 
+README_CORES = 8  # snakemake --cores 8 --resources gpu=1
+
 
 def dry_run(tmp_path, config, env):
     path = tmp_path / "config.yaml"
@@ -22,7 +24,7 @@ def dry_run(tmp_path, config, env):
         "--configfile",
         str(path),
         "--cores",
-        "8",
+        str(README_CORES),
     ]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
@@ -75,6 +77,11 @@ def test_unknown_key_is_refused(tmp_path, tool_env):
     assert result.returncode != 0 and "'learning_rate' was unexpected" in result.stdout + result.stderr
 
 
+def job_field(block: str, name: str) -> str:
+    """A field of one job as a dry run prints it (`    threads: 4`)."""
+    return re.search(rf"^    {name}: (\S+)", block, re.M)[1]
+
+
 @pytest.mark.parametrize(
     "config_file, first",
     [("config.yaml", "synthesise"), ("config/ablation.yaml", "synthesise"), ("config/study.yaml", "download")],
@@ -103,9 +110,13 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
         assert pastes == {"unet": False, "resnet50_unet": False, "tumour_unet": True}
         epochs = {name: re.search(r'"epochs": (\d+)', line)[1] for name, line in trained.items()}
         assert epochs == {"unet": "10", "resnet50_unet": "3", "tumour_unet": "20"}  # each model's own over train's 5
-        # half of the README's --cores 8, so that two trainings run side by side on a machine without a GPU
-        threads = re.findall(r"rule train:\n(?:    .+\n)*?    threads: (\d+)", result.stdout)
-        assert threads == ["4"] * 3, threads
+        # two trainings side by side in the README's --cores on a machine without a GPU; trainings ahead of every
+        # other job (priority 0), the tumour stage, which every cascade waits on, first
+        jobs = [block.split("Shell command:")[0] for block in result.stdout.split("rule train:")[1:]]
+        threads = {job_field(block, "wildcards"): int(job_field(block, "threads")) for block in jobs}
+        priority = {job_field(block, "wildcards"): int(job_field(block, "priority")) for block in jobs}
+        assert set(threads.values()) == {README_CORES // 2}, threads
+        assert priority["model=tumour_unet"] > priority["model=unet"] == priority["model=resnet50_unet"] > 0, priority
     else:  # the ablation's 3D and transformer tumour stages and the transformer as a stage-1 model
         assert {"tumour_unet", "tumour_3d", "tumour_mit", "h_mit_stage1"} <= set(trained)
         assert '"kind": "monai"' in trained["tumour_3d"] and '"encoder": "mit_b0"' in trained["tumour_mit"]
