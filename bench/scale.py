@@ -102,7 +102,8 @@ def run_workflow(work: Path, raw: Path, n: int, cores: int) -> Path:
 
 
 def job_costs(experiment: Path) -> pd.DataFrame:
-    """Per stage: jobs, voxels, wall seconds per million voxels (summed over jobs), the largest peak RSS."""
+    """Per stage: jobs, voxels, wall seconds per million voxels (summed over jobs), the largest peak RSS, and each
+    case's seconds (per-case stages only)."""
     cases = pd.read_csv(experiment / "data/cases.tsv", sep="\t")
     voxels = cases.set_index("case")["shape"].map(lambda shape: np.prod([int(s) for s in shape.split("x")]))
     rows = []
@@ -119,6 +120,9 @@ def job_costs(experiment: Path) -> pd.DataFrame:
                 "mvoxels": counted / 1e6,
                 "s_per_mvoxel": seconds / (counted / 1e6),
                 "peak_rss_mib": max(float(t["max_rss"].iloc[0]) for t in tables),
+                "case_seconds": {
+                    path.stem: float(t["s"].iloc[0]) for path, t in zip(files, tables) if stage != "ingest"
+                },
             }
         )
     return pd.DataFrame(rows)
@@ -183,7 +187,11 @@ def table(stages: dict, sets: list[dict], disks: list[dict], cores: int) -> str:
         a, b = (stages[n].set_index("stage").loc[stage] for n in (small, large))
         time_ratio, rss_ratio = b.s_per_mvoxel / a.s_per_mvoxel, b.peak_rss_mib / a.peak_rss_mib
         verdict = "flat within 15%" if abs(time_ratio - 1) <= 0.15 else "NOT flat within 15%"
-        lines.append(f"- {stage}: time per voxel x{time_ratio:.2f} ({verdict}); largest peak RSS x{rss_ratio:.2f}")
+        line = f"- {stage}: time per voxel x{time_ratio:.2f} ({verdict}); largest peak RSS x{rss_ratio:.2f}"
+        if a.case_seconds:  # the nested sets' shared cases: scale's own effect, without the change of case mix
+            shared = sum(b.case_seconds[case] for case in a.case_seconds) / sum(a.case_seconds.values())
+            line += f"; N = {small}'s {len(a.case_seconds)} cases took x{shared:.2f} of their time at N = {small}"
+        lines.append(line)
     lines += [
         "",
         "| N | training set | slices | load (s) | held (MiB) | formula: 3 bytes a pixel (MiB) | held / formula |",
