@@ -43,8 +43,8 @@ class AugmentSettings:
     bias: float = 0.0
     # a lean patient: in a sample drawn with probability `lean`, the fat outside the liver (grey values above 0 and
     # below `lean_fat`, in units of the HU window) rises by a draw from `lean_shift` to soft tissue, as between the
-    # organs of a patient with little fat. It taught the stage-1 models that a lean belly's soft tissue is not liver,
-    # and cost them an unenhanced liver, whose HU the risen fat reaches (docs/robustness.md): off by default
+    # organs of a patient with little fat. It teaches a stage-1 model that a lean belly's soft tissue is not liver, and
+    # can cost it an unenhanced liver, whose HU the risen fat reaches (docs/robustness.md): the default's U-Net has it
     lean: float = 0.0
     lean_fat: float = 0.3
     lean_shift: tuple[float, float] = (0.2, 0.45)
