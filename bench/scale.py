@@ -113,6 +113,7 @@ def job_costs(experiment: Path) -> pd.DataFrame:
         tables = [pd.read_csv(path, sep="\t") for path in files]
         counted = voxels.sum() if stage == "ingest" else sum(voxels[path.stem] for path in files)
         seconds = sum(float(t["s"].iloc[0]) for t in tables)
+        case_seconds = {} if stage == "ingest" else {path.stem: float(t["s"].iloc[0]) for path, t in zip(files, tables)}
         rows.append(
             {
                 "stage": stage,
@@ -120,9 +121,7 @@ def job_costs(experiment: Path) -> pd.DataFrame:
                 "mvoxels": counted / 1e6,
                 "s_per_mvoxel": seconds / (counted / 1e6),
                 "peak_rss_mib": max(float(t["max_rss"].iloc[0]) for t in tables),
-                "case_seconds": {
-                    path.stem: float(t["s"].iloc[0]) for path, t in zip(files, tables) if stage != "ingest"
-                },
+                "case_seconds": case_seconds,
             }
         )
     return pd.DataFrame(rows)
@@ -191,6 +190,12 @@ def table(stages: dict, sets: list[dict], disks: list[dict], cores: int) -> str:
         if a.case_seconds:  # the nested sets' shared cases: scale's own effect, without the change of case mix
             shared = sum(b.case_seconds[case] for case in a.case_seconds) / sum(a.case_seconds.values())
             line += f"; N = {small}'s {len(a.case_seconds)} cases took x{shared:.2f} of their time at N = {small}"
+        else:  # one job for all cases: its start-up and its cost per voxel, a least-squares line over the N
+            costs = [stages[n].set_index("stage").loc[stage] for n in stages]
+            per_mvoxel, start_up = np.polyfit(
+                [c.mvoxels for c in costs], [c.s_per_mvoxel * c.mvoxels for c in costs], 1
+            )
+            line += f"; over the N, {start_up:.1f} s of start-up plus {per_mvoxel:.4f} s per million voxels"
         lines.append(line)
     lines += [
         "",
