@@ -108,6 +108,9 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
     if config_file == "config.yaml":  # the tumour stage's own augment setting reaches its training job only
         pastes = {name: '"lesion_paste": 0.5' in line for name, line in trained.items()}
         assert pastes == {"unet": False, "resnet50_unet": False, "tumour_unet": True}
+        # the lean belly on the U-Net alone: it cost the ResNet50 U-Net the liver on other designs (docs/robustness.md)
+        leans = {name: re.search(r'"lean": ([\d.]+)', line)[1] for name, line in trained.items()}
+        assert leans == {"unet": "0.3", "resnet50_unet": "0.0", "tumour_unet": "0.0"}
         epochs = {name: re.search(r'"epochs": (\d+)', line)[1] for name, line in trained.items()}
         assert epochs == {"unet": "10", "resnet50_unet": "3", "tumour_unet": "20"}  # each model's own over train's 5
         # two trainings side by side in the README's --cores on a machine without a GPU; trainings ahead of every
