@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from liverseg.data.randomised import RandomisedRanges, randomised_styles
 from liverseg.data.synthetic import DEFAULT_STYLE, SHIFTED, make_case
 from liverseg.external.designs import check_shifted
-from liverseg.reporting.tables import ablation_markdown
-from tests.helpers import write_checkpoint
+from liverseg.reporting.tables import ablation_baselines, ablation_markdown
+from tests.helpers import ROOT, write_checkpoint
 
 
 def test_shifted_phantoms_differ_where_a_model_could_learn_by_heart():
@@ -76,35 +77,51 @@ def test_randomised_designs_are_scored_one_a_case(tmp_path):
     ]
 
 
-def test_ablation_table_shows_each_change():
+def _ablation_row(model, tumour_dice, recall_ge10, **others):
+    return {
+        "model": model,
+        "tumour_dice_cases_with_tumour": tumour_dice,
+        "lesion_recall_ge10mm": recall_ge10,
+        "lesion_recall_lt10mm": 0.0,
+        "lesion_recall_10to20mm": recall_ge10,
+        "lesion_recall_gt20mm": float("nan"),
+        "lesion_recall": recall_ge10 / 2,
+        "lesion_precision": float("nan"),
+        "liver_dice": 0.97,
+        "training_minutes": 2.0,
+        **others,
+    }
+
+
+def test_ablation_table_shows_each_change_against_the_entry_it_is_compared_with():
     summary = pd.DataFrame(
         [
-            {
-                "model": "a",
-                "tumour_dice_cases_with_tumour": 0.1,
-                "lesion_recall_ge10mm": 0.0,
-                "lesion_recall_lt10mm": 0.0,
-                "lesion_recall": 0.0,
-                "lesion_precision": float("nan"),
-                "liver_dice": 0.97,
-                "training_minutes": 2.0,
-            },
-            {
-                "model": "b",
-                "tumour_dice_cases_with_tumour": 0.45,
-                "lesion_recall_ge10mm": 0.5,
-                "lesion_recall_lt10mm": 0.0,
-                "lesion_recall": 0.25,
-                "lesion_precision": 0.5,
-                "liver_dice": 0.96,
-                "training_minutes": 4.0,
-            },
+            _ablation_row("a", 0.1, 0.0),
+            _ablation_row("b", 0.45, 0.5, lesion_precision=0.5, training_minutes=4.0),
+            _ablation_row("e", 0.6, 1.0),
+            _ablation_row("f", 0.5, 0.5),
         ]
     )
-    table = ablation_markdown(summary, "snakemake ...", "2 CPU cores", "2026-11-25")
-    assert "| a | 0.100 | 0.000 | 0.000 | 0.000 | - | 0.970 | 2.0 |  |  |" in table
-    assert "| b | 0.450 | 0.500 | 0.000 | 0.250 | 0.500 | 0.960 | 4.0 | +0.350 | +0.500 |" in table
+    baselines = {"a": None, "b": "a", "e": "b", "f": "e"}
+    table = ablation_markdown(summary, baselines, "snakemake ...", "2 CPU cores", "2026-11-25")
+    assert "| a | 0.100 | 0.000 | 0.00 / 0.00 / - | 0.000 | - | 0.970 | 2.0 |  |  |  |" in table
+    assert "| b | 0.450 | 0.500 | 0.00 / 0.50 / - | 0.250 | 0.500 | 0.970 | 4.0 | a | +0.350 | +0.500 |" in table
+    assert "| f | 0.500 | 0.500 | 0.00 / 0.50 / - | 0.250 | - | 0.970 | 2.0 | e | -0.100 | -0.500 |" in table
     assert "2026-11-25, 2 CPU cores" in table
+
+
+def test_ablation_entries_are_compared_with_the_lever_before_them_or_the_cascade_they_replace():
+    config = yaml.safe_load((ROOT / "config/ablation.yaml").read_text())
+    assert ablation_baselines(config["models"], config["cascades"]) == {
+        "a_study_loss": None,
+        "b_sampling": "a_study_loss",
+        "c_loss": "b_sampling",
+        "d_three_slices": "c_loss",
+        "h_mit_stage1": "d_three_slices",
+        "e_cascade": "d_three_slices",  # the tumour stage added to its liver
+        "f_cascade_3d": "e_cascade",  # another tumour stage in e's place
+        "g_cascade_mit": "e_cascade",
+    }
 
 
 def _liver_median(case):

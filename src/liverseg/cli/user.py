@@ -79,9 +79,11 @@ def _ui(a):
 
 
 def _ablation(a):
+    import yaml
+
     from liverseg.reporting.tables import write_ablation
 
-    print(write_ablation(a.summary, a.command, a.out))
+    print(write_ablation(a.summary, yaml.safe_load(a.config.read_text()), a.command, a.out))
 
 
 def _add_segment(steps) -> None:
@@ -192,6 +194,7 @@ def _add_shifted(steps) -> None:
 def _add_ablation(steps) -> None:
     s = command(steps, "ablation", _ablation, "the ablation table (docs/ablation.md) from an ablation run's summary")
     s.add_argument("--summary", type=Path, required=True)
+    s.add_argument("--config", type=Path, required=True, help="the ablation's config: which entry each is compared with")
     s.add_argument("--command", required=True, help="the command that produced the summary, quoted in the table")
     out(s)
 

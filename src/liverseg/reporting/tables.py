@@ -113,16 +113,21 @@ def steps_markdown(effects: pd.DataFrame) -> str:
         ("dice_change", "{:+.4f}"),
         ("hd95_change", "{:+.1f}"),
     )
+    kept = {True: "yes", False: "no", None: "-"}
     rows = [
         [row["model"], row["target"], row["step"], *(_number(k, f)(row) for k, f in numbers), row["verdict"]]
+        + ([kept[row["kept"]]] if "kept" in effects else [])
         for row in effects.to_dict(orient="records")
     ]
     header = ["Entry", "Target", "Step", "Dice before", "Dice after", "Dice change", "HD95 change (mm)", "Verdict"]
+    header += ["Kept"] if "kept" in effects else []
     lines = ["## Post-processing, step by step (each applied after the ones above it)", "", *table_lines(header, rows)]
     lines += [
         "",
-        "A step helped when it raised the mean Dice over the validation cases, hurt when it lowered it "
-        "(nnU-Net keeps a step only where it helps).",
+        "A step helped when it raised the mean Dice over the validation cases, hurt when it lowered it. Kept: whether "
+        "the entry applies it; with `postprocess.choose`, only where it did not lower the mean of liver and tumour "
+        "Dice on those cases, tried in order on what the kept steps left (as nnU-Net chooses on its cross-validation; "
+        "`results/<entry>/postprocess.json`), else wherever the config enables it.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -207,45 +212,66 @@ def write_summary(
     write_json(records.to_dict(orient="index"), metrics_json)
 
 
-ABLATION_COLUMNS = {  # summary column -> title
-    "tumour_dice_cases_with_tumour": "Tumour Dice (cases with tumour)",
-    "lesion_recall_ge10mm": "Lesion recall >= 10 mm",
-    "lesion_recall_lt10mm": "Lesion recall < 10 mm",
-    "lesion_recall": "Lesion recall (all)",
-    "lesion_precision": "Lesion precision",
-    "liver_dice": "Liver Dice",
-    "training_minutes": "Training (min)",
-}
+ABLATION_COLUMNS = [  # (title, cell of one entry's summary row)
+    ("Tumour Dice (cases with tumour)", _number("tumour_dice_cases_with_tumour", "{:.3f}")),
+    ("Lesion recall >= 10 mm", _number("lesion_recall_ge10mm", "{:.3f}")),
+    (
+        "Lesion recall < 10 / 10-20 / > 20 mm",
+        _cells(["lesion_recall_lt10mm", "lesion_recall_10to20mm", "lesion_recall_gt20mm"], "{:.2f}"),
+    ),
+    ("Lesion recall (all)", _number("lesion_recall", "{:.3f}")),
+    ("Lesion precision", _number("lesion_precision", "{:.3f}")),
+    ("Liver Dice", _number("liver_dice", "{:.3f}")),
+    ("Training (min)", _number("training_minutes", "{:.1f}")),
+]
+ABLATION_CHANGES = ("tumour_dice_cases_with_tumour", "lesion_recall_ge10mm")
 
 
-def ablation_markdown(summary: pd.DataFrame, command: str, machine: str, date: str) -> str:
-    """One row per entry in the order run, each with its change in tumour Dice and lesion recall from the row before."""
+def ablation_baselines(models: dict, cascades: dict) -> dict[str, str | None]:
+    """What each scored entry of an ablation config is compared with: a stage-1 model with the stage-1 model listed
+    before it (each adds one lever); a cascade with the first cascade listed before it on the same liver (another
+    tumour stage in its place), or else with that liver alone (the tumour stage added)."""
+    stage1 = [name for name, spec in models.items() if "crop" not in spec]
+    baselines = dict(zip(stage1, [None, *stage1[:-1]]))
+    order = list(cascades)
+    for name, cascade in cascades.items():
+        same_liver = [other for other in order[: order.index(name)] if cascades[other]["liver"] == cascade["liver"]]
+        baselines[name] = same_liver[0] if same_liver else cascade["liver"]
+    return baselines
+
+
+def ablation_markdown(summary: pd.DataFrame, baselines: dict, command: str, machine: str, date: str) -> str:
+    """One row per entry in the order run, each with its change in tumour Dice and lesion recall from the entry it is
+    compared with (`ablation_baselines`)."""
     lines = [
         "# Ablation: the tumour levers, one at a time",
         "",
-        f"Run on {date}, {machine}, with `{command}`. Each row adds one lever to the row before it, on the same cases, "
-        "split, seed and augmentation; scores are per case on the validation cases in the scans' own geometry, after "
-        "closing, as in `results/summary.md`.",
+        f"Run on {date}, {machine}, with `{command}`. Each stage-1 model adds one lever to the one before it, and each "
+        "cascade puts a tumour stage on a stage-1 liver (against that liver alone) or another tumour stage in an "
+        "earlier cascade's place (against that cascade): the column 'Against' names the row each change is taken "
+        "from. All on the same cases, split, seed and augmentation; scores are per case on the validation cases in "
+        "the scans' own geometry, after post-processing, as in `results/summary.md`.",
         "",
     ]
-    rows, previous = [], None
-    for row in summary.to_dict(orient="records"):
-        cells = [_number(c, "{:.1f}" if c == "training_minutes" else "{:.3f}")(row) for c in ABLATION_COLUMNS]
-        changes = ["", ""]
-        if previous is not None:
-            changes = [
-                _number("delta", "{:+.3f}")({"delta": row[c] - previous[c]})
-                for c in ("tumour_dice_cases_with_tumour", "lesion_recall_ge10mm")
-            ]
-        rows.append([row["model"], *cells, *changes])
-        previous = row
-    header = ["Entry", *ABLATION_COLUMNS.values(), "Change in tumour Dice", "Change in recall >= 10 mm"]
+    rows_by_entry = {row["model"]: row for row in summary.to_dict(orient="records")}
+    rows = []
+    for entry, row in rows_by_entry.items():
+        base = rows_by_entry.get(baselines.get(entry))
+        changes = [
+            "" if base is None else _number("delta", "{:+.3f}")({"delta": row[c] - base[c]}) for c in ABLATION_CHANGES
+        ]
+        cells = [cell(row) for _, cell in ABLATION_COLUMNS]
+        rows.append([entry, *cells, baselines.get(entry) or "", *changes])
+    header = ["Entry", *(title for title, _ in ABLATION_COLUMNS), "Against", "Change in tumour Dice"]
+    header += ["Change in recall >= 10 mm"]
     return "\n".join(lines + table_lines(header, rows)) + "\n"
 
 
-def write_ablation(summary_csv: Path, command: str, out: Path) -> str:
-    """`docs/ablation.md` from an ablation run's summary, naming this machine and today's date."""
-    text = ablation_markdown(pd.read_csv(summary_csv), command, machine_description(), time.strftime("%Y-%m-%d"))
+def write_ablation(summary_csv: Path, config: dict, command: str, out: Path) -> str:
+    """`docs/ablation.md` from an ablation run's summary and its config, naming this machine and today's date."""
+    baselines = ablation_baselines(config["models"], config.get("cascades", {}))
+    summary = pd.read_csv(summary_csv)
+    text = ablation_markdown(summary, baselines, command, machine_description(), time.strftime("%Y-%m-%d"))
     with atomic_path(out) as partial:
         partial.write_text(text)
     return text
