@@ -3,7 +3,6 @@ to segment over DICOMweb, and its Segmentation lands in Orthanc, in the same stu
 for a server that cannot be reached, a study without a CT series and a refused store. The segmenter is an untrained
 U-Net: what is tested is the way there and back, not the labels."""
 
-import dataclasses
 import io
 import subprocess
 import urllib.request
@@ -23,8 +22,7 @@ from tests.orthanc_server import get, orthanc, upload
 def segmenter(tmp_path_factory):
     folder = tmp_path_factory.mktemp("segmenter")
     weights = write_checkpoint(folder / "best.pt", {"kind": "unet", "base_channels": 4, "depth": 2})
-    postprocess = dataclasses.asdict(PostSettings())
-    write_segmenter("tiny", folder / SEGMENTER_FILE, {"liver": [weights]}, (-150, 250), postprocess)
+    write_segmenter("tiny", folder / SEGMENTER_FILE, {"liver": [weights]}, (-150, 250), PostSettings())
     return folder
 
 

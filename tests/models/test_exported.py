@@ -2,7 +2,6 @@
 sizes other than the export's (a 2D U-Net, a 2.5D tumour stage, a ResNet U-Net, a transformer encoder, a 3D DynUNet);
 `export_segmenter` writes every stage and fold, and `Segmenter.load` runs them."""
 
-import dataclasses
 import json
 
 import pytest
@@ -59,9 +58,8 @@ def test_an_exported_cascade_of_fold_ensembles_lists_and_loads_every_stage(tmp_p
     (tmp_path / "m").mkdir()
     folds = [write_checkpoint(tmp_path / "m" / f"fold_{k}.pt", NETWORKS["unet"][0]) for k in range(2)]
     tumour = write_checkpoint(tmp_path / "m" / "tumour.pt", NETWORKS["dynunet_3d"][0])
-    postprocess = dataclasses.asdict(PostSettings())
     write_segmenter(
-        "cascade", tmp_path / "m" / SEGMENTER_FILE, {"liver": folds, "tumour": [tumour]}, (-150, 250), postprocess
+        "cascade", tmp_path / "m" / SEGMENTER_FILE, {"liver": folds, "tumour": [tumour]}, (-150, 250), PostSettings()
     )
     export_segmenter(tmp_path / "m", tmp_path / "out")
     description = json.loads((tmp_path / "out" / SEGMENTER_FILE).read_text())

@@ -2,6 +2,7 @@
 trains on the other fold's patients and validates on its own, a validation case is segmented by its own fold's model,
 a test case by the mean of both folds', and `liverseg segment` applies the ensemble folder as the workflow does."""
 
+import dataclasses
 import json
 import subprocess
 
@@ -11,11 +12,15 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from liverseg.data import nifti
+from liverseg.evaluation.postprocess_choice import choose_steps, subset_dice
+from liverseg.inference.postprocess import PostSettings, postprocessed
 from liverseg.inference.predict import predict_case
 from tests.helpers import CONFIGS, snakemake, tool_environment
 
 pytestmark = pytest.mark.workflow
 FOLDS = CONFIGS / "folds.yaml"
+POSTPROCESS = PostSettings(closing_radius_mm=3.0)  # the config's, tried step by step (postprocess.choose)
 MODELS = ["unet", "tumour_unet"]
 
 
@@ -98,3 +103,66 @@ def test_the_summary_gives_the_cross_validated_means_and_judges_post_processing_
     assert "## Cross-validation: 2 folds by patient" in text and "Fold 1 (cases)" in text
     steps = text.split("## Post-processing, step by step")[1]
     assert "unet_cascade | tumour | closing" in steps
+
+
+def test_each_entry_keeps_the_post_processing_steps_that_did_not_lower_its_out_of_fold_dice(folds_run):
+    workdir, split = folds_run
+    cases = pd.read_csv(workdir / "data/cases.tsv", sep="\t").set_index("case")
+
+    def canonical(path):
+        image = nib.load(path)
+        return nifti.to_canonical(image, dtype=np.uint8), nifti.canonical_spacing(image)
+
+    chosen = {}
+    for entry in ("unet", "unet_cascade"):
+        choice = json.loads((workdir / f"results/{entry}/postprocess.json").read_text())
+        assert choice["judged_on"] == [f"results/{entry}/pred/{case}.nii.gz" for case in split["val"]]
+        scores = []
+        for path, case in zip(choice["judged_on"], split["val"]):
+            prediction, spacing = canonical(workdir / path)
+            reference, _ = canonical(workdir / cases.loc[case, "label"])
+            scores.append(subset_dice(prediction, reference, spacing, POSTPROCESS))
+        chosen[entry], _ = choose_steps(scores, POSTPROCESS)
+        assert choice["settings"] == dataclasses.asdict(chosen[entry])
+        for case in split["val"] + split["test"]:
+            prediction, spacing = canonical(workdir / f"results/{entry}/pred/{case}.nii.gz")
+            post, _ = canonical(workdir / f"results/{entry}/post/{case}.nii.gz")
+            assert np.array_equal(post, postprocessed(prediction, spacing, chosen[entry])), (entry, case)
+    description = json.loads((workdir / "models/unet_cascade/segmenter.json").read_text())
+    assert description["postprocess"] == dataclasses.asdict(chosen["unet_cascade"])
+    assert description["liver_postprocess"] == dataclasses.asdict(chosen["unet"]), "stage 1's own, before the tumours"
+    steps = (workdir / "results/summary.md").read_text().split("## Post-processing, step by step")[1]
+    assert "| Verdict | Kept |" in steps
+
+
+def test_a_step_dropped_by_the_choice_leaves_the_entrys_files_and_its_cascades_liver(folds_run):
+    """The one-epoch folds predict too little for a step to change anything, so a choice that drops one is written
+    here, as `choose_postprocess` would write it: the jobs after it run again and apply it (this test runs last)."""
+    workdir, _ = folds_run
+    path = workdir / "results/unet/postprocess.json"
+    choice = json.loads(path.read_text())
+    choice["settings"]["largest_liver_component"] = False
+    choice["steps"] = [{**step, "kept": step["step"] != "largest_component"} for step in choice["steps"]]
+    path.write_text(json.dumps(choice))
+    result = snakemake(
+        workdir.parent.parent,
+        "--cores",
+        "2",
+        "--resources",
+        "gpu=1",
+        "--configfile",
+        str(FOLDS),
+        env=tool_environment(),
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    assert json.loads(path.read_text()) == choice, "the choice is not made again: its inputs did not change"
+    unet = json.loads((workdir / "models/unet/segmenter.json").read_text())
+    cascade = json.loads((workdir / "models/unet_cascade/segmenter.json").read_text())
+    assert unet["postprocess"]["largest_liver_component"] is False
+    assert cascade["liver_postprocess"] == unet["postprocess"] and cascade["postprocess"]["largest_liver_component"]
+    steps = (workdir / "results/summary.md").read_text().split("## Post-processing, step by step")[1].split("##")[0]
+    assert [line.rstrip(" |").endswith("| no") for line in steps.splitlines() if line.startswith("| unet | ")] == [
+        False,
+        True,
+        False,
+    ] * 2

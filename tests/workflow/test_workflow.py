@@ -81,7 +81,10 @@ def test_every_declared_output_exists(finished_run):
     )
     assert plt_image(workdir / "results/figures/learning_curves.png").shape[1] > 2 * 300, "one panel per model"
     for entry in SCORED:
-        assert json.loads((workdir / f"models/{entry}/segmenter.json").read_text())["name"] == entry
+        choice = json.loads((workdir / f"results/{entry}/postprocess.json").read_text())
+        assert choice["judged_on"] == [] and all(s["kept"] for s in choice["steps"]), "postprocess.choose is off"
+        description = json.loads((workdir / f"models/{entry}/segmenter.json").read_text())
+        assert description["name"] == entry and description["postprocess"] == choice["settings"]
     for page in ("summary.html", "cases.html"):
         assert "<table" in (workdir / "results/report" / page).read_text()
     cases_page = (workdir / "results/report/cases.html").read_text()

@@ -169,6 +169,16 @@ def case_weights(model):
     return weights
 
 
+CHOICE = "results/{entry}/postprocess.json"  # an entry's post-processing steps, as chosen (or kept) for it
+
+
+def choice_cases():
+    """The cases post-processing is judged on where `postprocess.choose` is on: the validation cases (with folds,
+    every fold's, each predicted by the models that did not train on it), else none (every step is kept).
+    """
+    return split_cases("val") if config["postprocess"]["choose"] else []
+
+
 def case_slices(part):
     return lambda wildcards: expand("data/slices/{case}.npz", case=split_cases(part))
 

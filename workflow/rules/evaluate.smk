@@ -51,19 +51,41 @@ rule cascade:
         "--window {params.window} --device {params.device} --threads {resources.torch_threads} --out {output} > {log} 2>&1"
 
 
+rule choose_postprocess:
+    input:
+        labels=lambda wildcards: [cases_table().loc[c, "label"] for c in choice_cases()],
+        predictions=lambda wildcards: expand(
+            "results/{entry}/pred/{case}.nii.gz",
+            entry=wildcards.entry,
+            case=choice_cases(),
+        ),
+    output:
+        CHOICE,
+    log:
+        "logs/choose_postprocess/{entry}.log",
+    localrule: not config["postprocess"]["choose"]  # it only writes the config's steps, or it reads the cases
+    conda:
+        LIVERSEG_ENV
+    params:
+        settings=json.dumps(config["postprocess"]),
+    shell:
+        "python -m liverseg choose-postprocess --settings {params.settings:q} --labels {input.labels} "
+        "--predictions {input.predictions} --out {output} > {log} 2>&1"
+
+
 rule postprocess:
     input:
-        "results/{entry}/pred/{case}.nii.gz",
+        prediction="results/{entry}/pred/{case}.nii.gz",
+        choice=CHOICE,
     output:
         "results/{entry}/post/{case}.nii.gz",
     log:
         "logs/postprocess/{entry}/{case}.log",
     conda:
         LIVERSEG_ENV
-    params:
-        settings=json.dumps(config["postprocess"]),
     shell:
-        "python -m liverseg postprocess --prediction {input} --settings {params.settings:q} --out {output} > {log} 2>&1"
+        "python -m liverseg postprocess --prediction {input.prediction} --choice {input.choice} --out {output} "
+        "> {log} 2>&1"
 
 
 rule score:

@@ -13,6 +13,7 @@ rule aggregate:
         histories=trained_files("history.csv"),
         runs=trained_files("run.json"),
         split="data/split.json",
+        choices=expand(CHOICE, entry=SCORED),
         benchmarks=lambda wildcards: sorted(
             {
                 path
@@ -35,10 +36,11 @@ rule aggregate:
     params:
         entries=" ".join(f"--entry {e} {' '.join(stage_dirs(e))}" for e in SCORED),
         scored_on=SCORED_ON,
+        choices=" ".join(f"{e}={CHOICE.format(entry=e)}" for e in SCORED),
     shell:
         "python -m liverseg aggregate {params.entries} "
         "--scores {input.scores} --scored-on {params.scored_on} --step-scores {input.step_scores} --benchmarks {input.benchmarks} "
-        "--split {input.split} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
+        "--split {input.split} --choices {params.choices} --csv {output.csv} --md {output.md} --metrics-json {output.metrics} "
         "--cases-csv {output.cases} --statistics-csv {output.statistics} --comparisons-csv {output.comparisons} "
         "> {log} 2>&1"
 

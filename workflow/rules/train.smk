@@ -67,7 +67,13 @@ use rule train as train_fold with:
 
 rule segmenter:
     input:
-        lambda wildcards: [path for _, path in stage_weights(wildcards.entry)],
+        weights=lambda wildcards: [path for _, path in stage_weights(wildcards.entry)],
+        choice=CHOICE,
+        liver_choice=lambda wildcards: (
+            [CHOICE.format(entry=CASCADES[wildcards.entry]["liver"])]
+            if wildcards.entry in CASCADES
+            else []
+        ),
     output:
         "models/{entry}/segmenter.json",
     log:
@@ -80,10 +86,12 @@ rule segmenter:
             f"{role}={path}" for role, path in stage_weights(wildcards.entry)
         ],
         window=config["preprocess"]["window"],
-        postprocess=json.dumps(config["postprocess"]),
+        liver_choice=lambda wildcards, input: (
+            f"--liver-choice {input.liver_choice}" if input.liver_choice else ""
+        ),
     shell:
         "python -m liverseg segmenter --name {wildcards.entry} --stage {params.stages} --window {params.window} "
-        "--postprocess {params.postprocess:q} --out {output} > {log} 2>&1"
+        "--choice {input.choice} {params.liver_choice} --out {output} > {log} 2>&1"
 
 
 rule register:

@@ -1,4 +1,5 @@
-"""The evaluation rules' steps (`workflow/rules/evaluate.smk`): predict, cascade, postprocess, score."""
+"""The evaluation rules' steps (`workflow/rules/evaluate.smk`): predict, cascade, choose-postprocess, postprocess,
+score."""
 
 from __future__ import annotations
 
@@ -22,17 +23,32 @@ def _cascade(a):
     print(f"{voxels} tumour voxels inside the stage-1 liver")
 
 
-def _postprocess(a):
-    from liverseg.inference.postprocess import PostSettings, postprocess_case
+def _choose_postprocess(a):
+    from liverseg.evaluation.postprocess_choice import choose_postprocess
+    from liverseg.inference.postprocess import PostSettings
 
-    postprocess_case(a.prediction, a.out, PostSettings(**a.settings))
+    choice = choose_postprocess(a.labels, a.predictions, PostSettings.from_config(a.settings), a.out)
+    for effect in choice["steps"]:
+        judged = (
+            f"mean Dice {effect['dice_before']:.4f} -> {effect['dice_after']:.4f}"
+            if "dice_after" in effect
+            else "not judged"
+        )
+        print(f"{effect['step']}: {'kept' if effect['kept'] else 'dropped'} ({judged})")
+
+
+def _postprocess(a):
+    from liverseg.evaluation.postprocess_choice import read_choice
+    from liverseg.inference.postprocess import postprocess_case
+
+    postprocess_case(a.prediction, a.out, read_choice(a.choice))
 
 
 def _score(a):
     from liverseg.evaluation.evaluate import evaluate_case
     from liverseg.inference.postprocess import PostSettings
 
-    evaluate_case(a.model, a.case, a.label, a.prediction, a.postprocessed, PostSettings(**a.settings), a.out)
+    evaluate_case(a.model, a.case, a.label, a.prediction, a.postprocessed, PostSettings.from_config(a.settings), a.out)
 
 
 def add_commands(steps) -> None:
@@ -53,9 +69,17 @@ def add_commands(steps) -> None:
     out(s)
     device(s)
 
+    s = command(
+        steps, "choose-postprocess", _choose_postprocess, "the post-processing steps that do not lower validation Dice"
+    )
+    config_section(s, "--settings", "postprocess section: the steps to try")
+    s.add_argument("--labels", type=Path, nargs="*", default=[], help="the reference label maps of the cases judged")
+    s.add_argument("--predictions", type=Path, nargs="*", default=[], help="their predictions, in the same order")
+    out(s, "postprocess.json")
+
     s = command(steps, "postprocess", _postprocess, "the post-processing steps on a label map")
     s.add_argument("--prediction", type=Path, required=True)
-    config_section(s, "--settings", "postprocess section")
+    s.add_argument("--choice", type=Path, required=True, help="the steps chosen (choose-postprocess's file)")
     out(s)
 
     s = command(steps, "score", _score, "per-case scores before, during and after post-processing")

@@ -25,6 +25,7 @@ def _aggregate(a):
         a.statistics_csv,
         a.comparisons_csv,
         a.split,
+        {name: Path(path) for name, path in (choice.split("=", 1) for choice in a.choices)},
     )
     print(a.md.read_text())
 
@@ -131,3 +132,10 @@ def add_commands(steps) -> None:
     s.add_argument("--statistics-csv", type=Path, required=True, help="per entry and target: spread and 95%% interval")
     s.add_argument("--comparisons-csv", type=Path, required=True, help="paired differences of every pair of entries")
     s.add_argument("--split", type=Path, help="the split file: with folds, the cross-validated means are added")
+    s.add_argument(
+        "--choices",
+        nargs="*",
+        default=[],
+        metavar="NAME=PATH",
+        help="each entry's post-processing choice (results/<entry>/postprocess.json): which steps it kept",
+    )

@@ -34,12 +34,14 @@ def _train(a):
 
 
 def _segmenter(a):
+    from liverseg.evaluation.postprocess_choice import read_choice
     from liverseg.inference.segmenter import write_segmenter
 
     stages = {}
     for role, path in (stage.split("=", 1) for stage in a.stage):  # a role named again: another fold of it
         stages.setdefault(role, []).append(Path(path))
-    write_segmenter(a.name, a.out, stages, a.window, a.postprocess)
+    liver_post = read_choice(a.liver_choice) if a.liver_choice else None
+    write_segmenter(a.name, a.out, stages, a.window, read_choice(a.choice), liver_post)
 
 
 def _register(a):
@@ -86,7 +88,10 @@ def add_commands(steps) -> None:
         help="liver=PATH, and tumour=PATH for a cascade; a role repeated for each fold of an ensemble",
     )
     window(s)
-    config_section(s, "--postprocess", "postprocess section")
+    s.add_argument("--choice", type=Path, required=True, help="its post-processing (choose-postprocess's file)")
+    s.add_argument(
+        "--liver-choice", type=Path, help="a cascade's: its stage-1 model's post-processing, applied before the tumours"
+    )
     out(s, "segmenter.json")
 
     s = command(steps, "register", _register, "register a model or cascade folder's segmenter in MLflow")

@@ -194,7 +194,9 @@ def _add_shifted(steps) -> None:
 def _add_ablation(steps) -> None:
     s = command(steps, "ablation", _ablation, "the ablation table (docs/ablation.md) from an ablation run's summary")
     s.add_argument("--summary", type=Path, required=True)
-    s.add_argument("--config", type=Path, required=True, help="the ablation's config: which entry each is compared with")
+    s.add_argument(
+        "--config", type=Path, required=True, help="the ablation's config: which entry each is compared with"
+    )
     s.add_argument("--command", required=True, help="the command that produced the summary, quoted in the table")
     out(s)
 

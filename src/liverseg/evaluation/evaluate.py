@@ -17,7 +17,7 @@ from liverseg.inference.postprocess import PostSettings, apply_steps
 from liverseg.labels import tumour_mask
 
 
-def _read_matching(path: Path, reference: nib.Nifti1Image) -> nib.Nifti1Image:
+def read_matching(path: Path, reference: nib.Nifti1Image) -> nib.Nifti1Image:
     image = nifti.load(path)
     check_same_grid(image, path, reference, reference.get_filename(), "reference")
     return image
@@ -48,8 +48,8 @@ def evaluate_case(
     to it in turn (named by the step), and of the post-processed file ("post"), as JSON (NaN -> null)."""
     reference = nifti.load(label)
     ref = nifti.to_canonical(reference, dtype=np.uint8)
-    pred = nifti.to_canonical(_read_matching(prediction, reference), dtype=np.uint8)
-    post = nifti.to_canonical(_read_matching(postprocessed, reference), dtype=np.uint8)
+    pred = nifti.to_canonical(read_matching(prediction, reference), dtype=np.uint8)
+    post = nifti.to_canonical(read_matching(postprocessed, reference), dtype=np.uint8)
     return score_labels(model, case, reference, ref, pred, post, settings, out)
 
 

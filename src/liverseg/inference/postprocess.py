@@ -12,7 +12,7 @@ Every step is scored on its own (`liverseg.evaluation.evaluate`), so the summary
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,35 @@ class PostSettings:
     closing_3d: bool = False
     largest_liver_component: bool = True
     tumour_in_liver: bool = True
+
+    @classmethod
+    def from_config(cls, section: dict) -> PostSettings:
+        """The config's postprocess section's steps (its `choose` says where they are judged, not what they do)."""
+        return cls(**{key: value for key, value in section.items() if key != "choose"})
+
+    def steps(self) -> list[str]:
+        """The enabled steps' names, in the order they are applied."""
+        return [step for step, (field, _) in STEP_SWITCHES.items() if getattr(self, field)]
+
+    def without(self, step: str) -> PostSettings:
+        """These settings with one step switched off."""
+        field, off = STEP_SWITCHES[step]
+        return replace(self, **{field: off})
+
+    def only(self, step: str) -> PostSettings:
+        """These settings with every step but one switched off."""
+        others = self
+        for other in self.steps():
+            if other != step:
+                others = others.without(other)
+        return others
+
+
+STEP_SWITCHES = {  # each step's name -> the setting that switches it and its value when off, in the steps' order
+    "closing": ("closing_radius_mm", 0.0),
+    "largest_component": ("largest_liver_component", False),
+    "tumour_in_liver": ("tumour_in_liver", False),
+}
 
 
 def footprint(radius_mm: float, spacing, three_d: bool = False) -> np.ndarray:

@@ -8,6 +8,7 @@ the run and the quality limits that `liverseg segment` checks each result agains
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -31,9 +32,17 @@ SEGMENTER_FILE = "segmenter.json"
 RUNTIMES = ("torch", "onnx")
 
 
-def write_segmenter(name: str, out: Path, stages: dict[str, list[Path]], window, postprocess: dict) -> None:
+def write_segmenter(
+    name: str,
+    out: Path,
+    stages: dict[str, list[Path]],
+    window,
+    postprocess: PostSettings,
+    liver_postprocess: PostSettings | None = None,
+) -> None:
     """Write `segmenter.json`; the stages' weights are named relative to its folder, so the models folder can move,
-    as one path, or a list of the folds of an ensemble."""
+    as one path, or a list of the folds of an ensemble. A cascade's stage-1 liver is post-processed as its stage-1
+    model's own (`liver_postprocess`; `postprocess` when None) before the tumour stage sees it."""
 
     def relative(path: Path) -> str:
         return Path(os.path.relpath(path, out.parent)).as_posix()
@@ -45,7 +54,8 @@ def write_segmenter(name: str, out: Path, stages: dict[str, list[Path]], window,
             for role, paths in stages.items()
         },
         "window": [float(v) for v in window],
-        "postprocess": postprocess,
+        "postprocess": dataclasses.asdict(postprocess),
+        "liver_postprocess": dataclasses.asdict(liver_postprocess or postprocess),
         "quality": QualityLimits().to_dict(),  # the defaults `segment` checks each scan's result against
     }
     write_json(description, out)
@@ -95,6 +105,7 @@ class Segmenter:
     stages: dict  # role -> (models: one, or the folds of an ensemble; recipe; image size)
     window: tuple[float, float]
     post: PostSettings
+    liver_post: PostSettings  # a cascade's, on its stage-1 liver before the tumour stage
     quality: QualityLimits
     histories: list[list[Path]]  # per stage, its folds' training histories, where they lie beside the weights
 
@@ -127,6 +138,7 @@ class Segmenter:
             stages,
             tuple(description["window"]),
             PostSettings(**description["postprocess"]),
+            PostSettings(**description.get("liver_postprocess", description["postprocess"])),  # older: the same
             QualityLimits.from_dict(description.get("quality", {})),  # older descriptions: the defaults
             histories,
         )
@@ -139,7 +151,7 @@ class Segmenter:
         labels = stage1_labels(models, recipe, size, scan, self.window, device, flip_tta, observe)
         if "tumour" in self.stages:
             models, recipe, _ = self.stages["tumour"]
-            liver = liver_mask(self.postprocessed(labels, scan))
+            liver = liver_mask(postprocessed(labels, nifti.canonical_spacing(scan), self.liver_post))
             tumour = tumour_stage(models, recipe, scan, liver, self.window, device, flip_tta)
             labels = label_map(liver, tumour)
         return labels

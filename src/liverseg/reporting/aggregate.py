@@ -37,11 +37,12 @@ def aggregate(
     statistics_csv: Path,
     comparisons_csv: Path,
     split: Path | None = None,
+    choices: dict[str, Path] | None = None,
 ) -> None:
     """`entries`: each entry's trained stages' folders, in order. Post-processing is judged on `step_score_files`
     (the validation cases: with folds, every fold's own) when the scored cases are test cases, else on the scored
     cases; `benchmarks`, the prediction jobs' benchmark files, give each entry's inference time and memory; `split`,
-    the split file, its folds, if any."""
+    the split file, its folds, if any; `choices`, each entry's post-processing choice file, which steps it kept."""
     scores, lesions = read_case_scores(score_files)
     validation = read_case_scores(step_score_files)[0] if step_score_files else scores
     summary = summarise(scores, lesions, {n: stage_histories(dirs) for n, dirs in entries.items()})
@@ -56,7 +57,15 @@ def aggregate(
     for table, path in ((scores, cases_csv), (statistics, statistics_csv), (comparisons, comparisons_csv)):
         with atomic_path(path) as partial:
             table.to_csv(partial, index=False, float_format="%.6g")
-    appendix += steps_markdown(step_effects(validation)) + "\n" + statistics_markdown(statistics, comparisons)
+    effects = step_effects(validation)
+    kept = {
+        (entry, step["step"]): step["kept"]
+        for entry, path in (choices or {}).items()
+        for step in json.loads(path.read_text())["steps"]
+    }
+    if kept:
+        effects["kept"] = [kept.get(key) for key in zip(effects["model"], effects["step"])]
+    appendix += steps_markdown(effects) + "\n" + statistics_markdown(statistics, comparisons)
     write_summary(summary, csv, md, metrics_json, appendix, scored_on)
     log_evaluation(summary, {name: (_runs(dirs[-1]), len(dirs) == 1) for name, dirs in entries.items()})
 
