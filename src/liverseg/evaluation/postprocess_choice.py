@@ -20,7 +20,7 @@ from liverseg.atomic import write_json
 from liverseg.data import nifti
 from liverseg.evaluation.evaluate import read_matching
 from liverseg.evaluation.metrics import label_metrics
-from liverseg.inference.postprocess import PostSettings, postprocessed
+from liverseg.inference.postprocess import PostSettings, apply_step
 from liverseg.labels import REGIONS
 
 
@@ -36,7 +36,7 @@ def subset_dice(prediction: np.ndarray, reference: np.ndarray, spacing, settings
             return
         step, rest = remaining[0], remaining[1:]
         walk(labels, kept, rest)
-        walk(postprocessed(labels, spacing, settings.only(step)), (*kept, step), rest)
+        walk(apply_step(step, labels, spacing, settings), (*kept, step), rest)
 
     walk(prediction, (), settings.steps())
     return scores

@@ -7,7 +7,6 @@ stress test over every contrast, field of view and resolution those ranges allow
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +17,7 @@ from liverseg.data.synthetic import DESIGNS, generate_dataset
 from liverseg.evaluation.evaluate import evaluate_case
 from liverseg.inference.postprocess import PostSettings, postprocess_case
 from liverseg.inference.predict import predict_cascade, predict_case
-from liverseg.inference.segmenter import SEGMENTER_FILE
+from liverseg.inference.segmenter import described_postprocess
 from liverseg.models.checkpoint import training_folders
 from liverseg.reporting.summary import read_case_scores, stage_histories, summarise
 from liverseg.reporting.tables import write_summary
@@ -50,15 +49,12 @@ def check_shifted(
     def weights(model: str) -> list[Path]:  # one model's, or its folds'
         return [folder / "best.pt" for folder in training_folders(models_dir / model)]
 
-    def chosen(entry: str) -> PostSettings:  # the steps its run kept (its segmenter's), else the config's
-        description = models_dir / entry / SEGMENTER_FILE
-        if description.is_file():
-            return PostSettings(**json.loads(description.read_text())["postprocess"])
-        return post_settings
+    # the steps each entry's run kept (its segmenter's), else the config's
+    chosen = {entry: described_postprocess(models_dir / entry) or post_settings for entry in [*stage1, *cascades]}
 
     def close_and_score(entry: str, case: str, label: Path, pred: Path) -> None:
         post = out_dir / entry / "post" / f"{case}.nii.gz"
-        postprocess_case(pred, post, chosen(entry))
+        postprocess_case(pred, post, chosen[entry])
         score_files.append(out_dir / entry / "metrics" / f"{case}.json")
         evaluate_case(entry, case, label, pred, post, post_settings, score_files[-1])
 

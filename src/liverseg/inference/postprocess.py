@@ -47,14 +47,6 @@ class PostSettings:
         field, off = STEP_SWITCHES[step]
         return replace(self, **{field: off})
 
-    def only(self, step: str) -> PostSettings:
-        """These settings with every step but one switched off."""
-        others = self
-        for other in self.steps():
-            if other != step:
-                others = others.without(other)
-        return others
-
 
 STEP_SWITCHES = {  # each step's name -> the setting that switches it and its value when off, in the steps' order
     "closing": ("closing_radius_mm", 0.0),
@@ -164,15 +156,20 @@ def drop_tumour_outside_liver(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def apply_step(step: str, labels: np.ndarray, spacing, settings: PostSettings) -> np.ndarray:
+    """One step (a name of `STEP_SWITCHES`) on canonical (R, A, S) labels with their spacing in mm."""
+    if step == "closing":
+        return close_labels(labels, spacing, settings.closing_radius_mm, settings.closing_3d)
+    if step == "largest_component":
+        return keep_largest_liver(labels)
+    return drop_tumour_outside_liver(labels)
+
+
 def apply_steps(labels: np.ndarray, spacing, settings: PostSettings) -> list[tuple[str, np.ndarray]]:
     """The labels after each enabled step, in order; canonical (R, A, S) arrays with their spacing in mm."""
     done = []
-    if settings.closing_radius_mm > 0:
-        done.append(("closing", close_labels(labels, spacing, settings.closing_radius_mm, settings.closing_3d)))
-    if settings.largest_liver_component:
-        done.append(("largest_component", keep_largest_liver(done[-1][1] if done else labels)))
-    if settings.tumour_in_liver:
-        done.append(("tumour_in_liver", drop_tumour_outside_liver(done[-1][1] if done else labels)))
+    for step in settings.steps():
+        done.append((step, apply_step(step, done[-1][1] if done else labels, spacing, settings)))
     return done
 
 

@@ -55,10 +55,17 @@ def write_segmenter(
         },
         "window": [float(v) for v in window],
         "postprocess": dataclasses.asdict(postprocess),
-        "liver_postprocess": dataclasses.asdict(liver_postprocess or postprocess),
         "quality": QualityLimits().to_dict(),  # the defaults `segment` checks each scan's result against
     }
+    if "tumour" in stages:
+        description["liver_postprocess"] = dataclasses.asdict(liver_postprocess or postprocess)
     write_json(description, out)
+
+
+def described_postprocess(folder: Path) -> PostSettings | None:
+    """The post-processing a model or cascade folder's `segmenter.json` applies to its labels; None without one."""
+    path = Path(folder) / SEGMENTER_FILE
+    return PostSettings(**json.loads(path.read_text())["postprocess"]) if path.is_file() else None
 
 
 def package_segmenter(folder: Path, dest: Path) -> Path:
@@ -105,7 +112,7 @@ class Segmenter:
     stages: dict  # role -> (models: one, or the folds of an ensemble; recipe; image size)
     window: tuple[float, float]
     post: PostSettings
-    liver_post: PostSettings  # a cascade's, on its stage-1 liver before the tumour stage
+    liver_post: PostSettings  # a cascade's, on its stage-1 liver before the tumour stage (a stage-1 model: post)
     quality: QualityLimits
     histories: list[list[Path]]  # per stage, its folds' training histories, where they lie beside the weights
 
@@ -151,13 +158,16 @@ class Segmenter:
         labels = stage1_labels(models, recipe, size, scan, self.window, device, flip_tta, observe)
         if "tumour" in self.stages:
             models, recipe, _ = self.stages["tumour"]
-            liver = liver_mask(postprocessed(labels, nifti.canonical_spacing(scan), self.liver_post))
+            liver = liver_mask(self.postprocessed(labels, scan, self.liver_post))
             tumour = tumour_stage(models, recipe, scan, liver, self.window, device, flip_tta)
             labels = label_map(liver, tumour)
         return labels
 
-    def postprocessed(self, labels: np.ndarray, scan: nib.Nifti1Image) -> np.ndarray:
-        return postprocessed(labels, nifti.canonical_spacing(scan), self.post)
+    def postprocessed(
+        self, labels: np.ndarray, scan: nib.Nifti1Image, settings: PostSettings | None = None
+    ) -> np.ndarray:
+        """The labels after the entry's post-processing, or after `settings`."""
+        return postprocessed(labels, nifti.canonical_spacing(scan), settings or self.post)
 
     def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
         """Canonical labels of a scan, post-processed (the workflow's prediction, post-processing and cascade rules
