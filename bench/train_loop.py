@@ -28,7 +28,8 @@ from liverseg.training.augment import AugmentSettings
 from liverseg.training.dataset import Batches, load_slice_set
 from liverseg.training.losses import CombinedLoss
 from liverseg.training.sampling import epoch_indices
-from liverseg.training.train import TrainSettings, train_model
+from liverseg.training.settings import TrainSettings
+from liverseg.training.train import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 3

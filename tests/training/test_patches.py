@@ -14,7 +14,8 @@ from liverseg.models.checkpoint import load_model
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings, augment_volumes
 from liverseg.training.patches import PatchBatches, load_volume_set
-from liverseg.training.train import TrainSettings, train_model
+from liverseg.training.settings import TrainSettings
+from liverseg.training.train import train_model
 from tests.helpers import ct_volume, write_case, write_nifti
 
 CROP = {"size": 32, "margin_mm": 4.0, "jitter_mm": 4.0}

@@ -16,7 +16,8 @@ from liverseg.models.networks import build_model
 from liverseg.tracking import runs as tracking_runs
 from liverseg.training import resume
 from liverseg.training.augment import AugmentSettings
-from liverseg.training.train import TrainSettings, train_model
+from liverseg.training.settings import TrainSettings
+from liverseg.training.train import train_model
 
 MODEL = {"kind": "unet", "base_channels": 4, "depth": 2}
 STILL = AugmentSettings(rotation_degrees=0, flip_lr=0.0, intensity_scale=(1.0, 1.0))

@@ -15,7 +15,8 @@ def _fetch_weights(a):
 
 def _train(a):
     from liverseg.training.augment import AugmentSettings
-    from liverseg.training.train import TrainSettings, train_model
+    from liverseg.training.settings import TrainSettings
+    from liverseg.training.train import train_model
 
     set_threads(a.threads)
     train_model(
