@@ -9,14 +9,16 @@ augmentation and the step run on the device. Measured on this run's device:
   batch on a GPU);
 - data path: the whole of Batches, augmentation with the model's config included, on this device;
 - step: forward, loss, backward and Adam's update at the config's batch size, in the precision training uses here
-  (bench/train_flops.py's step).
+  (bench/train_flops.py's step);
+- steps fed by the data path: the step on its batches, each prepared in turn with the steps, and ahead in a thread
+  (what the epoch loop does on a GPU, so that the host's share of the next batch overlaps the device's step).
 
 And on paper, for a GPU where none is lent: the step's FLOPs per slice (torch.utils.flop_counter) at `--gpu-tflops`
 (bfloat16 dense; 989 is an H100 or H200 SXM) times `--gpu-share` (the share of it that a convolutional network of these
 sizes reaches; an assumption, stated in the table). The GPU never waits where host gather / GPU step >= 1. Writes
 bench/results/input_pipeline.md.
 
-    python bench/input_pipeline.py [--slices 2048] [--gpu-tflops 989] [--gpu-share 0.3]
+    python bench/input_pipeline.py [--slices 2048] [--fed 256] [--gpu-tflops 989] [--gpu-share 0.3]
 """
 
 import argparse
@@ -34,6 +36,7 @@ from liverseg.models.neighbours import neighbour_index
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings
 from liverseg.training.dataset import Batches, SliceSet
+from liverseg.training.prefetch import prefetch
 
 ROOT = Path(__file__).resolve().parents[1]
 REPEATS = 3  # timed passes; the best is kept
@@ -73,6 +76,16 @@ def serve(batches: Batches, order: torch.Tensor) -> None:
         torch.cuda.synchronize()
 
 
+def fed(batches: Batches, order: torch.Tensor, step: Step, ahead: bool) -> None:
+    """Training steps on the data path's batches: prepared in turn with the steps, or `ahead` in a thread (as the
+    epoch loop does on a GPU)."""
+    served = batches(order, torch.Generator().manual_seed(0))
+    for x, y in prefetch(served) if ahead else served:
+        step.on(x, y)
+    if batches.device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def rate(work, *args) -> float:
     """Slices per second of `work(data or batches, order, ...)`, the best of REPEATS after a warm-up."""
     work(*args)
@@ -85,6 +98,7 @@ def main() -> None:
     parser.add_argument("--gpu-tflops", type=float, default=989.0, help="the GPU on paper: bfloat16 dense TFLOP/s")
     parser.add_argument("--gpu-share", type=float, default=0.3, help="the share of it that a step reaches, on paper")
     parser.add_argument("--steps", type=int, default=3, help="timed training steps per model")
+    parser.add_argument("--fed", type=int, default=256, help="slices of the timed passes of steps fed by the data path")
     args = parser.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -101,10 +115,14 @@ def main() -> None:
         step = Step(spec, size, batch, cpu_bf16 and cpu_has_native_bf16(), device)
         flops = step.flops() / batch
         gpu_rate = args.gpu_tflops * 1e12 * args.gpu_share / flops
-        host = rate(gather, data, order, batch)
+        host, measured = rate(gather, data, order, batch), batch / step.seconds(args.steps)
+        consumed = measured if device.type == "cuda" else gpu_rate  # what a GPU's step takes, seen or on paper
+        epoch = order[: args.fed]
+        in_turn, ahead = rate(fed, batches, epoch, step, False), rate(fed, batches, epoch, step, True)
         rows.append(
             f"| {name} | {recipe.input_slices}x{size}x{size} | {host:,.0f} | {rate(serve, batches, order):,.0f} "
-            f"| {batch / step.seconds(args.steps):,.1f} | {flops / 1e9:.2f} | {gpu_rate:,.0f} | {host / gpu_rate:.2f} |"
+            f"| {measured:,.1f} | {in_turn:,.1f} | {ahead:,.1f} | {ahead / in_turn:.2f} | {flops / 1e9:.2f} "
+            f"| {gpu_rate:,.0f} | {host / consumed:.2f} |"
         )
     table = "\n".join(
         [
@@ -115,14 +133,17 @@ def main() -> None:
             f"at a share of {args.gpu_share:.2f}.",
             "",
             f"| model | input | host gather (slices/s) | data path on {device.type} (slices/s) "
-            f"| step on {device.type} (slices/s) | GFLOP per slice | GPU step on paper (slices/s) "
-            "| host gather / GPU step |",
-            "|---|---|---|---|---|---|---|---|",
+            f"| step on {device.type} (slices/s) | steps fed in turn (slices/s) | fed ahead (slices/s) | ahead / in turn "
+            "| GFLOP per slice | GPU step on paper (slices/s) | host gather / GPU step |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
-            "Host gather / GPU step >= 1: the host keeps the GPU fed; below 1 it may wait. The paper rate counts FLOPs "
-            "only: a small network at a small batch is bound by kernel launches, so it is an upper bound. On the CPU "
-            "the data path (augmentation included) against the step says what share of a training step the data takes.",
+            "Host gather / GPU step >= 1: the host keeps the GPU fed; below 1 it may wait. The GPU step is the one "
+            "measured here on a GPU, else the paper rate, which counts FLOPs only: a small network at a small batch is "
+            "bound by kernel launches, so it is an upper bound. The data path against the step says what share of a "
+            "training step the data takes (on a GPU, the augmentation runs on it, between the steps). 'Fed': steps "
+            f"on the data path's batches ({args.fed} slices a pass), the next batch prepared in turn with the steps "
+            "or ahead in a thread (`liverseg.training.prefetch`, what the epoch loop does on a GPU).",
             "",
         ]
     )

@@ -77,21 +77,25 @@ class Step:
         labels = torch.randint(0, 3, (batch_size, image_size, image_size))
         self.y = region_targets(labels, recipe.regions).to(device)
 
-    def forward_backward(self) -> None:
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
         with autocast(self.device, self.cpu_bf16):
-            loss = self.loss_fn(self.model(self.x).float(), self.y)
+            loss = self.loss_fn(self.model(x).float(), y)
         loss.backward()
 
-    def __call__(self) -> None:
+    def on(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One step on this batch, queued on the device."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.forward_backward()
+        self.forward_backward(x, y)
         self.optimizer.step()
+
+    def __call__(self) -> None:
+        self.on(self.x, self.y)
         if self.device.type == "cuda":
             torch.cuda.synchronize()  # the step's own time, not its launch
 
     def flops(self) -> int:
         with FlopCounterMode(display=False) as counter:
-            self.forward_backward()
+            self.forward_backward(self.x, self.y)
         return counter.get_total_flops()
 
     def seconds(self, steps: int) -> float:

@@ -5,7 +5,7 @@ No GPU exists here: the CUDA capability query is the one thing replaced."""
 
 import torch
 
-from liverseg.devices import amp_dtype, autocast, select_device, training_memory_format
+from liverseg.devices import amp_dtype, autocast, select_device, to_device, training_memory_format
 
 
 def test_cpu_computes_in_float32():
@@ -37,3 +37,10 @@ def test_cpu_bf16_only_where_the_cpu_has_it_natively(monkeypatch):
         layout = torch.channels_last if expected else torch.contiguous_format
         assert training_memory_format(cpu, cpu_bf16=True) == layout, "float32 training keeps the default layout"
     assert amp_dtype(torch.device("mps"), cpu_bf16=True) is None
+
+
+def test_to_device_on_the_cpu_is_a_plain_conversion():
+    cpu, values = torch.device("cpu"), torch.arange(6, dtype=torch.float16).reshape(2, 3)
+    moved = to_device(values, cpu, torch.float32)
+    assert moved.dtype == torch.float32 and torch.equal(moved, values.float())
+    assert to_device(values, cpu) is values, "nothing copied where nothing changes"

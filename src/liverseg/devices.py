@@ -72,6 +72,15 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp_dtype(device) == torch.float16)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """`tensor` on `device` (in `dtype`), without stopping the host on CUDA: a copy from pageable host memory waits
+    until the device has done all the work queued before it, so each of a batch's small random draws would stall the
+    host; from pinned memory the copy joins the queue (PyTorch keeps the pinned block until the copy has run)."""
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        tensor = tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device, dtype)
+
+
 def device_name(device: torch.device) -> str:
     """What a run ran on, for its record: the GPU's name, or the device type."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type

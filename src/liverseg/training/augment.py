@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from liverseg.devices import to_device
 from liverseg.labels import liver_mask, parenchyma_mask, tumour_mask
 
 
@@ -92,9 +93,9 @@ def elastic_field(n: int, shape: tuple[int, int], displacement_px: float, genera
 def warp(images: torch.Tensor, labels: torch.Tensor, theta: torch.Tensor, field: torch.Tensor | None = None):
     """Resample (N, C, H, W) images bilinearly and (N, H, W) labels by nearest neighbour on the same grids: the affine
     `theta`, plus a displacement `field` (N, H, W, 2) if given."""
-    grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    grid = F.affine_grid(to_device(theta, images.device, images.dtype), list(images.shape), align_corners=False)
     if field is not None:
-        grid = grid + field.to(grid)
+        grid = grid + to_device(field, grid.device, grid.dtype)
     images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     labels = F.grid_sample(
         labels[:, None].to(images.dtype), grid, mode="nearest", padding_mode="zeros", align_corners=False
@@ -122,8 +123,10 @@ def paste_lesions(images: torch.Tensor, labels: torch.Tensor, probability: float
     has_lesion = donor_lesions.sum(1) > 0
     if not has_lesion.any():
         return images, labels
-    donor = torch.multinomial(has_lesion.float().cpu(), n, replacement=True, generator=generator).to(images.device)
-    chosen = (torch.rand(n, generator=generator) < probability).to(images.device)
+    donor = to_device(
+        torch.multinomial(has_lesion.float().cpu(), n, replacement=True, generator=generator), images.device
+    )
+    chosen = to_device(torch.rand(n, generator=generator) < probability, images.device)
     liver = liver_mask(labels)
     own_mean, own_has = _liver_mean(images, labels)
     donor_mean, donor_has = _liver_mean(images[donor], labels[donor])
@@ -135,7 +138,7 @@ def paste_lesions(images: torch.Tensor, labels: torch.Tensor, probability: float
         torch.stack([(weights.sum(2) * rows).sum(1), (weights.sum(1) * cols).sum(1)], 1) / weights.sum((1, 2))[:, None]
     )
     target = torch.multinomial((liver.flatten(1) | ~own_has[:, None]).float().cpu(), 1, generator=generator)[:, 0]
-    target = torch.stack([target // w, target % w], 1).to(centroid)
+    target = to_device(torch.stack([target // w, target % w], 1), centroid.device, centroid.dtype)
     move = torch.round(target - centroid)
     theta = torch.zeros(n, 2, 3, device=images.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
@@ -152,10 +155,13 @@ def paste_lesions(images: torch.Tensor, labels: torch.Tensor, probability: float
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur with one sigma per sample, as one grouped convolution per axis."""
+    """Separable Gaussian blur with one sigma per sample, as one grouped convolution per axis; the sigmas on the host,
+    where their largest is read without waiting for the device."""
     radius = max(1, math.ceil(3 * float(sigma.max())))
     x = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-(x[None] ** 2) / (2 * sigma.to(images.device, images.dtype)[:, None].clamp(min=1e-3) ** 2))
+    kernel = torch.exp(
+        -(x[None] ** 2) / (2 * to_device(sigma, images.device, images.dtype)[:, None].clamp(min=1e-3) ** 2)
+    )
     kernel = kernel / kernel.sum(1, keepdim=True)
     n, c, h, w = images.shape
     kernel = kernel.repeat_interleave(c, 0)  # one kernel per (sample, channel) group
@@ -167,14 +173,14 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
 
 def _per_sample(images: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """(N,) values of the samples, shaped to broadcast over (N, C, H, W) images on their device."""
-    return values.to(images.device, images.dtype)[:, None, None, None]
+    return to_device(values, images.device, images.dtype)[:, None, None, None]
 
 
 def _soft(mask: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """(N, H, W) mask -> (N, 1, H, W) weights blurred as partial volume blurs an edge: 0.5 at the label's edge, 1
     inside. A change of contrast that stopped sharply at the edge would draw the label's outline into the image, and
     one fading outside only would move the edge the image shows off the label's."""
-    return _gaussian_blur(mask[:, None].to(images.dtype), torch.full((len(mask),), 0.7, device=images.device))
+    return _gaussian_blur(mask[:, None].to(images.dtype), torch.full((len(mask),), 0.7))
 
 
 def _smooth_field(n: int, shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -195,7 +201,7 @@ def tissue_contrast(
         rise = _per_sample(images, chosen * _uniform(generator, n, settings.lean_shift))
         fat = (images > 0) & (images < settings.lean_fat) & ~liver_mask(labels)[:, None]
         # blurred like a partial-volume edge, so that no outline is drawn where the fat meets other tissue
-        images = images + rise * _gaussian_blur(fat.to(images.dtype), torch.full((n,), 0.7, device=images.device))
+        images = images + rise * _gaussian_blur(fat.to(images.dtype), torch.full((n,), 0.7))
     if settings.lesion_contrast != (1.0, 1.0):
         liver_mean, has_liver = _liver_mean(images, labels)
         factor = _per_sample(
@@ -204,13 +210,13 @@ def tissue_contrast(
         lesion = _soft(tumour_mask(labels), images)
         # the lesion's smooth difference from its liver is scaled, not the noise on it: a faint lesion keeps the
         # scan's grain instead of turning smooth, which would give it away
-        difference = _gaussian_blur(images - liver_mean[:, :, None, None], torch.ones(n, device=images.device))
+        difference = _gaussian_blur(images - liver_mean[:, :, None, None], torch.ones(n))
         images = images + (factor - 1) * difference * lesion
     if settings.liver_shift > 0:
         shift = _per_sample(images, _uniform(generator, n, (-settings.liver_shift, settings.liver_shift)))
         images = images + shift * _soft(liver_mask(labels), images)
     if settings.bias > 0:
-        field = _smooth_field(n, tuple(images.shape[-2:]), generator).to(images.device, images.dtype)
+        field = to_device(_smooth_field(n, tuple(images.shape[-2:]), generator), images.device, images.dtype)
         images = images + field * _per_sample(images, _uniform(generator, n, (0, settings.bias)))
     return images
 
@@ -228,7 +234,7 @@ def jitter_intensity(images: torch.Tensor, settings: AugmentSettings, generator:
             torch.randn(images.shape, generator=generator)
             * _uniform(generator, n, (0, settings.noise_std))[:, None, None, None]
         )
-        images = images + noise.to(images.device, images.dtype)
+        images = images + to_device(noise, images.device, images.dtype)
     return images
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from liverseg.devices import to_device
 from liverseg.labels import REGIONS, liver_mask, tumour_mask
 from liverseg.models.neighbours import neighbour_index
 from liverseg.models.recipe import Recipe
@@ -89,7 +90,7 @@ def box_view(half: torch.Tensor, jitter: torch.Tensor, generator: torch.Generato
 
 
 class Batches:
-    """Mini-batches moved to the device, augmented there when training; pinned memory only on CUDA."""
+    """Mini-batches moved to the device (through pinned memory on CUDA), augmented there when training."""
 
     def __init__(
         self,
@@ -107,8 +108,6 @@ class Batches:
             device,
             augment,
         )
-        if device.type == "cuda":
-            self.data.images, self.data.labels = data.images.pin_memory(), data.labels.pin_memory()
         self.memory_format = memory_format  # the model's (liverseg.devices.training_memory_format)
         self._presence = None
 
@@ -137,8 +136,8 @@ class Batches:
         data = self.data
         for start in range(0, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
-            x = data.images[data.stacks[index]].to(self.device, non_blocking=True).float()
-            labels = data.labels[index].to(self.device, non_blocking=True)
+            x = to_device(data.images[data.stacks[index]], self.device).float()
+            labels = to_device(data.labels[index], self.device)
             view = None if data.box_half is None else box_view(data.box_half[index], data.box_jitter[index], generator)
             if generator is not None and self.augment is not None:
                 x, labels = augment_batch(x, labels, self.augment, generator, view)

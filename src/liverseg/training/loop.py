@@ -26,6 +26,7 @@ from liverseg.models.heads import region_probabilities
 from liverseg.models.recipe import Recipe
 from liverseg.training import resume
 from liverseg.training.losses import CombinedLoss
+from liverseg.training.prefetch import prefetch
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -120,7 +121,10 @@ def train_epoch(
     if len(order) % settings.batch_size == 1:
         order = order[:-1]  # a last batch of one sample breaks batch normalisation
     data_seconds, fetched = 0.0, time.perf_counter()  # waiting for batches (assembly, augmentation) apart
-    for x, y in tqdm(batches(order, opt.generator), total=batches.steps(len(order)), desc=desc, mininterval=10):
+    served = batches(order, opt.generator)
+    if batches.device.type == "cuda":
+        served = prefetch(served)
+    for x, y in tqdm(served, total=batches.steps(len(order)), desc=desc, mininterval=10):
         data_seconds += time.perf_counter() - fetched
         opt.optimizer.zero_grad(set_to_none=True)
         with autocast(batches.device, settings.cpu_bf16):

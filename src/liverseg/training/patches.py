@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from liverseg.data.slices import resize_images, resize_labels
+from liverseg.devices import to_device
 from liverseg.labels import tumour_mask
 from liverseg.models.recipe import Recipe
 from liverseg.models.volumetric import window_logits
@@ -106,13 +107,13 @@ class PatchBatches:
         """With a generator, augmented training patches of these cases; else each case's whole volume."""
         if generator is None:
             for case in order.tolist():
-                x = self.data.images[case][None, None].float().to(self.device)
-                yield x, region_targets(self.data.labels[case][None].to(self.device), self.regions)
+                x = to_device(self.data.images[case][None, None], self.device).float()
+                yield x, region_targets(to_device(self.data.labels[case][None], self.device), self.regions)
             return
         for start in range(0, len(order), self.batch_size):
             patches = [self.patch(case, generator) for case in order[start : start + self.batch_size].tolist()]
-            x = torch.stack([image for image, _ in patches])[:, None].to(self.device)
-            labels = torch.stack([label for _, label in patches]).to(self.device)
+            x = to_device(torch.stack([image for image, _ in patches])[:, None], self.device)
+            labels = to_device(torch.stack([label for _, label in patches]), self.device)
             if self.augment is not None:
                 x, labels = augment_volumes(x, labels, self.augment, generator)
             yield x, region_targets(labels, self.regions)
