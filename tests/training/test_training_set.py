@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from liverseg.data.slices import save_slices
@@ -57,3 +58,30 @@ def test_crop_sets_show_the_box_in_validation_and_jitter_it_in_training(tmp_path
     ]
     assert len({round(float(y.mean()), 4) for y in y_train}) > 1, "jittered boxes differ between draws"
     assert y_val.shape == (4, 1, 16, 16)
+
+
+def test_the_set_holds_each_case_as_stored(tmp_path):
+    """Cases are read straight into their place in the set, in pieces: a case larger than a piece comes whole, and a
+    file stored in float32 (not as save_slices writes) is converted."""
+    rng = np.random.default_rng(0)
+    large = {"image": rng.random((40, 64, 64)).astype(np.float16), "label": rng.integers(0, 3, (40, 64, 64), np.uint8)}
+    as_float32 = {"image": rng.random((3, 64, 64)).astype(np.float32), "label": np.ones((3, 64, 64), np.uint8)}
+    save_slices(large, tmp_path / "large.npz")
+    np.savez(tmp_path / "float32.npz", **as_float32)
+    data = load_slice_set([tmp_path / "large.npz", tmp_path / "float32.npz"], 1)
+    assert np.array_equal(data.images.numpy(), np.concatenate([large["image"], as_float32["image"].astype(np.float16)]))
+    assert np.array_equal(data.labels.numpy(), np.concatenate([large["label"], as_float32["label"]]))
+
+
+def test_a_case_of_another_size_is_named(tmp_path):
+    files = [_case(tmp_path / "a.npz", 3, 0.0), tmp_path / "b.npz"]
+    save_slices({"image": np.zeros((2, 8, 8), np.float16), "label": np.zeros((2, 8, 8), np.uint8)}, files[1])
+    with pytest.raises(ValueError, match=r"b\.npz: array label has shape \(2, 8, 8\), not \(2, 16, 16\)"):
+        load_slice_set(files, 1)
+
+
+def test_a_file_that_is_no_slices_file_is_named(tmp_path):
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip archive")
+    with pytest.raises(ValueError, match=r"broken\.npz: not a slices file holding array label"):
+        load_slice_set([_case(tmp_path / "a.npz", 3, 0.0), broken], 1)

@@ -157,7 +157,9 @@ def check_label(path: Path, image: nib.Nifti1Image, volume: Path) -> np.ndarray:
     seg = nifti.load(path)
     check_same_grid(seg, path, image, volume, "volume")
     labels = nifti.voxels(seg, dtype=seg.get_data_dtype())
-    values = np.unique(labels)
+    # in memory order: np.unique's own flattening copied a Fortran-ordered NIfTI volume in C order, 1.5 s of a 2.5 s
+    # check for 512x512x623
+    values = np.unique(labels.ravel(order="K"))
     if not set(values.tolist()) <= VALID_LABELS:
         unexpected = [v for v in values.tolist() if v not in VALID_LABELS]
         raise nifti.VolumeError(f"{path}: unexpected label values {unexpected[:5]} (allowed 0, 1, 2)")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from liverseg.data.slices import read_into, stored_shape
 from liverseg.devices import to_device
 from liverseg.labels import REGIONS, liver_mask, tumour_mask
 from liverseg.models.neighbours import neighbour_index
@@ -46,19 +47,18 @@ class SliceSet:
 
 
 def load_slice_set(paths, input_slices: int) -> SliceSet:
-    """The cases' slices in one set, filled case by case: memory peaks at the set plus one case's images."""
-    labels, boxes = [], []
-    for path in paths:  # labels (one byte a pixel) and box sizes first, to size the images
+    """The cases' slices in one set, each case read straight into its place: memory peaks at the set alone."""
+    shapes, boxes = [], []
+    for path in paths:  # the shapes (from the headers) and box sizes first, to size the set
+        shapes.append(stored_shape(path, "label"))
         with np.load(path) as case:
-            labels.append(case["label"])
             boxes.append({key: float(case[key]) for key in ("box_half", "box_jitter") if key in case.files})
-    lengths = [len(case_labels) for case_labels in labels]
-    images = torch.empty((sum(lengths), *labels[0].shape[1:]), dtype=torch.float16)
-    all_labels = torch.empty(images.shape, dtype=torch.uint8)
-    for k, (path, start, length) in enumerate(zip(paths, np.cumsum([0, *lengths[:-1]]), lengths)):
-        all_labels[start : start + length], labels[k] = torch.from_numpy(labels[k]), None
-        with np.load(path) as case:
-            images[start : start + length] = torch.from_numpy(case["image"])
+    lengths = [shape[0] for shape in shapes]
+    images = torch.empty((sum(lengths), *shapes[0][1:]), dtype=torch.float16)
+    labels = torch.empty(images.shape, dtype=torch.uint8)
+    for path, start, length in zip(paths, np.cumsum([0, *lengths[:-1]]), lengths):
+        read_into(path, "label", labels[start : start + length].numpy())
+        read_into(path, "image", images[start : start + length].numpy())
 
     def per_slice(key: str) -> torch.Tensor | None:
         """A per-case number of crop sets, repeated for each of the case's slices."""
@@ -68,7 +68,7 @@ def load_slice_set(paths, input_slices: int) -> SliceSet:
 
     return SliceSet(
         images=images,
-        labels=all_labels,
+        labels=labels,
         stacks=torch.from_numpy(neighbour_index(lengths, input_slices)),
         box_half=per_slice("box_half"),
         box_jitter=per_slice("box_jitter"),
