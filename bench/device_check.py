@@ -77,8 +77,8 @@ def batches(spec: dict, size: int, batch: int, augment: AugmentSettings, device:
         return PatchBatches(train, recipe, batch, device, augment), PatchBatches(val, recipe, batch, device), held_out
     layout = training_memory_format(device)
     train = slice_set(slices, size, recipe.input_slices, recipe.crop is not None)
-    val = slice_set(slices // 4, size, recipe.input_slices, recipe.crop is not None)
-    held_out = slice_set(64, size, 1, False)
+    val = slice_set(slices // 4, size, recipe.input_slices, recipe.crop is not None, seed=1)
+    held_out = slice_set(64, size, 1, False, seed=2)
     return (
         Batches(train, recipe.regions, batch, device, augment, layout),
         Batches(val, recipe.regions, batch, device, memory_format=layout),

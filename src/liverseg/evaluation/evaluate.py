@@ -17,10 +17,11 @@ from liverseg.inference.postprocess import PostSettings, apply_steps
 from liverseg.labels import tumour_mask
 
 
-def read_matching(path: Path, reference: nib.Nifti1Image) -> nib.Nifti1Image:
+def read_canonical(path: Path, reference: nib.Nifti1Image) -> np.ndarray:
+    """A label map on the reference's grid (checked), as canonical uint8 labels."""
     image = nifti.load(path)
     check_same_grid(image, path, reference, reference.get_filename(), "reference")
-    return image
+    return nifti.to_canonical(image, dtype=np.uint8)
 
 
 def _json_safe(value):
@@ -48,8 +49,7 @@ def evaluate_case(
     to it in turn (named by the step), and of the post-processed file ("post"), as JSON (NaN -> null)."""
     reference = nifti.load(label)
     ref = nifti.to_canonical(reference, dtype=np.uint8)
-    pred = nifti.to_canonical(read_matching(prediction, reference), dtype=np.uint8)
-    post = nifti.to_canonical(read_matching(postprocessed, reference), dtype=np.uint8)
+    pred, post = read_canonical(prediction, reference), read_canonical(postprocessed, reference)
     return score_labels(model, case, reference, ref, pred, post, settings, out)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from liverseg.atomic import write_json
 from liverseg.data import nifti
-from liverseg.evaluation.evaluate import read_matching
+from liverseg.evaluation.evaluate import read_canonical
 from liverseg.evaluation.metrics import label_metrics
 from liverseg.inference.postprocess import PostSettings, apply_step
 from liverseg.labels import REGIONS
@@ -78,9 +78,10 @@ def choose_postprocess(labels: list[Path], predictions: list[Path], settings: Po
     case_scores = []
     for label, prediction in zip(labels, predictions):
         reference = nifti.load(label)
-        pred = nifti.to_canonical(read_matching(prediction, reference), dtype=np.uint8)
         ref = nifti.to_canonical(reference, dtype=np.uint8)
-        case_scores.append(subset_dice(pred, ref, nifti.canonical_spacing(reference), settings))
+        case_scores.append(
+            subset_dice(read_canonical(prediction, reference), ref, nifti.canonical_spacing(reference), settings)
+        )
     if case_scores:
         chosen, effects = choose_steps(case_scores, settings)
     else:
@@ -93,3 +94,8 @@ def choose_postprocess(labels: list[Path], predictions: list[Path], settings: Po
 def read_choice(path: Path) -> PostSettings:
     """The settings a choice file (`choose_postprocess`'s) holds."""
     return PostSettings(**json.loads(Path(path).read_text())["settings"])
+
+
+def kept_steps(path: Path) -> dict[str, bool]:
+    """Whether a choice file kept each step it tried."""
+    return {effect["step"]: effect["kept"] for effect in json.loads(Path(path).read_text())["steps"]}

@@ -40,19 +40,12 @@ class PostSettings:
 
     def steps(self) -> list[str]:
         """The enabled steps' names, in the order they are applied."""
-        return [step for step, (field, _) in STEP_SWITCHES.items() if getattr(self, field)]
+        return [step for step, (field, _, _) in STEPS.items() if getattr(self, field)]
 
     def without(self, step: str) -> PostSettings:
         """These settings with one step switched off."""
-        field, off = STEP_SWITCHES[step]
+        field, off, _ = STEPS[step]
         return replace(self, **{field: off})
-
-
-STEP_SWITCHES = {  # each step's name -> the setting that switches it and its value when off, in the steps' order
-    "closing": ("closing_radius_mm", 0.0),
-    "largest_component": ("largest_liver_component", False),
-    "tumour_in_liver": ("tumour_in_liver", False),
-}
 
 
 def footprint(radius_mm: float, spacing, three_d: bool = False) -> np.ndarray:
@@ -156,13 +149,28 @@ def drop_tumour_outside_liver(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+# each step's name -> the setting that switches it, its value when off, and the step on canonical labels with their
+# spacing in mm; in the order the steps are applied
+STEPS = {
+    "closing": (
+        "closing_radius_mm",
+        0.0,
+        lambda labels, spacing, settings: close_labels(
+            labels, spacing, settings.closing_radius_mm, settings.closing_3d
+        ),
+    ),
+    "largest_component": (
+        "largest_liver_component",
+        False,
+        lambda labels, spacing, settings: keep_largest_liver(labels),
+    ),
+    "tumour_in_liver": ("tumour_in_liver", False, lambda labels, spacing, settings: drop_tumour_outside_liver(labels)),
+}
+
+
 def apply_step(step: str, labels: np.ndarray, spacing, settings: PostSettings) -> np.ndarray:
-    """One step (a name of `STEP_SWITCHES`) on canonical (R, A, S) labels with their spacing in mm."""
-    if step == "closing":
-        return close_labels(labels, spacing, settings.closing_radius_mm, settings.closing_3d)
-    if step == "largest_component":
-        return keep_largest_liver(labels)
-    return drop_tumour_outside_liver(labels)
+    """One step (a name of `STEPS`) on canonical (R, A, S) labels with their spacing in mm."""
+    return STEPS[step][2](labels, spacing, settings)
 
 
 def apply_steps(labels: np.ndarray, spacing, settings: PostSettings) -> list[tuple[str, np.ndarray]]:

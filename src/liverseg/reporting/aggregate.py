@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from liverseg.atomic import atomic_path
+from liverseg.evaluation.postprocess_choice import kept_steps
 from liverseg.models.checkpoint import training_folders
 from liverseg.reporting.summary import (
     case_statistics,
@@ -58,11 +59,7 @@ def aggregate(
         with atomic_path(path) as partial:
             table.to_csv(partial, index=False, float_format="%.6g")
     effects = step_effects(validation)
-    kept = {
-        (entry, step["step"]): step["kept"]
-        for entry, path in (choices or {}).items()
-        for step in json.loads(path.read_text())["steps"]
-    }
+    kept = {(entry, step): keep for entry, path in (choices or {}).items() for step, keep in kept_steps(path).items()}
     if kept:
         effects["kept"] = [kept.get(key) for key in zip(effects["model"], effects["step"])]
     appendix += steps_markdown(effects) + "\n" + statistics_markdown(statistics, comparisons)
