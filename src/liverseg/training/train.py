@@ -13,20 +13,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
-import torch
 from mlflow.tracking import MlflowClient
 
 from liverseg.atomic import write_json
-from liverseg.devices import device_name, precision_name, select_device, training_memory_format
-from liverseg.models.networks import build_model, input_divisor
-from liverseg.models.recipe import Recipe
+from liverseg.devices import device_name, precision_name
 from liverseg.tracking import runs
 from liverseg.training import resume
 from liverseg.training.augment import AugmentSettings, draw_preview
-from liverseg.training.dataset import Batches, load_slice_set
 from liverseg.training.loop import fit
-from liverseg.training.patches import PatchBatches, load_volume_set
 from liverseg.training.settings import TrainSettings
+from liverseg.training.setup import prepare_training
 
 
 def train_model(
@@ -49,18 +45,8 @@ def train_model(
     own resolved settings. Sections that do not change this model's training (post-processing, other models) are
     left out, so that changing them does not make Snakemake train it again.
     """
-    torch.manual_seed(settings.seed)
-    device = select_device(settings.device)
-    recipe = Recipe.from_spec(spec)
-    model = build_model(spec, weights_path=weights_path).to(device)
-    layout = training_memory_format(device, settings.cpu_bf16)
-    train_batches, val_batches, data = _batches(recipe, settings, augment, train_files, val_files, device, layout)
-    if train_batches.image_size % input_divisor(model):
-        raise ValueError(
-            f"image size {train_batches.image_size} is not a multiple of {input_divisor(model)}, which model {name} needs"
-        )
-    if not recipe.volumetric:
-        model = model.to(memory_format=layout)
+    prepared = prepare_training(name, spec, settings, augment, train_files, val_files, weights_path)
+    recipe, device, data = prepared.recipe, prepared.device, prepared.data
     params = {
         "model": spec,
         "recipe": asdict(recipe),
@@ -81,41 +67,24 @@ def train_model(
     try:
         with runs.system_metrics(tracking_uri, run_id, resumed=state is not None):
             run_state = {"fingerprint": key, "run_id": run_id}
-            table = fit(name, spec, settings, model, train_batches, val_batches, out_dir, log_epoch, state, run_state)
+            table = fit(
+                name,
+                spec,
+                settings,
+                prepared.model,
+                prepared.train_batches,
+                prepared.val_batches,
+                out_dir,
+                log_epoch,
+                state,
+                run_state,
+            )
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
     _finish_run(tracking_uri, client, run_id, name, table, out_dir, train_files, augment, settings.seed, recipe)
     resume.discard(out_dir)
     return table
-
-
-def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, train_files, val_files, device, layout):
-    """Training and validation batches, of slices (in the model's layout) or, for a 3D model, of patches and whole
-    boxes; what they hold."""
-    if recipe.volumetric:
-        train_set = load_volume_set(train_files, recipe.crop["size"])
-        val_set = load_volume_set(val_files, recipe.crop["size"], box_only=True)
-        data = {"train_cases": len(train_set), "train_tumour_cases": int(train_set.has_tumour.sum())}
-        data |= {"train_slices": train_set.slices, "val_slices": val_set.slices}
-        return (
-            PatchBatches(train_set, recipe, settings.batch_size, device, augment),
-            PatchBatches(val_set, recipe, settings.batch_size, device),
-            data | {"image_size": recipe.crop["size"]},
-        )
-    train_set = load_slice_set(train_files, recipe.input_slices)
-    val_set = load_slice_set(val_files, recipe.input_slices)
-    data = {
-        "train_slices": len(train_set),
-        "train_tumour_slices": int(train_set.has_tumour.sum()),
-        "val_slices": len(val_set),
-        "image_size": train_set.images.shape[-1],
-    }
-    return (
-        Batches(train_set, recipe.regions, settings.batch_size, device, augment, layout),
-        Batches(val_set, recipe.regions, settings.batch_size, device, memory_format=layout),
-        data,
-    )
 
 
 def _open_run(name, params, config, sets, device, out_dir, tracking_uri, experiment):
