@@ -133,13 +133,18 @@ def test_the_randomised_overlays_add_to_the_default_config(tmp_path, tool_env, o
     command = ["snakemake", "-n", "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile", *files]
     result = subprocess.run(command, env=tool_env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "synthesise --cases 32 --seed 2024 --randomised-cases 6 --randomised-seed 19" in result.stdout
-    train_jobs = [
-        line for line in result.stdout.splitlines() if line.startswith("Shell command: python -m liverseg train")
-    ]
-    shifts = {line.split("--name ")[1].split()[0]: '"liver_shift": 0.1' in line for line in train_jobs}
+    phantoms = default_config()["data"]["synthetic"]["randomised"]["cases"]
+    assert f"synthesise --cases 32 --seed 2024 --randomised-cases {phantoms} --randomised-seed 19" in result.stdout
+    train_jobs = {
+        line.split("--name ")[1].split()[0]: line
+        for line in result.stdout.splitlines()
+        if line.startswith("Shell command: python -m liverseg train")
+    }
     every = len(overlays) == 2
+    shifts = {name: '"liver_shift": 0.1' in line for name, line in train_jobs.items()}
     assert shifts == {"unet": every, "resnet50_unet": every, "tumour_unet": True}
+    on_phantoms = {name: '"randomised_phantoms": true' in line for name, line in train_jobs.items()}
+    assert on_phantoms == {"unet": True, "resnet50_unet": every, "tumour_unet": True}
 
 
 def test_the_3d_overlay_adds_a_3d_tumour_stage_and_its_cascades(tmp_path, tool_env):
