@@ -52,13 +52,12 @@ SCORES = (
 
 
 def entry_of(config: dict, variant: dict) -> dict:
-    """A variant's model entry: config.yaml's, its keys changed (augment and train merged into the entry's own); on
-    the randomised phantoms only where it says so."""
+    """A variant's model entry: config.yaml's, its keys changed (augment and train merged into the entry's own). It
+    trains on the randomised phantoms unless it says `randomised_phantoms: false`, as in the workflow."""
     base, change = config["models"][variant["from"]], variant.get("change", {})
-    entry = {**base, **change}
+    entry = {"randomised_phantoms": True, **base, **change}
     for key in ("augment", "train"):
         entry[key] = {**base.get(key, {}), **change.get(key, {})}
-    entry["randomised_phantoms"] = bool(change.get("randomised_phantoms", False))
     return entry
 
 
@@ -257,7 +256,7 @@ def run_jobs(trainings: list[dict], scorings: list[dict], a, on_result) -> list[
         ProcessPoolExecutor(a.score_jobs, mp_context=spawn) as score_pool,
     ):
         while True:
-            busy = [kind for kind in running.values()]
+            busy = list(running.values())
             while trainings and busy.count("train") < a.jobs and time.perf_counter() < deadline:
                 running[train_pool.submit(train_job, trainings.pop(0))] = "train"
                 busy.append("train")
@@ -323,14 +322,17 @@ def main() -> None:
     ]
     trained, scores = [], pd.DataFrame()
 
+    def write() -> None:
+        (a.out / "recipe_search.md").write_text(tables(scores, pd.DataFrame(trained), plan, header))
+        scores.to_csv(a.out / "recipe_search.csv", index=False)
+
     def on_result(result) -> None:
         nonlocal scores
         if isinstance(result, dict):
             trained.append(result)
         else:
             scores = pd.concat([scores, result], ignore_index=True)
-        (a.out / "recipe_search.md").write_text(tables(scores, pd.DataFrame(trained), plan, header))
-        scores.to_csv(a.out / "recipe_search.csv", index=False)
+        write()
         print(f"{time.perf_counter() - started:.0f} s: {len(trained)} trained, {len(scores)} scores", flush=True)
 
     trainings = training_jobs(config, variants, split, randomised, crops, work, a.threads, a.epochs)
@@ -339,7 +341,7 @@ def main() -> None:
     header.append(
         f"All in {time.perf_counter() - started:.0f} s." + (f" Left out at the budget: {left}." if left else "")
     )
-    on_result(pd.DataFrame())
+    write()
     print((a.out / "recipe_search.md").read_text())
 
 
