@@ -58,8 +58,9 @@ def test_an_exported_cascade_of_fold_ensembles_lists_and_loads_every_stage(tmp_p
     (tmp_path / "m").mkdir()
     folds = [write_checkpoint(tmp_path / "m" / f"fold_{k}.pt", NETWORKS["unet"][0]) for k in range(2)]
     tumour = write_checkpoint(tmp_path / "m" / "tumour.pt", NETWORKS["dynunet_3d"][0])
+    stages = {"liver": folds, "tumour": [tumour]}
     write_segmenter(
-        "cascade", tmp_path / "m" / SEGMENTER_FILE, {"liver": folds, "tumour": [tumour]}, (-150, 250), PostSettings()
+        "cascade", tmp_path / "m" / SEGMENTER_FILE, stages, (-150, 250), PostSettings(), mirrored=("tumour",)
     )
     export_segmenter(tmp_path / "m", tmp_path / "out")
     description = json.loads((tmp_path / "out" / SEGMENTER_FILE).read_text())
@@ -69,5 +70,6 @@ def test_an_exported_cascade_of_fold_ensembles_lists_and_loads_every_stage(tmp_p
     for role in ("liver", "tumour"):
         assert [type(m) for m in onnx.stages[role][0]] == [OnnxNetwork] * len(pytorch.stages[role][0])
         assert onnx.stages[role][1:] == pytorch.stages[role][1:]
+    assert pytorch.flip_tta == onnx.flip_tta == {"liver": False, "tumour": True}, "the mirrored stage, exported"
     with pytest.raises(FileNotFoundError, match="no ONNX stages; `liverseg export"):
         Segmenter.load(tmp_path / "m", cpu, "onnx")

@@ -85,6 +85,8 @@ def test_every_declared_output_exists(finished_run):
         assert choice["judged_on"] == [] and all(s["kept"] for s in choice["steps"]), "postprocess.choose is off"
         description = json.loads((workdir / f"models/{entry}/segmenter.json").read_text())
         assert description["name"] == entry and description["postprocess"] == choice["settings"]
+        mirrored = {"liver": False} | ({"tumour": True} if entry == "unet_cascade" else {})  # tumour_unet: flip_tta
+        assert description["flip_tta"] == mirrored
     for page in ("summary.html", "cases.html"):
         assert "<table" in (workdir / "results/report" / page).read_text()
     cases_page = (workdir / "results/report/cases.html").read_text()
@@ -218,6 +220,24 @@ def test_a_second_run_has_nothing_to_do(finished_run):
     result = snakemake(workdir.parents[1], "-n", "--cores", "2", "--configfile", str(TINY), env=env)
     assert result.returncode == 0
     assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_mirroring_a_model_predicts_again_and_trains_nothing(finished_run, tmp_path):
+    """`flip_tta` is read by prediction alone: turned on for the U-Net, its predictions (with --flip-tta) and what
+    follows them are planned again, no training."""
+    workdir, env, _ = finished_run
+    config = yaml.safe_load(TINY.read_text())
+    config["models"]["unet"]["flip_tta"] = True
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))  # the params' JSON keeps the config's order
+    result = snakemake(workdir.parents[1], "-n", "-p", "--cores", "2", "--configfile", str(path), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    predictions = re.findall(r"liverseg predict .*", output)
+    assert predictions and all("--checkpoint models/unet/" not in p or "--flip-tta" in p for p in predictions)
+    assert any("--checkpoint models/unet/" in p for p in predictions)
+    assert not any("--checkpoint models/resnet50_unet/" in p for p in predictions), "its entry did not change"
+    assert "rule train:" not in output and re.search(r"liverseg segmenter --name unet .*--flip-tta liver", output)
 
 
 def test_network_jobs_hold_the_gpu_only_where_they_run_on_one(finished_run, tmp_path):

@@ -219,6 +219,12 @@ def train_settings(model):
     return {**settings, **config["models"][model].get("train", {})}
 
 
+def model_spec(model):
+    """A model's entry as training reads it: without `flip_tta`, which only prediction reads, so that turning it
+    trains nothing again."""
+    return {k: v for k, v in config["models"][model].items() if k != "flip_tta"}
+
+
 def liver_hu_option(model):
     """The crop step's --liver-hu for a tumour stage that sets it, else nothing."""
     liver_hu = config["models"][model]["crop"].get("liver_hu")
@@ -243,6 +249,20 @@ def stage_weights(entry):
         (role, f"{folder}/best.pt")
         for role, model in zip(("liver", "tumour"), stage_models(entry))
         for folder in training_dirs(model)
+    ]
+
+
+def mirrored(model):
+    """Whether a model's predictions average each slice with its mirror (its entry's `flip_tta`)."""
+    return config["models"][model].get("flip_tta", False)
+
+
+def mirrored_roles(entry):
+    """The roles of a scored entry's stages that are mirrored, for its segmenter's description."""
+    return [
+        role
+        for role, model in zip(("liver", "tumour"), stage_models(entry))
+        if mirrored(model)
     ]
 
 

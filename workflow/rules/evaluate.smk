@@ -19,9 +19,10 @@ rule predict:
         torch_threads=network_threads,
     params:
         device=config["train"]["device"],
+        flip_tta=lambda wildcards: "--flip-tta" if mirrored(wildcards.model) else "",
     shell:
         "python -m liverseg predict --checkpoint {input.models} --slices {input.slices} --volume {input.volume} "
-        "--device {params.device} --threads {resources.torch_threads} --out {output} > {log} 2>&1"
+        "{params.flip_tta} --device {params.device} --threads {resources.torch_threads} --out {output} > {log} 2>&1"
 
 
 rule cascade:
@@ -46,9 +47,13 @@ rule cascade:
     params:
         device=config["train"]["device"],
         window=config["preprocess"]["window"],
+        flip_tta=lambda wildcards: (
+            "--flip-tta" if mirrored(CASCADES[wildcards.cascade]["tumour"]) else ""
+        ),
     shell:
         "python -m liverseg cascade --checkpoint {input.models} --liver {input.liver} --volume {input.volume} "
-        "--window {params.window} --device {params.device} --threads {resources.torch_threads} --out {output} > {log} 2>&1"
+        "--window {params.window} {params.flip_tta} --device {params.device} --threads {resources.torch_threads} "
+        "--out {output} > {log} 2>&1"
 
 
 rule choose_postprocess:

@@ -34,7 +34,7 @@ rule train:
     params:
         name=lambda wildcards: wildcards.model,
         out_dir=lambda wildcards, output: os.path.dirname(output.model),
-        model=lambda wildcards: json.dumps(config["models"][wildcards.model]),
+        model=lambda wildcards: json.dumps(model_spec(wildcards.model)),
         settings=lambda wildcards: json.dumps(train_settings(wildcards.model)),
         augment=lambda wildcards: json.dumps(augment_settings(wildcards.model)),
         tracking_uri=config["mlflow"]["tracking_uri"],
@@ -89,9 +89,10 @@ rule segmenter:
         liver_choice=lambda wildcards, input: (
             f"--liver-choice {input.liver_choice}" if input.liver_choice else ""
         ),
+        mirrored=lambda wildcards: mirrored_roles(wildcards.entry),
     shell:
         "python -m liverseg segmenter --name {wildcards.entry} --stage {params.stages} --window {params.window} "
-        "--choice {input.choice} {params.liver_choice} --out {output} > {log} 2>&1"
+        "--choice {input.choice} {params.liver_choice} --flip-tta {params.mirrored} --out {output} > {log} 2>&1"
 
 
 rule register:

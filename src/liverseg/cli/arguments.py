@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -37,8 +38,18 @@ def tracking_uri(parser) -> None:
     parser.add_argument("--tracking-uri", help="the MLflow store of a models:/ MODEL (default: $MLFLOW_TRACKING_URI)")
 
 
-def flip_tta(parser) -> None:
-    parser.add_argument("--flip-tta", action="store_true", help="average each slice's prediction with its mirror's")
+def flip_tta(parser, described: bool = False) -> None:
+    """`--flip-tta`; for a command that applies a segmenter (`described`), also `--no-flip-tta`, and neither follows
+    the segmenter's description, stage by stage."""
+    if not described:
+        parser.add_argument("--flip-tta", action="store_true", help="average each slice's prediction with its mirror's")
+        return
+    parser.add_argument(
+        "--flip-tta",
+        action=argparse.BooleanOptionalAction,
+        help="average each slice's prediction with its left-right mirror's in every stage (--no-flip-tta: in none); "
+        "default: in the stages whose model entry says flip_tta (segmenter.json)",
+    )
 
 
 def set_threads(threads: int) -> None:

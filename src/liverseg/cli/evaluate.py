@@ -5,21 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liverseg.cli.arguments import command, config_section, device, out, set_threads, window
+from liverseg.cli.arguments import command, config_section, device, flip_tta, out, set_threads, window
 
 
 def _predict(a):
     from liverseg.inference.predict import predict_case
 
     set_threads(a.threads)
-    predict_case(a.checkpoint, a.slices, a.volume, a.out, a.device)
+    predict_case(a.checkpoint, a.slices, a.volume, a.out, a.device, a.flip_tta)
 
 
 def _cascade(a):
     from liverseg.inference.predict import predict_cascade
 
     set_threads(a.threads)
-    voxels = predict_cascade(a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device)
+    voxels = predict_cascade(a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device, a.flip_tta)
     print(f"{voxels} tumour voxels inside the stage-1 liver")
 
 
@@ -56,6 +56,7 @@ def add_commands(steps) -> None:
     s.add_argument("--checkpoint", type=Path, nargs="+", required=True, help="one model, or the folds of an ensemble")
     s.add_argument("--slices", type=Path, required=True)
     s.add_argument("--volume", type=Path, required=True)
+    flip_tta(s)
     out(s)
     device(s)
 
@@ -66,6 +67,7 @@ def add_commands(steps) -> None:
     s.add_argument("--liver", type=Path, required=True, help="the stage-1 label map")
     s.add_argument("--volume", type=Path, required=True)
     window(s)
+    flip_tta(s)
     out(s)
     device(s)
 

@@ -42,7 +42,7 @@ def _segmenter(a):
     for role, path in (stage.split("=", 1) for stage in a.stage):  # a role named again: another fold of it
         stages.setdefault(role, []).append(Path(path))
     liver_post = read_choice(a.liver_choice) if a.liver_choice else None
-    write_segmenter(a.name, a.out, stages, a.window, read_choice(a.choice), liver_post)
+    write_segmenter(a.name, a.out, stages, a.window, read_choice(a.choice), liver_post, tuple(a.flip_tta))
 
 
 def _register(a):
@@ -92,6 +92,13 @@ def add_commands(steps) -> None:
     s.add_argument("--choice", type=Path, required=True, help="its post-processing (choose-postprocess's file)")
     s.add_argument(
         "--liver-choice", type=Path, help="a cascade's: its stage-1 model's post-processing, applied before the tumours"
+    )
+    s.add_argument(
+        "--flip-tta",
+        nargs="*",
+        default=[],
+        metavar="ROLE",
+        help="the stages whose slices are averaged with their mirror's (liver, tumour)",
     )
     out(s, "segmenter.json")
 

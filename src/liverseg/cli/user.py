@@ -117,7 +117,7 @@ def _add_segment(steps) -> None:
         default="torch",
         help="what runs the networks: torch, or onnx (onnxruntime, on the CPU) for a folder `liverseg export` wrote",
     )
-    flip_tta(s)
+    flip_tta(s, described=True)
     tracking_uri(s)
     device(s, usable_cpus())
     checks = s.add_argument_group("quality checks (a failing one is a warning; defaults: the segmenter's)")
@@ -155,7 +155,7 @@ def _add_evaluate(steps) -> None:
     )
     out(s, "folder for the label maps, per-case scores and summary")
     s.add_argument("--layout", choices=["auto", "lits", "msd", "pairs"], default="auto")
-    flip_tta(s)
+    flip_tta(s, described=True)
     tracking_uri(s)
     device(s, usable_cpus())
 

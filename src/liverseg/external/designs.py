@@ -49,6 +49,9 @@ def check_shifted(
     def weights(model: str) -> list[Path]:  # one model's, or its folds'
         return [folder / "best.pt" for folder in training_folders(models_dir / model)]
 
+    def mirrored(model: str) -> bool:  # as the workflow's prediction rules
+        return config["models"][model].get("flip_tta", False)
+
     # the steps each entry's run kept (its segmenter's), else the config's
     chosen = {entry: described_postprocess(models_dir / entry) or post_settings for entry in [*stage1, *cascades]}
 
@@ -66,12 +69,14 @@ def check_shifted(
 
         for model in stage1:
             pred = out_dir / model / "pred" / f"{case}.nii.gz"
-            predict_case(weights(model), slices, volume, pred)
+            predict_case(weights(model), slices, volume, pred, flip_tta=mirrored(model))
             close_and_score(model, case, label, pred)
         for name, cascade in cascades.items():  # after stage 1: the cascades take its closed livers
             pred = out_dir / name / "pred" / f"{case}.nii.gz"
             liver = out_dir / cascade["liver"] / "post" / f"{case}.nii.gz"
-            predict_cascade(weights(cascade["tumour"]), liver, volume, window, pred)
+            predict_cascade(
+                weights(cascade["tumour"]), liver, volume, window, pred, flip_tta=mirrored(cascade["tumour"])
+            )
             close_and_score(name, case, label, pred)
     histories = {model: stage_histories([models_dir / model]) for model in stage1}
     histories |= {

@@ -72,10 +72,11 @@ def evaluate_folder(
     out_dir: Path,
     layout: str = "auto",
     device: str = "auto",
-    flip_tta: bool = False,
+    flip_tta: bool | None = None,
     tracking_uri: str | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
-    """Segment and score every labelled case with every model; returns the summary table and the rejected files."""
+    """Segment and score every labelled case with every model (mirrored as each segmenter describes, unless
+    `flip_tta` says for every stage); returns the summary table and the rejected files."""
     cases, rejected = labelled_cases(folder, layout)
     dev = select_device(device)
     segmenters = [load_segmenter(model, dev, tracking_uri) for model in models]

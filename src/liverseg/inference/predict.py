@@ -84,9 +84,11 @@ def classes_at(probabilities: torch.Tensor, size: tuple[int, int], head: str) ->
     return probabilities_to_classes(resized, head).numpy()
 
 
-def predict_case(checkpoints: list[Path], slices_file: Path, volume: Path, out: Path, device: str = "auto") -> None:
-    """Segment every slice of a case (by one model, or by the mean of several folds') and write `out` with the
-    volume's shape, affine and orientation."""
+def predict_case(
+    checkpoints: list[Path], slices_file: Path, volume: Path, out: Path, device: str = "auto", flip_tta: bool = False
+) -> None:
+    """Segment every slice of a case (by one model, or by the mean of several folds'; with `flip_tta`, averaged with
+    the mirror's) and write `out` with the volume's shape, affine and orientation."""
     dev = select_device(device)
     models, recipe, _ = load_models(checkpoints, dev)
     slices = load_slices(slices_file)
@@ -98,7 +100,7 @@ def predict_case(checkpoints: list[Path], slices_file: Path, volume: Path, out: 
         raise nifti.VolumeError(
             f"{slices_file}: slices of shape {in_plane}x{n} do not belong to {volume} {reference.shape}"
         )
-    labels = segment_slices(models, recipe, slices["image"], in_plane, dev).transpose(1, 2, 0)  # canonical order
+    labels = segment_slices(models, recipe, slices["image"], in_plane, dev, flip_tta=flip_tta).transpose(1, 2, 0)
     nifti.save_label_like(labels, reference, out)
 
 
@@ -139,15 +141,21 @@ def tumour_stage(
 
 
 def predict_cascade(
-    checkpoints: list[Path], liver_labels: Path, volume: Path, window, out: Path, device: str = "auto"
+    checkpoints: list[Path],
+    liver_labels: Path,
+    volume: Path,
+    window,
+    out: Path,
+    device: str = "auto",
+    flip_tta: bool = False,
 ) -> int:
     """The stage-1 liver of `liver_labels` with the tumour stage's tumours (one model's, or the mean of several
-    folds'); returns the number of tumour voxels."""
+    folds'; with `flip_tta`, averaged with the mirror's); returns the number of tumour voxels."""
     dev = select_device(device)
     models, recipe, _ = load_models(checkpoints, dev)
     reference, stage1 = nifti.load(volume), nifti.load(liver_labels)
     check_same_grid(stage1, liver_labels, reference, volume, "volume")
     liver = liver_mask(nifti.to_canonical(stage1, dtype=np.uint8))
-    tumour = tumour_stage(models, recipe, reference, liver, window, dev)
+    tumour = tumour_stage(models, recipe, reference, liver, window, dev, flip_tta)
     nifti.save_label_like(label_map(liver, tumour), reference, out)
     return int(tumour.sum())

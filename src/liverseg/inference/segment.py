@@ -124,7 +124,7 @@ def write_volume_table(out_dir: Path) -> None:
 class SegmentOptions:
     """How `liverseg segment` segments and answers, beyond the segmenter itself."""
 
-    flip_tta: bool = False
+    flip_tta: bool | None = None  # every stage mirrored (True) or none (False); None: as the segmenter describes
     limits: dict | None = None  # replace some of the segmenter's quality limits (as in its description)
     formats: tuple[str, ...] = ("nifti",)
     series_uid: str | None = None  # the series of a DICOM folder or study holding several

@@ -2,8 +2,9 @@
 
 The description names the trained stages to apply (a stage-1 model, or a cascade's stage-1 model and tumour stage),
 with their weights' paths relative to its folder (a list for an ensemble of cross-validation folds, whose
-probabilities are averaged), the HU window the stages were trained with, the post-processing of
-the run and the quality limits that `liverseg segment` checks each result against.
+probabilities are averaged), the stages whose slices are averaged with their mirror's (`flip_tta`, as their model
+entries say), the HU window the stages were trained with, the post-processing of the run and the quality limits that
+`liverseg segment` checks each result against.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ def write_segmenter(
     window,
     postprocess: PostSettings,
     liver_postprocess: PostSettings | None = None,
+    mirrored: tuple[str, ...] = (),
 ) -> None:
     """Write `segmenter.json`; the stages' weights are named relative to its folder, so the models folder can move,
     as one path, or a list of the folds of an ensemble. A cascade's stage-1 liver is post-processed as its stage-1
-    model's own (`liver_postprocess`; `postprocess` when None) before the tumour stage sees it."""
+    model's own (`liver_postprocess`; `postprocess` when None) before the tumour stage sees it. The `mirrored` roles
+    average each slice's probabilities with its mirror's."""
 
     def relative(path: Path) -> str:
         return Path(os.path.relpath(path, out.parent)).as_posix()
@@ -53,6 +56,7 @@ def write_segmenter(
             role: relative(paths[0]) if len(paths) == 1 else [relative(p) for p in paths]
             for role, paths in stages.items()
         },
+        "flip_tta": {role: role in mirrored for role in stages},
         "window": [float(v) for v in window],
         "postprocess": dataclasses.asdict(postprocess),
         "quality": QualityLimits().to_dict(),  # the defaults `segment` checks each scan's result against
@@ -115,6 +119,7 @@ class Segmenter:
     liver_post: PostSettings  # a cascade's, on its stage-1 liver before the tumour stage (a stage-1 model: post)
     quality: QualityLimits
     histories: list[list[Path]]  # per stage, its folds' training histories, where they lie beside the weights
+    flip_tta: dict[str, bool]  # role -> whether its slices are averaged with their mirror's
 
     @classmethod
     def load(cls, folder: Path, device, runtime: str = "torch") -> Segmenter:
@@ -148,18 +153,24 @@ class Segmenter:
             PostSettings(**description.get("liver_postprocess", description["postprocess"])),  # older: the same
             QualityLimits.from_dict(description.get("quality", {})),  # older descriptions: the defaults
             histories,
+            {role: bool(description.get("flip_tta", {}).get(role, False)) for role in stages},  # older: none
         )
 
-    def unprocessed(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
+    def unprocessed(self, scan: nib.Nifti1Image, device, flip_tta: bool | None = None, observe=None) -> np.ndarray:
         """Canonical (X, Y, Z) labels before the last post-processing, as the workflow's prediction rules write them:
-        stage 1's; for a cascade, the tumour stage's tumours inside stage 1's post-processed liver. `observe` sees
-        the stage-1 liver probabilities batch by batch."""
+        stage 1's; for a cascade, the tumour stage's tumours inside stage 1's post-processed liver. Each stage is
+        mirrored as described, unless `flip_tta` says for all. `observe` sees the stage-1 liver probabilities batch
+        by batch."""
+
+        def mirrored(role: str) -> bool:
+            return self.flip_tta[role] if flip_tta is None else flip_tta
+
         models, recipe, size = self.stages["liver"]
-        labels = stage1_labels(models, recipe, size, scan, self.window, device, flip_tta, observe)
+        labels = stage1_labels(models, recipe, size, scan, self.window, device, mirrored("liver"), observe)
         if "tumour" in self.stages:
             models, recipe, _ = self.stages["tumour"]
             liver = liver_mask(self.postprocessed(labels, scan, self.liver_post))
-            tumour = tumour_stage(models, recipe, scan, liver, self.window, device, flip_tta)
+            tumour = tumour_stage(models, recipe, scan, liver, self.window, device, mirrored("tumour"))
             labels = label_map(liver, tumour)
         return labels
 
@@ -169,7 +180,7 @@ class Segmenter:
         """The labels after the entry's post-processing, or after `settings`."""
         return postprocessed(labels, nifti.canonical_spacing(scan), settings or self.post)
 
-    def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool = False, observe=None) -> np.ndarray:
+    def labels(self, scan: nib.Nifti1Image, device, flip_tta: bool | None = None, observe=None) -> np.ndarray:
         """Canonical labels of a scan, post-processed (the workflow's prediction, post-processing and cascade rules
         in one)."""
         return self.postprocessed(self.unprocessed(scan, device, flip_tta, observe), scan)
