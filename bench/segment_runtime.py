@@ -33,7 +33,8 @@ from liverseg.inference.segmenter import Segmenter
 from liverseg.roi import liver_box
 
 # a bare forward: the cascade's networks loaded as `liverseg segment` loads them, applied to as many zero inputs as
-# the command applies them to (each slice, then each slice's crop), in batches of 16, nothing else
+# the command applies them to (each slice, then each slice's crop, twice for a stage mirrored by its flip_tta), in
+# batches of 16, nothing else
 BARE = """
 import sys, time, torch
 from pathlib import Path
@@ -48,7 +49,7 @@ with torch.no_grad():
         side, slices = recipe.crop["size"] if recipe.crop else size, counts[role]
         for start in range(0, slices, 16):
             x = torch.zeros(min(16, slices - start), recipe.input_slices, side, side)
-            for model in models:
+            for model in models * (1 + segmenter.flip_tta[role]):
                 model(x)
 print(f"forward {time.perf_counter() - started:.3f}")
 """
