@@ -234,6 +234,9 @@ def test_segment_gives_the_workflows_own_labels(segment_experiment, entry, sourc
     workflow = nib.load(segment_experiment / "results" / entry / "post" / f"{case}.nii.gz")
     assert np.array_equal(np.asanyarray(ours.dataobj), np.asanyarray(workflow.dataobj))
     assert np.array_equal(ours.affine, workflow.affine)
+    report = json.loads((tmp_path / f"{scan_name(volume)}.json").read_text())
+    described = json.loads((segment_experiment / "models" / entry / "segmenter.json").read_text())
+    assert report["segmenter"] == entry and report["flip_tta"] == described["flip_tta"], "what made the labels"
 
 
 def test_the_registered_segmenter_is_a_pyfunc_of_a_volume_and_its_spacing(segment_experiment):

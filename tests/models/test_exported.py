@@ -71,5 +71,8 @@ def test_an_exported_cascade_of_fold_ensembles_lists_and_loads_every_stage(tmp_p
         assert [type(m) for m in onnx.stages[role][0]] == [OnnxNetwork] * len(pytorch.stages[role][0])
         assert onnx.stages[role][1:] == pytorch.stages[role][1:]
     assert pytorch.flip_tta == onnx.flip_tta == {"liver": False, "tumour": True}, "the mirrored stage, exported"
+    assert pytorch.mirroring() == pytorch.flip_tta, "as described, unless the call says for every stage"
+    assert pytorch.mirroring(True) == {"liver": True, "tumour": True}
+    assert pytorch.mirroring(False) == {"liver": False, "tumour": False}
     with pytest.raises(FileNotFoundError, match="no ONNX stages; `liverseg export"):
         Segmenter.load(tmp_path / "m", cpu, "onnx")

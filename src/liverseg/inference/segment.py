@@ -180,7 +180,8 @@ def segment_scans(
             written.append(out_dir / f"{name}{SUFFIXES[kind]}")
             save_dataset(dataset, written[-1])
         checks = quality_report(labels, scan, quality, segmenter.window, uncertainty.share)
-        report = volume_report(name, path, labels, scan, checks) | ({"series": series.uid} if series else {})
+        made_by = {"segmenter": segmenter.name, "flip_tta": segmenter.mirroring(options.flip_tta)}
+        report = volume_report(name, path, labels, scan, checks) | made_by | ({"series": series.uid} if series else {})
         write_json(report, out_dir / f"{name}.json")
         for warning in checks["warnings"]:
             print(f"liverseg segment: warning: {path}: {warning}", file=sys.stderr, flush=True)

@@ -159,20 +159,20 @@ class Segmenter:
     def unprocessed(self, scan: nib.Nifti1Image, device, flip_tta: bool | None = None, observe=None) -> np.ndarray:
         """Canonical (X, Y, Z) labels before the last post-processing, as the workflow's prediction rules write them:
         stage 1's; for a cascade, the tumour stage's tumours inside stage 1's post-processed liver. Each stage is
-        mirrored as described, unless `flip_tta` says for all. `observe` sees the stage-1 liver probabilities batch
-        by batch."""
-
-        def mirrored(role: str) -> bool:
-            return self.flip_tta[role] if flip_tta is None else flip_tta
-
+        mirrored as `mirroring(flip_tta)` says. `observe` sees the stage-1 liver probabilities batch by batch."""
+        mirrored = self.mirroring(flip_tta)
         models, recipe, size = self.stages["liver"]
-        labels = stage1_labels(models, recipe, size, scan, self.window, device, mirrored("liver"), observe)
+        labels = stage1_labels(models, recipe, size, scan, self.window, device, mirrored["liver"], observe)
         if "tumour" in self.stages:
             models, recipe, _ = self.stages["tumour"]
             liver = liver_mask(self.postprocessed(labels, scan, self.liver_post))
-            tumour = tumour_stage(models, recipe, scan, liver, self.window, device, mirrored("tumour"))
+            tumour = tumour_stage(models, recipe, scan, liver, self.window, device, mirrored["tumour"])
             labels = label_map(liver, tumour)
         return labels
+
+    def mirroring(self, flip_tta: bool | None = None) -> dict[str, bool]:
+        """Whether each stage averages its slices with their mirror's: as described, unless `flip_tta` says for all."""
+        return {role: mirrored if flip_tta is None else flip_tta for role, mirrored in self.flip_tta.items()}
 
     def postprocessed(
         self, labels: np.ndarray, scan: nib.Nifti1Image, settings: PostSettings | None = None
