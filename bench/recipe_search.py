@@ -3,7 +3,7 @@ that no training draws (issue 19): what a change of an entry buys on designs the
 
 The data are the default experiment's (config.yaml: its 32 cases, split and preprocessing), with randomised phantoms
 added to the training part for the variants that ask for them. Each variant (bench/recipe_search.yaml) trains through
-the workflow's own preparation and epoch loop (`prepare_training`, `fit`; without the MLflow run) once per seed,
+the workflow's own preparation and epoch loop (`prepare_training`, then its `fit`; without the MLflow run) once per seed,
 several at a time. Every stage-1 variant and cascade is then scored by `liverseg shifted`'s check (`check_shifted`) on
 each design of the file: randomised designs drawn with a seed of their own, to choose by, and the designs of
 docs/robustness.md with its seed 99, to report. The tables are rewritten as each design's scores come in, so a run
@@ -36,7 +36,6 @@ from liverseg.devices import machine_description
 from liverseg.external.designs import check_shifted
 from liverseg.training import resume
 from liverseg.training.augment import AugmentSettings
-from liverseg.training.loop import fit
 from liverseg.training.settings import TrainSettings
 from liverseg.training.setup import prepare_training
 
@@ -106,16 +105,7 @@ def train_job(job: dict) -> dict:
     with open(out_dir / "train.log", "w") as log, contextlib.redirect_stdout(log):
         prepared = prepare_training(job["name"], job["entry"], settings, augment, job["train_files"], job["val_files"])
         started = time.perf_counter()
-        table = fit(
-            job["name"],
-            job["entry"],
-            settings,
-            prepared.model,
-            prepared.train_batches,
-            prepared.val_batches,
-            out_dir,
-            lambda row: None,
-        )
+        table = prepared.fit(out_dir, lambda row: None)
     resume.discard(out_dir)
     seen = len(table) * prepared.data["train_slices"]
     return {"model": job["name"], "seconds": time.perf_counter() - started, "epochs": len(table), "seen": seen}

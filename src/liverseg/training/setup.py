@@ -13,18 +13,27 @@ from liverseg.models.networks import build_model, input_divisor
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings
 from liverseg.training.dataset import Batches, load_slice_set
+from liverseg.training.loop import fit
 from liverseg.training.patches import PatchBatches, load_volume_set
 from liverseg.training.settings import TrainSettings
 
 
 @dataclass
 class Prepared:
+    name: str
+    spec: dict
+    settings: TrainSettings
     model: torch.nn.Module
     recipe: Recipe
     device: torch.device
     train_batches: Batches | PatchBatches
     val_batches: Batches | PatchBatches
     data: dict  # what the sets hold: slices (or cases) and tumour slices, the image size
+
+    def fit(self, out_dir: Path, on_epoch, saved: dict | None = None, run_state: dict | None = None):
+        """The epoch loop (`liverseg.training.loop.fit`) on this model and its batches."""
+        args = (self.name, self.spec, self.settings, self.model, self.train_batches, self.val_batches)
+        return fit(*args, out_dir, on_epoch, saved, run_state)
 
 
 def prepare_training(
@@ -50,7 +59,7 @@ def prepare_training(
         )
     if not recipe.volumetric:
         model = model.to(memory_format=layout)
-    return Prepared(model, recipe, device, train_batches, val_batches, data)
+    return Prepared(name, spec, settings, model, recipe, device, train_batches, val_batches, data)
 
 
 def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, train_files, val_files, device, layout):

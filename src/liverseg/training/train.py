@@ -20,7 +20,6 @@ from liverseg.devices import device_name, precision_name
 from liverseg.tracking import runs
 from liverseg.training import resume
 from liverseg.training.augment import AugmentSettings, draw_preview
-from liverseg.training.loop import fit
 from liverseg.training.settings import TrainSettings
 from liverseg.training.setup import prepare_training
 
@@ -67,18 +66,7 @@ def train_model(
     try:
         with runs.system_metrics(tracking_uri, run_id, resumed=state is not None):
             run_state = {"fingerprint": key, "run_id": run_id}
-            table = fit(
-                name,
-                spec,
-                settings,
-                prepared.model,
-                prepared.train_batches,
-                prepared.val_batches,
-                out_dir,
-                log_epoch,
-                state,
-                run_state,
-            )
+            table = prepared.fit(out_dir, log_epoch, state, run_state)
     except BaseException:
         client.set_terminated(run_id, "FAILED")
         raise
