@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
@@ -74,6 +75,14 @@ nifti.save_image(nifti.label_image_like(labels, image, out), out)
 """
 
 
+class Row(NamedTuple):
+    runtime: str
+    seconds: float  # the command's
+    mib: float  # the command's peak RSS
+    bare: float  # the bare forward's seconds
+    floor: float  # the floor's seconds
+
+
 def write_phantom(path: Path, slices: int) -> None:
     """Phantom 0 of bench/scale.py at 512x512 and `slices` slices."""
     case = full_size_case(0, slices)
@@ -120,7 +129,7 @@ def main():
             forward = min(float(answer.split("forward")[-1]) for answer in answers)
             floor = [*python(FLOOR), str(exported), runtime, str(scan), str(tmp / f"{runtime}_floor.nii.gz")]
             floors = [peak_of(floor)[1] for _ in range(a.repeats)]
-            rows.append((runtime, min(s for _, s in runs), max(m for m, _ in runs), forward, min(floors)))
+            rows.append(Row(runtime, min(s for _, s in runs), max(m for m, _ in runs), forward, min(floors)))
     cascade_said = f"trained cascade {a.segmenter} on a phantom" if a.segmenter else "stage 1 marking the whole scan"
     lines = [
         f"# segment with a cascade, 512x512x{a.slices} int16 .nii.gz, CPU, {a.threads} threads",
@@ -137,7 +146,8 @@ def main():
             f"| {runtime} | {seconds:.1f} | {mib:,.0f} | {bare:.1f} | {bare / seconds:.2f} | {floor:.1f} "
             f"| {bare / (bare + floor):.2f} |"
         )
-    speedup = rows[0][1] / rows[1][1]
+    torch_row, onnx_row = rows
+    speedup = torch_row.seconds / onnx_row.seconds
     lines += [
         "",
         "The command is a whole fresh process (start-up, reading the scan, post-processing, writing); the bare "
@@ -146,9 +156,10 @@ def main():
         "imports, loading the segmenter, reading and checking the scan, and writing an empty label map of its "
         "geometry. No command that reads and writes the scan can beat bare / (bare + floor); nor can the "
         "onnxruntime command be faster than PyTorch's by more than the bare forwards' ratio "
-        f"({rows[0][3] / rows[1][3]:.2f} here), while its probabilities must equal PyTorch's within 1e-4.",
+        f"({torch_row.bare / onnx_row.bare:.2f} here), while its probabilities must equal PyTorch's within 1e-4.",
         f"onnxruntime / PyTorch speed of the command: {speedup:.2f} (target 1.5); command / bare forward throughput "
-        f"{rows[0][3] / rows[0][1]:.2f} with PyTorch, {rows[1][3] / rows[1][1]:.2f} with onnxruntime (target 0.85).",
+        f"{torch_row.bare / torch_row.seconds:.2f} with PyTorch, {onnx_row.bare / onnx_row.seconds:.2f} with onnxruntime "
+        "(target 0.85).",
         "",
     ]
     write_result("segment_runtime_trained" if a.segmenter else "segment_runtime", "\n".join(lines))
