@@ -92,12 +92,24 @@ wildcard_constraints:
     fold=r"\d+",
 
 
+def training_threads(wildcards):
+    """A training job's threads: its model's own `threads`, else train.threads."""
+    return config["models"][wildcards.model].get("threads", config["train"]["threads"])
+
+
 def training_priority(wildcards):
     """A training job's priority: above every other job's (0), so that it starts as soon as cores free up instead of
-    after the predictions of the model trained before it; a tumour stage's highest, since every cascade waits on it and
-    the default's trains longest. Two trainings share a CPU side by side (`train.threads`), and one left to run alone
-    at the end keeps one core busy while the other has nothing to do."""
-    return 2 if wildcards.model in TUMOUR_STAGES else 1
+    after the predictions of the model trained before it; a tumour stage's above a stage-1 model's, since every cascade
+    waits on it and the default's trains longest. Two trainings share a CPU side by side (`train.threads`), and one left
+    to run alone at the end keeps one core busy while the other has nothing to do. A training that asks for all of
+    `--cores` runs alone on them instead, before every other job once they are all free (the trainings that fit
+    beside the last preprocessing jobs start before it): its priority is above any two others' together, since the
+    scheduler weighs the sum of the priorities of the jobs it starts at once. Cluster jobs have cores of their own:
+    there the order idles none."""
+    priority = 2 if wildcards.model in TUMOUR_STAGES else 1
+    if workflow.local_exec and training_threads(wildcards) >= workflow.cores:
+        return priority + 3
+    return priority
 
 
 def wall_time(started):
@@ -220,9 +232,14 @@ def train_settings(model):
 
 
 def model_spec(model):
-    """A model's entry as training reads it: without `flip_tta`, which only prediction reads, so that turning it
-    trains nothing again."""
-    return {k: v for k, v in config["models"][model].items() if k != "flip_tta"}
+    """A model's entry as training reads it: without `flip_tta`, which only prediction reads, and `threads`, which only
+    the scheduler reads (as train.threads), so that changing them trains nothing again.
+    """
+    return {
+        k: v
+        for k, v in config["models"][model].items()
+        if k not in ("flip_tta", "threads")
+    }
 
 
 def liver_hu_option(model):

@@ -27,7 +27,7 @@ rule train:
     priority: training_priority
     conda:
         LIVERSEG_ENV
-    threads: config["train"]["threads"]
+    threads: training_threads
     resources:
         gpu=network_gpu,
         torch_threads=network_threads,
