@@ -120,7 +120,8 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
         jobs = [block.split("Shell command:")[0] for block in result.stdout.split("rule train:")[1:]]
         threads = {job_field(block, "wildcards"): int(job_field(block, "threads")) for block in jobs}
         priority = {job_field(block, "wildcards"): int(job_field(block, "priority")) for block in jobs}
-        assert threads == {"model=unet": 4, "model=tumour_unet": 4, "model=resnet50_unet": README_CORES}, threads
+        shared = default_config()["train"]["threads"]
+        assert threads == {"model=unet": shared, "model=tumour_unet": shared, "model=resnet50_unet": README_CORES}
         assert priority["model=resnet50_unet"] > priority["model=tumour_unet"] + priority["model=unet"], priority
         assert priority["model=tumour_unet"] > priority["model=unet"] > 0, priority
         assert all('"threads"' not in line for line in trained.values())  # the scheduler's, not the training's

@@ -106,9 +106,10 @@ def training_priority(wildcards):
     beside the last preprocessing jobs start before it): its priority is above any two others' together, since the
     scheduler weighs the sum of the priorities of the jobs it starts at once. Cluster jobs have cores of their own:
     there the order idles none."""
-    priority = 2 if wildcards.model in TUMOUR_STAGES else 1
+    tumour, stage1 = 2, 1
+    priority = tumour if wildcards.model in TUMOUR_STAGES else stage1
     if workflow.local_exec and training_threads(wildcards) >= workflow.cores:
-        return priority + 3
+        return priority + tumour + stage1
     return priority
 
 
