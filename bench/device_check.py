@@ -25,7 +25,7 @@ from input_pipeline import slice_set
 from measure import write_result
 from train_flops import model_inputs
 
-from liverseg.devices import machine_description, memory_format, precision_name, select_device
+from liverseg.devices import machine_description, precision_name, select_device, training_memory_format
 from liverseg.inference.predict import segment_slices, segment_volume
 from liverseg.labels import tumour_mask
 from liverseg.models.checkpoint import load_models
@@ -75,7 +75,7 @@ def batches(spec: dict, size: int, batch: int, augment: AugmentSettings, device:
         train, val = volume_set(slices // depth, depth, size, 0), volume_set(2, depth, size, 100)
         held_out = volume(depth, size, 200)
         return PatchBatches(train, recipe, batch, device, augment), PatchBatches(val, recipe, batch, device), held_out
-    layout = memory_format(device)
+    layout = training_memory_format(device)
     train = slice_set(slices, size, recipe.input_slices, recipe.crop is not None)
     val = slice_set(slices // 4, size, recipe.input_slices, recipe.crop is not None, seed=1)
     held_out = slice_set(64, size, 1, False, seed=2)
@@ -119,7 +119,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(spec).to(device)
         if not Recipe.from_spec(spec).volumetric:
-            model = model.to(memory_format=memory_format(device))
+            model = model.to(memory_format=training_memory_format(device))
         train, val, (images, truth) = batches(spec, size, batch, augment, device, args.slices)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -145,7 +145,7 @@ def main() -> None:
             f"# A short training and prediction on {device.type}, against float32 prediction on the CPU",
             "",
             f"{machine_description()}, torch {torch.__version__}, training in {precision_name(device)} "
-            f"({'channels-last' if memory_format(device) == torch.channels_last else 'default layout'} "
+            f"({'channels-last' if training_memory_format(device) == torch.channels_last else 'default layout'} "
             f"for 2D networks), {args.epochs} epochs of {args.slices} synthetic slices per model (3D: in boxes of twice "
             "the patch's depth), Adam at 1e-3; prediction of one held-out case after a warm-up.",
             "",

@@ -31,7 +31,7 @@ import yaml
 from measure import write_result
 from train_flops import Step, elapsed, model_inputs
 
-from liverseg.devices import cpu_has_native_bf16, machine_description, memory_format, select_device
+from liverseg.devices import cpu_has_native_bf16, machine_description, select_device, training_memory_format
 from liverseg.models.neighbours import neighbour_index
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings
@@ -110,7 +110,7 @@ def main() -> None:
         recipe = Recipe.from_spec(spec)
         data = slice_set(args.slices, size, recipe.input_slices, "crop" in spec)
         order = torch.randperm(args.slices, generator=torch.Generator().manual_seed(0))
-        batches = Batches(data, recipe.regions, batch, device, augment, memory_format(device))
+        batches = Batches(data, recipe.regions, batch, device, augment, training_memory_format(device, cpu_bf16))
 
         step = Step(spec, size, batch, cpu_bf16 and cpu_has_native_bf16(), device)
         flops = step.flops() / batch

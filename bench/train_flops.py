@@ -1,5 +1,5 @@
 """Training steps of config.yaml's models in FLOP/s against this process's large matrix products (the machine's
-practical peak): in float32 with channels-last, the layout training uses, and with the default (NCHW) layout, and in
+practical peak): in float32 with the default (NCHW) layout that training keeps there and with channels-last, and in
 bfloat16 mixed precision (`train.cpu_bf16`, on a CPU that has bfloat16 natively), channels-last.
 
 A step is the forward, the loss in float32, the backward and Adam's update on one batch of the training size; its
@@ -21,7 +21,7 @@ import yaml
 from measure import write_result
 from torch.utils.flop_counter import FlopCounterMode
 
-from liverseg.devices import autocast, cpu_has_native_bf16, machine_description, memory_format
+from liverseg.devices import autocast, cpu_has_native_bf16, machine_description, training_memory_format
 from liverseg.models.networks import build_model
 from liverseg.models.recipe import Recipe
 from liverseg.training.dataset import region_targets
@@ -68,7 +68,7 @@ class Step:
     ):
         torch.manual_seed(0)
         recipe = Recipe.from_spec(spec)
-        self.device, self.cpu_bf16, layout = device, cpu_bf16, layout or memory_format(device)
+        self.device, self.cpu_bf16, layout = device, cpu_bf16, layout or training_memory_format(device, cpu_bf16)
         self.model = build_model(spec).to(device, memory_format=layout).train()
         self.loss_fn = CombinedLoss(recipe.loss, recipe.head)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
@@ -116,8 +116,8 @@ def main() -> None:
     rows, rates = [], {}
     for name, spec, size in model_inputs(config):
         flops = Step(spec, size, batch, False).flops()
-        nchw = flops / Step(spec, size, batch, False, layout=torch.contiguous_format).seconds(args.steps)
-        f32 = flops / Step(spec, size, batch, False).seconds(args.steps)
+        nchw = flops / Step(spec, size, batch, False).seconds(args.steps)
+        f32 = flops / Step(spec, size, batch, False, layout=torch.channels_last).seconds(args.steps)
         bf16 = flops / Step(spec, size, batch, True).seconds(args.steps) if native else float("nan")
         rows.append(
             f"| {name} | {Recipe.from_spec(spec).input_slices}x{size}x{size} | {flops / 1e9:,.1f} | {nchw / 1e9:,.0f} "

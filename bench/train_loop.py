@@ -21,7 +21,7 @@ import yaml
 from measure import write_result
 
 from liverseg.data.slices import save_slices
-from liverseg.devices import autocast, memory_format, precision_name
+from liverseg.devices import autocast, precision_name, training_memory_format
 from liverseg.models.networks import build_model
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings
@@ -57,7 +57,7 @@ def bare_rate(spec: dict, settings: TrainSettings, augment: AugmentSettings, fil
     order = epoch_indices(
         data.has_tumour, data.has_liver, recipe.tumour_oversample, recipe.background_fraction, generator
     )
-    layout = memory_format(device)
+    layout = training_memory_format(device, settings.cpu_bf16)
     prepared = Batches(data, recipe.regions, settings.batch_size, device, augment, layout)
     batches = list(prepared(order, generator))
     model, loss_fn = build_model(spec), CombinedLoss(recipe.loss, recipe.head)

@@ -5,7 +5,7 @@ No GPU exists here: the CUDA capability query is the one thing replaced."""
 
 import torch
 
-from liverseg.devices import amp_dtype, autocast, select_device, to_device
+from liverseg.devices import amp_dtype, autocast, select_device, to_device, training_memory_format
 
 
 def test_cpu_computes_in_float32():
@@ -34,6 +34,8 @@ def test_cpu_bf16_only_where_the_cpu_has_it_natively(monkeypatch):
         monkeypatch.setattr(torch.cpu, "get_capabilities", lambda capabilities=capabilities: capabilities)
         assert amp_dtype(cpu, cpu_bf16=True) == expected
         assert amp_dtype(cpu) is None, "prediction on the CPU stays float32"
+        layout = torch.channels_last if expected else torch.contiguous_format
+        assert training_memory_format(cpu, cpu_bf16=True) == layout, "float32 training keeps the default layout"
     assert amp_dtype(torch.device("mps"), cpu_bf16=True) is None
 
 

@@ -17,7 +17,6 @@ from liverseg.tracking import runs as tracking_runs
 from liverseg.training import resume
 from liverseg.training.augment import AugmentSettings
 from liverseg.training.settings import TrainSettings
-from liverseg.training.setup import prepare_training
 from liverseg.training.train import train_model
 
 MODEL = {"kind": "unet", "base_channels": 4, "depth": 2}
@@ -62,17 +61,6 @@ def _train(tmp_path, slice_files, name="unet", **settings):
 
 def _distance(a: dict, b: dict) -> float:
     return float(sum((a[k].float() - b[k].float()).norm() ** 2 for k in a if k.endswith("weight")) ** 0.5)
-
-
-def test_float32_training_on_the_cpu_is_channels_last(slice_files):
-    """oneDNN's float32 convolutions step faster channels-last (bench/train_flops.py), with or without bfloat16."""
-    settings = TrainSettings(batch_size=4, device="cpu", cpu_bf16=False)
-    spec = {**MODEL, "input_slices": 3}
-    prepared = prepare_training("unet", spec, settings, STILL, [slice_files[0]], [slice_files[1]])
-    convolution = next(m for m in prepared.model.modules() if isinstance(m, torch.nn.Conv2d))
-    assert convolution.weight.is_contiguous(memory_format=torch.channels_last)
-    x, _ = next(iter(prepared.train_batches(torch.arange(4), torch.Generator().manual_seed(0))))
-    assert x.shape[1] == 3 and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path, slice_files):

@@ -108,7 +108,7 @@ class Batches:
             device,
             augment,
         )
-        self.memory_format = memory_format  # the model's (liverseg.devices.memory_format)
+        self.memory_format = memory_format  # the model's (liverseg.devices.training_memory_format)
         self._presence = None
 
     @property

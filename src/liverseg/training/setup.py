@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from liverseg.devices import memory_format, select_device
+from liverseg.devices import select_device, training_memory_format
 from liverseg.models.networks import build_model, input_divisor
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings
@@ -51,7 +51,7 @@ def prepare_training(
     device = select_device(settings.device)
     recipe = Recipe.from_spec(spec)
     model = build_model(spec, weights_path=weights_path).to(device)
-    layout = memory_format(device)
+    layout = training_memory_format(device, settings.cpu_bf16)
     train_batches, val_batches, data = _batches(recipe, settings, augment, train_files, val_files, device, layout)
     if train_batches.image_size % input_divisor(model):
         raise ValueError(
