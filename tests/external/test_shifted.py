@@ -121,6 +121,7 @@ def test_ablation_entries_are_compared_with_the_lever_before_them_or_the_cascade
         "e_cascade": "d_three_slices",  # the tumour stage added to its liver
         "f_cascade_3d": "e_cascade",  # another tumour stage in e's place
         "g_cascade_mit": "e_cascade",
+        "i_cascade_blob": "e_cascade",
     }
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from liverseg.models.heads import class_index, region_probabilities
-from liverseg.training.losses import CombinedLoss, bce_loss, dice_loss, focal_loss, tversky_loss
+from liverseg.training.losses import CombinedLoss, bce_loss, blob_loss, dice_loss, focal_loss, tversky_loss
 
 BIG = 100.0  # sigmoid(±100) is exactly 1 or 0 in float32
 
@@ -78,6 +78,56 @@ def test_bce_and_focal_by_hand():
     assert focal_loss(logits, t, "sigmoid", gamma=2.0).item() == pytest.approx(expected_focal, rel=1e-5)
     # focal weighs well-classified pixels down: the confident correct pixel (logit 3, target 1) barely counts
     assert focal_loss(logits, t, "sigmoid").item() < bce_loss(logits, t, "sigmoid").item()
+
+
+def _lesions():
+    """Two samples: the first holds a missed lesion of 2 voxels, a found one of 8 and a false positive voxel; the second
+    a lesion of 3 voxels, 1 of them found, where the first sample's small lesion lies (they must not join)."""
+    target, pred = torch.zeros(2, 1, 6, 6), torch.zeros(2, 1, 6, 6)
+    target[0, 0, 0, :2] = 1
+    target[0, 0, 3:5, 2:6] = pred[0, 0, 3:5, 2:6] = 1
+    pred[0, 0, 5, 0] = 1
+    target[1, 0, 0, :3] = 1
+    pred[1, 0, 0, 0] = 1
+    return pred, target
+
+
+def test_blob_loss_by_hand():
+    pred, target = _lesions()
+    missed = 1 - 1 / (0.3 * 1 + 0.7 * 2 + 1)  # TP 0, FP 1 (its sample's), FN 2
+    found = 1 - 9 / (8 + 0.3 * 1 + 1)  # TP 8, FP 1
+    partly = 1 - 2 / (1 + 0.7 * 2 + 1)  # TP 1, FN 2, no FP in its sample
+    expected = (missed + found + partly) / 3
+    assert blob_loss(pred, target, alpha=0.3, beta=0.7).item() == pytest.approx(expected, abs=1e-6)
+    term = CombinedLoss({"blob": {"alpha": 0.3, "beta": 0.7}})
+    assert term(_logits(pred > 0), target).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_blob_loss_weighs_a_small_lesion_as_a_large_one():
+    target = torch.zeros(1, 1, 32, 32)
+    target[0, 0, 1:3, 1:3] = 1
+    target[0, 0, 10:30, 10:30] = 1
+    small_missed, large_missed = target.clone(), target.clone()
+    small_missed[0, 0, 1:3, 1:3] = 0
+    large_missed[0, 0, 10:30, 10:30] = 0
+    # half of the loss either way: the missed lesion's own, 1 - 1 / (FN / 2 + 1), against 0 for the found one
+    assert blob_loss(small_missed, target).item() == pytest.approx((1 - 1 / (4 / 2 + 1)) / 2, abs=1e-6)
+    assert blob_loss(large_missed, target).item() == pytest.approx((1 - 1 / (400 / 2 + 1)) / 2, abs=1e-6)
+    assert tversky_loss(small_missed, target).item() < 0.01 < 0.3 < tversky_loss(large_missed, target).item()
+
+
+def test_blob_loss_sees_the_innermost_region_in_3d_and_nothing_without_lesions():
+    target = torch.zeros(1, 2, 4, 8, 8)
+    target[0, 0] = 1  # liver everywhere
+    target[0, 1, 1:3, 2:4, 2:4] = 1  # one tumour of 8 voxels over 2 slices
+    pred = target.clone()
+    pred[0, 0] = 0  # the liver channel is no lesion: missing it costs nothing here
+    pred[0, 1, 1] = 0  # half the tumour missed
+    assert blob_loss(pred, target).item() == pytest.approx(1 - 5 / (4 + 0.5 * 4 + 1), abs=1e-6)
+    logits = torch.zeros(1, 2, 4, 8, 8, requires_grad=True)
+    empty = CombinedLoss({"blob": {}})(logits, torch.zeros(1, 2, 4, 8, 8))
+    empty.backward()
+    assert empty.item() == 0 and logits.grad is not None
 
 
 def test_weighted_sum_of_terms():

@@ -125,10 +125,11 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
         assert priority["model=resnet50_unet"] > priority["model=tumour_unet"] + priority["model=unet"], priority
         assert priority["model=tumour_unet"] > priority["model=unet"] > 0, priority
         assert all('"threads"' not in line for line in trained.values())  # the scheduler's, not the training's
-    else:  # the ablation's 3D and transformer tumour stages and the transformer as a stage-1 model
-        assert {"tumour_unet", "tumour_3d", "tumour_mit", "h_mit_stage1"} <= set(trained)
+    else:  # the ablation's 3D, transformer and blob-loss tumour stages and the transformer as a stage-1 model
+        assert {"tumour_unet", "tumour_3d", "tumour_mit", "tumour_blob", "h_mit_stage1"} <= set(trained)
         assert '"kind": "monai"' in trained["tumour_3d"] and '"encoder": "mit_b0"' in trained["tumour_mit"]
-        for cascade in ("e_cascade", "f_cascade_3d", "g_cascade_mit"):
+        assert '"blob": {"weight": 1.0, "alpha": 0.3, "beta": 0.7}' in trained["tumour_blob"]
+        for cascade in ("e_cascade", "f_cascade_3d", "g_cascade_mit", "i_cascade_blob"):
             assert f"segmenter --name {cascade} " in result.stdout
 
 
