@@ -128,7 +128,7 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
     else:  # the ablation's 3D, transformer and blob-loss tumour stages and the transformer as a stage-1 model
         assert {"tumour_unet", "tumour_3d", "tumour_mit", "tumour_blob", "h_mit_stage1"} <= set(trained)
         assert '"kind": "monai"' in trained["tumour_3d"] and '"encoder": "mit_b0"' in trained["tumour_mit"]
-        assert '"blob": {"weight": 1.0, "alpha": 0.3, "beta": 0.7}' in trained["tumour_blob"]
+        assert '"blob": {"alpha": 0.3, "beta": 0.7, "weight": 1.0}' in trained["tumour_blob"]
         for cascade in ("e_cascade", "f_cascade_3d", "g_cascade_mit", "i_cascade_blob"):
             assert f"segmenter --name {cascade} " in result.stdout
 
