@@ -10,7 +10,8 @@ from scipy import ndimage
 from liverseg.data import nifti
 from liverseg.data.cases import describe_case
 from liverseg.data.slices import slice_case
-from liverseg.inference.predict import classes_at
+from liverseg.inference.predict import resized
+from liverseg.models.heads import probabilities_to_classes
 
 WINDOW = (-150.0, 250.0)
 
@@ -95,7 +96,8 @@ def test_a_label_map_comes_back_in_the_scans_exact_geometry(tmp_path, name, caps
 
     # back without a model: the 128 px labels as region probabilities, resized to the scan and written like it
     small = torch.from_numpy(np.stack([slices["label"] >= 1, slices["label"] == 2], 1).astype(np.float32))
-    back = classes_at(small, tuple(int(n) for n in slices["shape"]), "sigmoid").transpose(1, 2, 0)
+    back = probabilities_to_classes(resized(small, tuple(int(n) for n in slices["shape"])), "sigmoid").numpy()
+    back = back.transpose(1, 2, 0)
     out = tmp_path / f"pred{suffix}"
     nifti.save_label_like(back, nib.load(volume), out)
 

@@ -10,7 +10,7 @@ from liverseg.data.crops import crop_case
 from liverseg.data.slices import save_slices, slice_case
 from liverseg.evaluation.evaluate import evaluate_case
 from liverseg.inference.postprocess import PostSettings
-from liverseg.inference.predict import predict_cascade, predict_case, tumour_stage
+from liverseg.inference.predict import confident_lesions, predict_cascade, predict_case, tumour_stage
 from liverseg.models.heads import probabilities_to_classes
 from liverseg.models.recipe import Recipe
 from liverseg.reporting.summary import read_case_scores, step_effects, summarise
@@ -194,7 +194,9 @@ def test_tumour_stage_sees_the_training_crops_shifted_to_its_liver(phantom_files
     seen = []
     monkeypatch.setattr(
         "liverseg.inference.predict.segment_slices",
-        lambda model, recipe, crops, size, device, flip_tta=False: seen.append(crops) or np.zeros((len(crops), *size)),
+        lambda model, recipe, crops, size, device, flip_tta, innermost: (
+            seen.append(crops) or np.zeros((len(crops), *size))
+        ),
     )
     for path in (volume, brighter):
         tumour_stage([None], recipe, nib.load(path), liver, (-150, 250), "cpu")
@@ -205,3 +207,48 @@ def test_tumour_stage_sees_the_training_crops_shifted_to_its_liver(phantom_files
     assert np.median(trained[liver_crop]) == pytest.approx((100 + 150) / (250 + 150), abs=0.02), "liver at 100 HU"
     unshifted = crop_case(brighter, label, (-150, 250), 32, 5.0, 0.0)["image"]
     assert not np.allclose(unshifted, trained, atol=0.05), "without liver_hu the HU are as scanned"
+
+
+def test_confident_lesions_keep_the_components_whose_peak_reaches_the_threshold():
+    """Lesions are 26-connected in 3D, as they are scored: a lesion over two slices whose peak lies in one is kept
+    whole; a faint speck (peak 0.9) goes; a diagonal neighbour belongs to its lesion."""
+    tumour = np.zeros((6, 6, 3), dtype=bool)
+    probability = np.full(tumour.shape, 0.2, dtype=np.float32)
+    tumour[1:3, 1:3, 0:2] = True  # a lesion over slices 0 and 1, its peak in slice 1
+    probability[1:3, 1:3, 0:2] = 0.7
+    probability[2, 2, 1] = 0.9995
+    tumour[3, 3, 2] = True  # touches the first only by a corner: the same lesion
+    tumour[5, 0, 0] = True  # a speck
+    probability[5, 0, 0] = 0.9
+    kept = confident_lesions(tumour, probability, 0.999)
+    expected = tumour.copy()
+    expected[5, 0, 0] = False
+    assert np.array_equal(kept, expected)
+    assert np.array_equal(confident_lesions(tumour, probability, 0.5), tumour), "every lesion reaches 0.5"
+    assert not confident_lesions(tumour, probability, 0.99999).any()
+    assert not confident_lesions(np.zeros_like(tumour), probability, 0.5).any()
+
+
+def test_tumour_stage_drops_the_lesions_below_its_lowest_peak(phantom_files, monkeypatch):
+    """The tumour stage's probabilities at the box's size decide which of its lesions stay (the class maps and the
+    probabilities come from the same pass), inside the liver."""
+    label = phantom_files / "segmentation-1.nii.gz"
+    liver = nifti.to_canonical(nib.load(label), dtype=np.uint8) >= 1
+    recipe = Recipe.from_spec({"kind": "unet", "crop": {"size": 32, "margin_mm": 5.0}})
+
+    def segment(models, recipe, crops, size, device, flip_tta, innermost):
+        classes = np.zeros((len(crops), *size), dtype=np.uint8)
+        middle = len(crops) // 2
+        classes[middle, size[0] // 2 - 2 : size[0] // 2 + 2, size[1] // 2 - 2 : size[1] // 2 + 2] = 1  # confident
+        classes[middle, size[0] // 2 + 6, size[1] // 2] = 1  # a speck
+        if innermost is not None:
+            innermost[:] = np.where(classes == 1, 0.6, 0.1)
+            innermost[middle, size[0] // 2, size[1] // 2] = 0.9999
+        return classes
+
+    monkeypatch.setattr("liverseg.inference.predict.segment_slices", segment)
+    scan = nib.load(phantom_files / "volume-1.nii.gz")
+    every = tumour_stage([None], recipe, scan, liver, (-150, 250), "cpu")
+    confident = tumour_stage([None], recipe, scan, liver, (-150, 250), "cpu", min_lesion_peak=0.999)
+    assert every.sum() == 17 and confident.sum() == 16, "the speck goes, the confident lesion stays whole"
+    assert not (confident & ~every).any() and not (every & ~liver).any()

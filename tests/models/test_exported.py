@@ -60,7 +60,13 @@ def test_an_exported_cascade_of_fold_ensembles_lists_and_loads_every_stage(tmp_p
     tumour = write_checkpoint(tmp_path / "m" / "tumour.pt", NETWORKS["dynunet_3d"][0])
     stages = {"liver": folds, "tumour": [tumour]}
     write_segmenter(
-        "cascade", tmp_path / "m" / SEGMENTER_FILE, stages, (-150, 250), PostSettings(), mirrored=("tumour",)
+        "cascade",
+        tmp_path / "m" / SEGMENTER_FILE,
+        stages,
+        (-150, 250),
+        PostSettings(),
+        mirrored=("tumour",),
+        min_lesion_peak=0.99,
     )
     export_segmenter(tmp_path / "m", tmp_path / "out")
     description = json.loads((tmp_path / "out" / SEGMENTER_FILE).read_text())
@@ -71,6 +77,7 @@ def test_an_exported_cascade_of_fold_ensembles_lists_and_loads_every_stage(tmp_p
         assert [type(m) for m in onnx.stages[role][0]] == [OnnxNetwork] * len(pytorch.stages[role][0])
         assert onnx.stages[role][1:] == pytorch.stages[role][1:]
     assert pytorch.flip_tta == onnx.flip_tta == {"liver": False, "tumour": True}, "the mirrored stage, exported"
+    assert pytorch.min_lesion_peak == onnx.min_lesion_peak == 0.99, "the tumour stage's lesion peak, exported"
     assert pytorch.mirroring() == pytorch.flip_tta, "as described, unless the call says for every stage"
     assert pytorch.mirroring(True) == {"liver": True, "tumour": True}
     assert pytorch.mirroring(False) == {"liver": False, "tumour": False}

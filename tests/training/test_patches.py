@@ -113,5 +113,7 @@ def test_a_3d_stage_trains_and_its_cascade_predicts_by_sliding_window(tmp_path, 
     model, recipe, _ = load_model(tmp_path / "tumour_3d" / "best.pt", torch.device("cpu"))
     crops = np.random.default_rng(0).random((3, 32, 32), dtype=np.float32)
     for flip in (False, True):
-        classes = segment_volume([model], recipe, crops, (40, 36), torch.device("cpu"), flip_tta=flip)
+        probability = np.zeros((3, 40, 36), dtype=np.float32)
+        classes = segment_volume([model], recipe, crops, (40, 36), torch.device("cpu"), flip, probability)
         assert classes.shape == (3, 40, 36) and set(np.unique(classes)) <= {0, 1}
+        assert np.array_equal(classes == 1, probability > 0.5), "the tumour's probability, from the same pass"

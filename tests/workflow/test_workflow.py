@@ -240,6 +240,25 @@ def test_mirroring_a_model_predicts_again_and_trains_nothing(finished_run, tmp_p
     assert "rule train:" not in output and re.search(r"liverseg segmenter --name unet .*--flip-tta liver", output)
 
 
+def test_a_lowest_lesion_peak_predicts_the_cascades_again_and_trains_nothing(finished_run, tmp_path):
+    """`min_lesion_peak` is read by prediction alone: set on the tumour stage, its cascades are predicted again with
+    --min-lesion-peak and their segmenters describe it; no training, no stage-1 prediction."""
+    workdir, env, _ = finished_run
+    config = yaml.safe_load(TINY.read_text())
+    config["models"]["tumour_unet"]["min_lesion_peak"] = 0.999
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake(workdir.parents[1], "-n", "-p", "--cores", "2", "--configfile", str(path), env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    cascades = re.findall(r"liverseg cascade .*", output)
+    assert cascades and all("--min-lesion-peak 0.999" in c for c in cascades)
+    segmenters = re.findall(r"liverseg segmenter --name (\S+) .*", output)
+    assert sorted(segmenters) == sorted(config["cascades"]), "the cascades' descriptions only"
+    assert all("--min-lesion-peak 0.999" in line for line in re.findall(r"liverseg segmenter .*", output))
+    assert "rule train:" not in output and "liverseg predict " not in output
+
+
 def test_network_jobs_hold_the_gpu_only_where_they_run_on_one(finished_run, tmp_path):
     """On the CPU, training and prediction jobs share the cores by their threads instead of queueing for the `gpu`
     resource one at a time; on a GPU each holds it. `device: auto` looks for a GPU driver's tool on the PATH."""

@@ -233,13 +233,13 @@ def train_settings(model):
 
 
 def model_spec(model):
-    """A model's entry as training reads it: without `flip_tta`, which only prediction reads, and `threads`, which only
-    the scheduler reads (as train.threads), so that changing them trains nothing again.
+    """A model's entry as training reads it: without `flip_tta` and `min_lesion_peak`, which only prediction reads,
+    and `threads`, which only the scheduler reads (as train.threads), so that changing them trains nothing again.
     """
     return {
         k: v
         for k, v in config["models"][model].items()
-        if k not in ("flip_tta", "threads")
+        if k not in ("flip_tta", "min_lesion_peak", "threads")
     }
 
 
@@ -273,6 +273,12 @@ def stage_weights(entry):
 def mirrored(model):
     """Whether a model's predictions average each slice with its mirror (its entry's `flip_tta`)."""
     return config["models"][model].get("flip_tta", False)
+
+
+def lesion_peak_option(cascade):
+    """--min-lesion-peak for a cascade whose tumour stage's entry sets it, else nothing."""
+    peak = config["models"][CASCADES[cascade]["tumour"]].get("min_lesion_peak")
+    return "" if peak is None else f"--min-lesion-peak {peak}"
 
 
 def mirrored_roles(entry):

@@ -50,10 +50,11 @@ rule cascade:
         flip_tta=lambda wildcards: (
             "--flip-tta" if mirrored(CASCADES[wildcards.cascade]["tumour"]) else ""
         ),
+        min_lesion_peak=lambda wildcards: lesion_peak_option(wildcards.cascade),
     shell:
         "python -m liverseg cascade --checkpoint {input.models} --liver {input.liver} --volume {input.volume} "
-        "--window {params.window} {params.flip_tta} --device {params.device} --threads {resources.torch_threads} "
-        "--out {output} > {log} 2>&1"
+        "--window {params.window} {params.flip_tta} {params.min_lesion_peak} --device {params.device} "
+        "--threads {resources.torch_threads} --out {output} > {log} 2>&1"
 
 
 rule choose_postprocess:

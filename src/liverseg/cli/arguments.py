@@ -52,6 +52,14 @@ def flip_tta(parser, described: bool = False) -> None:
     )
 
 
+def min_lesion_peak(parser) -> None:
+    parser.add_argument(
+        "--min-lesion-peak",
+        type=float,
+        help="keep only the tumour stage's lesions whose highest probability reaches this (default: every lesion)",
+    )
+
+
 def set_threads(threads: int) -> None:
     """Never more torch threads than the cores this process may use: oversubscription slows every step."""
     import torch

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liverseg.cli.arguments import command, config_section, device, flip_tta, out, set_threads, window
+from liverseg.cli.arguments import (
+    command,
+    config_section,
+    device,
+    flip_tta,
+    min_lesion_peak,
+    out,
+    set_threads,
+    window,
+)
 
 
 def _predict(a):
@@ -19,7 +28,9 @@ def _cascade(a):
     from liverseg.inference.predict import predict_cascade
 
     set_threads(a.threads)
-    voxels = predict_cascade(a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device, a.flip_tta)
+    voxels = predict_cascade(
+        a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device, a.flip_tta, a.min_lesion_peak
+    )
     print(f"{voxels} tumour voxels inside the stage-1 liver")
 
 
@@ -68,6 +79,7 @@ def add_commands(steps) -> None:
     s.add_argument("--volume", type=Path, required=True)
     window(s)
     flip_tta(s)
+    min_lesion_peak(s)
     out(s)
     device(s)
 

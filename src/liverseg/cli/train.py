@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liverseg.cli.arguments import command, config_section, out, set_threads, window
+from liverseg.cli.arguments import command, config_section, min_lesion_peak, out, set_threads, window
 
 
 def _fetch_weights(a):
@@ -42,7 +42,9 @@ def _segmenter(a):
     for role, path in (stage.split("=", 1) for stage in a.stage):  # a role named again: another fold of it
         stages.setdefault(role, []).append(Path(path))
     liver_post = read_choice(a.liver_choice) if a.liver_choice else None
-    write_segmenter(a.name, a.out, stages, a.window, read_choice(a.choice), liver_post, tuple(a.flip_tta))
+    write_segmenter(
+        a.name, a.out, stages, a.window, read_choice(a.choice), liver_post, tuple(a.flip_tta), a.min_lesion_peak
+    )
 
 
 def _register(a):
@@ -100,6 +102,7 @@ def add_commands(steps) -> None:
         metavar="ROLE",
         help="the stages whose slices are averaged with their mirror's (liver, tumour)",
     )
+    min_lesion_peak(s)
     out(s, "segmenter.json")
 
     s = command(steps, "register", _register, "register a model or cascade folder's segmenter in MLflow")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from tqdm import tqdm
 
 from liverseg.data import nifti
@@ -20,12 +21,13 @@ from liverseg.data.geometry import check_same_grid
 from liverseg.data.slices import load_slices, normalised_slices
 from liverseg.devices import autocast, memory_format, select_device
 from liverseg.labels import label_map, liver_mask
+from liverseg.measurements import CONNECTIVITY
 from liverseg.models.checkpoint import load_models
 from liverseg.models.heads import first_region, mean_probabilities, probabilities_to_classes
 from liverseg.models.neighbours import neighbour_index
 from liverseg.models.recipe import Recipe
 from liverseg.models.volumetric import window_logits
-from liverseg.roi import largest_component, liver_box, paste_box
+from liverseg.roi import cut_box, largest_component, liver_box, paste_box
 
 
 def segment_slices(
@@ -37,10 +39,12 @@ def segment_slices(
     batch_size: int = 16,
     flip_tta: bool = False,
     observe=None,
+    innermost: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n, H, W) normalised slices of one case -> (n, *size) class maps. With `flip_tta`, the probabilities are the
     mean of the slices' and their left-right mirror's (the flip that training augments with). `observe`, if given, is
-    called with each batch's outermost-region probabilities, at the model's resolution."""
+    called with each batch's outermost-region probabilities, at the model's resolution; `innermost`, if given, an
+    (n, *size) float array, receives the innermost region's probability (the tumour's) at `size`."""
     stacks = neighbour_index([len(images)], recipe.input_slices)
     images = torch.from_numpy(images.astype(np.float32))
     out = np.zeros((len(images), *size), dtype=np.uint8)
@@ -54,15 +58,24 @@ def segment_slices(
                 probabilities = (probabilities + mirrored) / 2
             if observe is not None:
                 observe(first_region(probabilities, recipe.head).cpu())
-            out[start : start + batch_size] = classes_at(probabilities.cpu(), size, recipe.head)
+            scaled = resized(probabilities.cpu(), size)
+            out[start : start + batch_size] = probabilities_to_classes(scaled, recipe.head).numpy()
+            if innermost is not None:
+                innermost[start : start + batch_size] = scaled[:, -1].numpy()
     return out
 
 
 def segment_volume(
-    models: list, recipe: Recipe, images: np.ndarray, size: tuple[int, int], device, flip_tta: bool = False
+    models: list,
+    recipe: Recipe,
+    images: np.ndarray,
+    size: tuple[int, int],
+    device,
+    flip_tta: bool = False,
+    innermost: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n, H, W) normalised slices of one box -> (n, *size) class maps by a 3D model, over sliding windows; with
-    `flip_tta`, averaged with the left-right mirror's probabilities."""
+    `flip_tta`, averaged with the left-right mirror's probabilities. `innermost` as `segment_slices`'."""
     x = torch.from_numpy(images.astype(np.float32))[None, None].to(device)
 
     def windows(model, volume):
@@ -73,15 +86,28 @@ def segment_volume(
         if flip_tta:
             mirrored = mean_probabilities(models, x.flip(-2), recipe.head, windows).flip(-2)
             probabilities = (probabilities + mirrored) / 2
-    return classes_at(probabilities[0].transpose(0, 1).cpu(), size, recipe.head)
+    scaled = resized(probabilities[0].transpose(0, 1).cpu(), size)
+    if innermost is not None:
+        innermost[:] = scaled[:, -1].numpy()
+    return probabilities_to_classes(scaled, recipe.head).numpy()
 
 
-def classes_at(probabilities: torch.Tensor, size: tuple[int, int], head: str) -> np.ndarray:
-    """(n, C, h, w) probabilities -> (n, *size) class maps: resized as probabilities, for smoother outlines, by
-    torch's kernel (the bilinear of `liverseg.data.slices.resize_images`, several times faster than its matrices)."""
+def resized(probabilities: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(n, C, h, w) probabilities at (n, C, *size), resized as probabilities (the classes follow, with smoother
+    outlines) by torch's kernel (the bilinear of `liverseg.data.slices.resize_images`, several times faster than its
+    matrices)."""
     shrinking = size[0] < probabilities.shape[-2] or size[1] < probabilities.shape[-1]
-    resized = F.interpolate(probabilities.float(), size=size, mode="bilinear", antialias=shrinking)
-    return probabilities_to_classes(resized, head).numpy()
+    return F.interpolate(probabilities.float(), size=size, mode="bilinear", antialias=shrinking)
+
+
+def confident_lesions(tumour: np.ndarray, probability: np.ndarray, min_peak: float) -> np.ndarray:
+    """The tumour's components (26-connected, as lesions are scored) whose highest probability reaches `min_peak`;
+    the others, the faint specks that a loss weighing each lesion alike also marks, are dropped."""
+    components, n = ndimage.label(tumour, structure=CONNECTIVITY)
+    if n == 0:
+        return tumour.astype(bool)
+    peaks = ndimage.maximum(probability, components, index=np.arange(1, n + 1))
+    return np.concatenate([[False], np.asarray(peaks) >= min_peak])[components]
 
 
 def predict_case(
@@ -116,9 +142,17 @@ def stage1_labels(
 
 
 def tumour_stage(
-    models: list, recipe: Recipe, scan, liver: np.ndarray, window, device, flip_tta: bool = False
+    models: list,
+    recipe: Recipe,
+    scan,
+    liver: np.ndarray,
+    window,
+    device,
+    flip_tta: bool = False,
+    min_lesion_peak: float | None = None,
 ) -> np.ndarray:
-    """The tumour stage's tumours in the box of the largest component of a canonical liver mask, inside the liver."""
+    """The tumour stage's tumours in the box of the largest component of a canonical liver mask, inside the liver;
+    with `min_lesion_peak`, only the lesions whose highest probability reaches it (`confident_lesions`)."""
     component = largest_component(liver)
     box = liver_box(component, nifti.canonical_spacing(scan), recipe.crop["margin_mm"])
     if box is None:
@@ -133,11 +167,13 @@ def tumour_stage(
             for slab in box.slabs(32)
         ]
     )
-    if recipe.volumetric:
-        classes = segment_volume(models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
-    else:
-        classes = segment_slices(models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta)
-    return paste_box(classes.transpose(1, 2, 0) == 1, box, liver.shape) & liver
+    probability = None if min_lesion_peak is None else np.zeros((len(crops), *box.shape[:2]), dtype=np.float32)
+    segment = segment_volume if recipe.volumetric else segment_slices
+    classes = segment(models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta, innermost=probability)
+    tumour = (classes.transpose(1, 2, 0) == 1) & cut_box(liver, box)
+    if min_lesion_peak is not None:
+        tumour = confident_lesions(tumour, probability.transpose(1, 2, 0), min_lesion_peak)
+    return paste_box(tumour, box, liver.shape)
 
 
 def predict_cascade(
@@ -148,14 +184,16 @@ def predict_cascade(
     out: Path,
     device: str = "auto",
     flip_tta: bool = False,
+    min_lesion_peak: float | None = None,
 ) -> int:
     """The stage-1 liver of `liver_labels` with the tumour stage's tumours (one model's, or the mean of several
-    folds'; with `flip_tta`, averaged with the mirror's); returns the number of tumour voxels."""
+    folds'; with `flip_tta`, averaged with the mirror's; with `min_lesion_peak`, the confident ones); returns the
+    number of tumour voxels."""
     dev = select_device(device)
     models, recipe, _ = load_models(checkpoints, dev)
     reference, stage1 = nifti.load(volume), nifti.load(liver_labels)
     check_same_grid(stage1, liver_labels, reference, volume, "volume")
     liver = liver_mask(nifti.to_canonical(stage1, dtype=np.uint8))
-    tumour = tumour_stage(models, recipe, reference, liver, window, dev, flip_tta)
+    tumour = tumour_stage(models, recipe, reference, liver, window, dev, flip_tta, min_lesion_peak)
     nifti.save_label_like(label_map(liver, tumour), reference, out)
     return int(tumour.sum())

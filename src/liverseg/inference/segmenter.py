@@ -3,8 +3,9 @@
 The description names the trained stages to apply (a stage-1 model, or a cascade's stage-1 model and tumour stage),
 with their weights' paths relative to its folder (a list for an ensemble of cross-validation folds, whose
 probabilities are averaged), the stages whose slices are averaged with their mirror's (`flip_tta`, as their model
-entries say), the HU window the stages were trained with, the post-processing of the run and the quality limits that
-`liverseg segment` checks each result against.
+entries say), a cascade's lowest lesion peak (`min_lesion_peak`, as its tumour stage's entry says), the HU window the
+stages were trained with, the post-processing of the run and the quality limits that `liverseg segment` checks each
+result against.
 """
 
 from __future__ import annotations
@@ -41,11 +42,13 @@ def write_segmenter(
     postprocess: PostSettings,
     liver_postprocess: PostSettings | None = None,
     mirrored: tuple[str, ...] = (),
+    min_lesion_peak: float | None = None,
 ) -> None:
     """Write `segmenter.json`; the stages' weights are named relative to its folder, so the models folder can move,
     as one path, or a list of the folds of an ensemble. A cascade's stage-1 liver is post-processed as its stage-1
-    model's own (`liver_postprocess`; `postprocess` when None) before the tumour stage sees it. The `mirrored` roles
-    average each slice's probabilities with its mirror's."""
+    model's own (`liver_postprocess`; `postprocess` when None) before the tumour stage sees it, whose lesions are
+    kept where their highest probability reaches `min_lesion_peak` (None: all). The `mirrored` roles average each
+    slice's probabilities with its mirror's."""
 
     def relative(path: Path) -> str:
         return Path(os.path.relpath(path, out.parent)).as_posix()
@@ -63,6 +66,7 @@ def write_segmenter(
     }
     if "tumour" in stages:
         description["liver_postprocess"] = dataclasses.asdict(liver_postprocess or postprocess)
+        description["min_lesion_peak"] = min_lesion_peak
     write_json(description, out)
 
 
@@ -120,6 +124,7 @@ class Segmenter:
     quality: QualityLimits
     histories: list[list[Path]]  # per stage, its folds' training histories, where they lie beside the weights
     flip_tta: dict[str, bool]  # role -> whether its slices are averaged with their mirror's
+    min_lesion_peak: float | None  # a cascade's tumour stage keeps the lesions whose peak reaches it; None: all
 
     @classmethod
     def load(cls, folder: Path, device, runtime: str = "torch") -> Segmenter:
@@ -154,6 +159,7 @@ class Segmenter:
             QualityLimits.from_dict(description.get("quality", {})),  # older descriptions: the defaults
             histories,
             {role: bool(description.get("flip_tta", {}).get(role, False)) for role in stages},  # older: none
+            description.get("min_lesion_peak"),  # older: every lesion
         )
 
     def unprocessed(self, scan: nib.Nifti1Image, device, flip_tta: bool | None = None, observe=None) -> np.ndarray:
@@ -166,7 +172,9 @@ class Segmenter:
         if "tumour" in self.stages:
             models, recipe, _ = self.stages["tumour"]
             liver = liver_mask(self.postprocessed(labels, scan, self.liver_post))
-            tumour = tumour_stage(models, recipe, scan, liver, self.window, device, mirrored["tumour"])
+            tumour = tumour_stage(
+                models, recipe, scan, liver, self.window, device, mirrored["tumour"], self.min_lesion_peak
+            )
             labels = label_map(liver, tumour)
         return labels
 
