@@ -49,6 +49,23 @@ def _trained(tmp_path) -> dict:
     return config
 
 
+def test_check_predicts_a_cascade_with_its_tumour_stages_lowest_lesion_peak(tmp_path, monkeypatch):
+    """As the cascade rule does: the tumour stage's `min_lesion_peak` reaches its cascade's prediction."""
+    import liverseg.external.designs as designs
+
+    config = _trained(tmp_path)
+    config["models"]["stage"]["min_lesion_peak"] = 0.99
+    seen = []
+    real = designs.predict_cascade
+    monkeypatch.setattr(
+        designs,
+        "predict_cascade",
+        lambda *args, **kwargs: seen.append(kwargs["min_lesion_peak"]) or real(*args, **kwargs),
+    )
+    check_shifted(config, tmp_path / "models", cases=1, seed=5, out_dir=tmp_path / "shifted")
+    assert seen == [0.99]
+
+
 def test_check_scores_every_entry_on_new_cases(tmp_path):
     config = _trained(tmp_path)
     summary = check_shifted(config, tmp_path / "models", cases=2, seed=5, out_dir=tmp_path / "shifted").set_index(

@@ -74,8 +74,15 @@ def check_shifted(
         for name, cascade in cascades.items():  # after stage 1: the cascades take its closed livers
             pred = out_dir / name / "pred" / f"{case}.nii.gz"
             liver = out_dir / cascade["liver"] / "post" / f"{case}.nii.gz"
+            tumour = config["models"][cascade["tumour"]]
             predict_cascade(
-                weights(cascade["tumour"]), liver, volume, window, pred, flip_tta=mirrored(cascade["tumour"])
+                weights(cascade["tumour"]),
+                liver,
+                volume,
+                window,
+                pred,
+                flip_tta=mirrored(cascade["tumour"]),
+                min_lesion_peak=tumour.get("min_lesion_peak"),  # as the cascade rule
             )
             close_and_score(name, case, label, pred)
     histories = {model: stage_histories([models_dir / model]) for model in stage1}
