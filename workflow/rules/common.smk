@@ -275,9 +275,11 @@ def mirrored(model):
     return config["models"][model].get("flip_tta", False)
 
 
-def lesion_peak_option(cascade):
-    """--min-lesion-peak for a cascade whose tumour stage's entry sets it, else nothing."""
-    peak = config["models"][CASCADES[cascade]["tumour"]].get("min_lesion_peak")
+def lesion_peak_option(entry):
+    """--min-lesion-peak for a cascade whose tumour stage's entry sets it, else (a stage-1 model too) nothing."""
+    if entry not in CASCADES:
+        return ""
+    peak = config["models"][CASCADES[entry]["tumour"]].get("min_lesion_peak")
     return "" if peak is None else f"--min-lesion-peak {peak}"
 
 

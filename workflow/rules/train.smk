@@ -90,9 +90,7 @@ rule segmenter:
             f"--liver-choice {input.liver_choice}" if input.liver_choice else ""
         ),
         mirrored=lambda wildcards: mirrored_roles(wildcards.entry),
-        min_lesion_peak=lambda wildcards: (
-            lesion_peak_option(wildcards.entry) if wildcards.entry in CASCADES else ""
-        ),
+        min_lesion_peak=lambda wildcards: lesion_peak_option(wildcards.entry),
     shell:
         "python -m liverseg segmenter --name {wildcards.entry} --stage {params.stages} --window {params.window} "
         "--choice {input.choice} {params.liver_choice} --flip-tta {params.mirrored} {params.min_lesion_peak} "
