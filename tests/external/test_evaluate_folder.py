@@ -80,3 +80,10 @@ def test_a_folder_of_no_known_layout_is_named(segment_experiment, tmp_path):
     result = evaluate(tmp_path / "scans", tmp_path / "out", segment_experiment / "models" / "unet")
     assert result.returncode != 0 and f"{tmp_path / 'scans'}: neither the LiTS layout" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_lowest_lesion_peak_without_a_cascade_is_refused(segment_experiment, tmp_path):
+    raw = segment_experiment.parents[1] / "raw"
+    result = evaluate(raw, tmp_path / "out", segment_experiment / "models" / "unet", extra=["--min-lesion-peak", "0.5"])
+    assert result.returncode == 1 and "a lowest lesion peak is for a cascade's tumour stage" in result.stderr
+    assert not (tmp_path / "out").exists()

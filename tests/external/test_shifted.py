@@ -11,6 +11,8 @@ import yaml
 from liverseg.data.randomised import RandomisedRanges, randomised_styles
 from liverseg.data.synthetic import DEFAULT_STYLE, SHIFTED, make_case
 from liverseg.external.designs import check_shifted
+from liverseg.inference.postprocess import PostSettings
+from liverseg.inference.segmenter import SEGMENTER_FILE, write_segmenter
 from liverseg.reporting.tables import ablation_baselines, ablation_markdown
 from tests.helpers import ROOT, write_checkpoint
 
@@ -24,8 +26,9 @@ def test_shifted_phantoms_differ_where_a_model_could_learn_by_heart():
     assert not np.array_equal(default.label >= 1, shifted.label >= 1), "other organ outlines"
 
 
-def _trained(tmp_path) -> dict:
-    """A config of a stage-1 model and a cascade, with untrained models saved under tmp_path/models."""
+def _trained(tmp_path, min_lesion_peak=None) -> dict:
+    """A config of a stage-1 model and a cascade, with untrained models and their segmenters (as the workflow's
+    `segmenter` rule writes them) under tmp_path/models."""
     config = {
         "preprocess": {"window": [-150, 250], "image_size": 32},
         "postprocess": {"closing_radius_mm": 3.0},
@@ -42,26 +45,30 @@ def _trained(tmp_path) -> dict:
         "cascades": {"cascade": {"liver": "unet", "tumour": "stage"}},
     }
     torch.manual_seed(0)
+    models = tmp_path / "models"
     for name, spec in config["models"].items():
-        (tmp_path / "models" / name).mkdir(parents=True)
-        write_checkpoint(tmp_path / "models" / name / "best.pt", spec)
-        (tmp_path / "models" / name / "history.csv").write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.5,2,1\n")
+        (models / name).mkdir(parents=True)
+        write_checkpoint(models / name / "best.pt", spec)
+        (models / name / "history.csv").write_text("epoch,val_dice,epoch_seconds,val_seconds\n1,0.5,2,1\n")
+    post = PostSettings.from_config(config["postprocess"])
+    window = config["preprocess"]["window"]
+    liver = {"liver": [models / "unet" / "best.pt"]}
+    write_segmenter("unet", models / "unet" / SEGMENTER_FILE, liver, window, post)
+    (models / "cascade").mkdir()
+    stages = liver | {"tumour": [models / "stage" / "best.pt"]}
+    write_segmenter("cascade", models / "cascade" / SEGMENTER_FILE, stages, window, post, None, (), min_lesion_peak)
     return config
 
 
-def test_check_predicts_a_cascade_with_its_tumour_stages_lowest_lesion_peak(tmp_path, monkeypatch):
-    """As the cascade rule does: the tumour stage's `min_lesion_peak` reaches its cascade's prediction."""
-    import liverseg.external.designs as designs
+def test_check_applies_each_entry_as_its_segmenter_describes_it(tmp_path, monkeypatch):
+    """The run's lowest lesion peak (its segmenter's) reaches the cascade's prediction, not the config's."""
+    import liverseg.inference.segmenter as segmenter
 
-    config = _trained(tmp_path)
-    config["models"]["stage"]["min_lesion_peak"] = 0.99
+    config = _trained(tmp_path, min_lesion_peak=0.99)
+    config["models"]["stage"]["min_lesion_peak"] = 0.5  # changed after the run: not what its models were judged with
     seen = []
-    real = designs.predict_cascade
-    monkeypatch.setattr(
-        designs,
-        "predict_cascade",
-        lambda *args, **kwargs: seen.append(kwargs["min_lesion_peak"]) or real(*args, **kwargs),
-    )
+    real = segmenter.tumour_stage
+    monkeypatch.setattr(segmenter, "tumour_stage", lambda *args: seen.append(args[-1]) or real(*args))
     check_shifted(config, tmp_path / "models", cases=1, seed=5, out_dir=tmp_path / "shifted")
     assert seen == [0.99]
 

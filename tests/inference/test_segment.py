@@ -237,6 +237,20 @@ def test_segment_gives_the_workflows_own_labels(segment_experiment, entry, sourc
     report = json.loads((tmp_path / f"{scan_name(volume)}.json").read_text())
     described = json.loads((segment_experiment / "models" / entry / "segmenter.json").read_text())
     assert report["segmenter"] == entry and report["flip_tta"] == described["flip_tta"], "what made the labels"
+    assert report.get("min_lesion_peak") == described.get("min_lesion_peak"), "a cascade's lesion cut, as described"
+
+
+def test_a_cascades_lesion_cut_is_replaced_by_the_option_and_refused_for_a_stage1_model(segment_experiment, tmp_path):
+    _, volume = first_validation_case(segment_experiment)
+    models = segment_experiment / "models"
+    cascade = segment(models / "unet_cascade", volume, "--out", tmp_path / "a", "--min-lesion-peak", "0.5")
+    assert cascade.returncode == 0, cascade.stderr[-3000:]
+    assert json.loads((tmp_path / "a" / f"{scan_name(volume)}.json").read_text())["min_lesion_peak"] == 0.5
+    stage1 = segment(models / "unet", volume, "--out", tmp_path / "b", "--min-lesion-peak", "0.5")
+    assert stage1.returncode == 1 and "unet: a stage-1 model has no tumour stage" in stage1.stderr
+    beyond = segment(models / "unet_cascade", volume, "--out", tmp_path / "c", "--min-lesion-peak", "1.5")
+    assert beyond.returncode == 2 and "1.5 is not a probability (0 to 1)" in beyond.stderr
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
 
 
 def test_the_registered_segmenter_is_a_pyfunc_of_a_volume_and_its_spacing(segment_experiment):

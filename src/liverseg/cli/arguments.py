@@ -52,11 +52,22 @@ def flip_tta(parser, described: bool = False) -> None:
     )
 
 
-def min_lesion_peak(parser) -> None:
+def probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability (0 to 1)")
+    return value
+
+
+def min_lesion_peak(parser, described: bool = False) -> None:
+    """`--min-lesion-peak`; for a command that applies a segmenter (`described`), in place of its description's."""
+    default = "the cascade's, as segmenter.json says" if described else "every lesion"
     parser.add_argument(
         "--min-lesion-peak",
-        type=float,
-        help="keep only the tumour stage's lesions whose highest probability reaches this (default: every lesion)",
+        type=probability,
+        metavar="P",
+        help=f"keep only the tumour stage's lesions whose highest probability reaches P, 0 to 1 (0: every lesion; "
+        f"default: {default})",
     )
 
 

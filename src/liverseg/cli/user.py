@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liverseg.cli.arguments import command, device, flip_tta, out, set_threads, tracking_uri
+from liverseg.cli.arguments import command, device, flip_tta, min_lesion_peak, out, set_threads, tracking_uri
 from liverseg.cores import usable_cpus
 
 
@@ -27,6 +27,8 @@ def _segment(a):
     if a.study is not None and not inputs:
         raise ValueError("--study names a study on a DICOMweb server: give the server (dicomweb://HOST:PORT/PATH)")
     segmenter = load_segmenter(a.model, dev, a.tracking_uri, a.runtime)
+    if a.min_lesion_peak is not None:
+        segmenter = segmenter.with_min_lesion_peak(a.min_lesion_peak)
     options = SegmentOptions(a.flip_tta, limits, tuple(a.format), a.series)
     if inputs:
         failures = segment_study(segmenter, inputs[0], a.study, a.out, dev, options)
@@ -56,7 +58,9 @@ def _evaluate(a):
     from liverseg.external.folder import evaluate_folder
 
     set_threads(a.threads)
-    _, rejected = evaluate_folder(a.data, a.models, a.out, a.layout, a.device, a.flip_tta, a.tracking_uri)
+    _, rejected = evaluate_folder(
+        a.data, a.models, a.out, a.layout, a.device, a.flip_tta, a.tracking_uri, min_lesion_peak=a.min_lesion_peak
+    )
     print((a.out / "summary.md").read_text())
     if rejected:
         raise ValueError(f"{len(rejected)} files could not be scored (named above, in {a.out / 'rejected.tsv'})")
@@ -118,6 +122,7 @@ def _add_segment(steps) -> None:
         help="what runs the networks: torch, or onnx (onnxruntime, on the CPU) for a folder `liverseg export` wrote",
     )
     flip_tta(s, described=True)
+    min_lesion_peak(s, described=True)
     tracking_uri(s)
     device(s, usable_cpus())
     checks = s.add_argument_group("quality checks (a failing one is a warning; defaults: the segmenter's)")
@@ -156,6 +161,7 @@ def _add_evaluate(steps) -> None:
     out(s, "folder for the label maps, per-case scores and summary")
     s.add_argument("--layout", choices=["auto", "lits", "msd", "pairs"], default="auto")
     flip_tta(s, described=True)
+    min_lesion_peak(s, described=True)
     tracking_uri(s)
     device(s, usable_cpus())
 
@@ -176,8 +182,14 @@ def _add_shifted(steps) -> None:
         _shifted,
         "score the trained models on new phantoms, by default of another design than the training set's",
     )
-    s.add_argument("--config", type=Path, required=True, help="the config the models were trained with")
-    s.add_argument("--models-dir", type=Path, default=Path("models"))
+    s.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="the config the models were trained with: its entries are scored, each as the segmenter.json of its "
+        "folder describes it (mirroring, lowest lesion peak, post-processing)",
+    )
+    s.add_argument("--models-dir", type=Path, default=Path("models"), help="a finished run's models folder")
     s.add_argument("--cases", type=int, default=4)
     s.add_argument("--seed", type=int, default=99)
     s.add_argument(

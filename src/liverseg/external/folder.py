@@ -74,12 +74,20 @@ def evaluate_folder(
     device: str = "auto",
     flip_tta: bool | None = None,
     tracking_uri: str | None = None,
+    scored_on: str = "folder",
+    min_lesion_peak: float | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Segment and score every labelled case with every model (mirrored as each segmenter describes, unless
-    `flip_tta` says for every stage); returns the summary table and the rejected files."""
+    `flip_tta` says for every stage; each cascade's lesions cut at its described lowest peak, unless
+    `min_lesion_peak` says for all); returns the summary table (its note naming the cases as `scored_on` does:
+    `liverseg.reporting.tables.SCORED_ON`) and the rejected files."""
     cases, rejected = labelled_cases(folder, layout)
     dev = select_device(device)
     segmenters = [load_segmenter(model, dev, tracking_uri) for model in models]
+    if min_lesion_peak is not None:
+        if not any(segmenter.cascade for segmenter in segmenters):
+            raise ValueError(f"a lowest lesion peak is for a cascade's tumour stage; {', '.join(models)}: none is one")
+        segmenters = [s.with_min_lesion_peak(min_lesion_peak) if s.cascade else s for s in segmenters]
     names = [segmenter.name for segmenter in segmenters]
     if len(set(names)) < len(names):
         raise ValueError(f"two of the models are both named {sorted({n for n in names if names.count(n) > 1})}")
@@ -114,6 +122,6 @@ def evaluate_folder(
         scores.to_csv(partial, index=False, float_format="%.6g")
     summary = summarise(scores, lesions, {segmenter.name: segmenter.histories for segmenter in segmenters})
     write_summary(
-        summary, out_dir / "summary.csv", out_dir / "summary.md", out_dir / "metrics.json", scored_on="folder"
+        summary, out_dir / "summary.csv", out_dir / "summary.md", out_dir / "metrics.json", scored_on=scored_on
     )
     return summary, rejected

@@ -181,6 +181,8 @@ def segment_scans(
             save_dataset(dataset, written[-1])
         checks = quality_report(labels, scan, quality, segmenter.window, uncertainty.share)
         made_by = {"segmenter": segmenter.name, "flip_tta": segmenter.mirroring(options.flip_tta)}
+        if segmenter.cascade:
+            made_by["min_lesion_peak"] = segmenter.min_lesion_peak
         report = volume_report(name, path, labels, scan, checks) | made_by | ({"series": series.uid} if series else {})
         write_json(report, out_dir / f"{name}.json")
         for warning in checks["warnings"]:

@@ -169,7 +169,7 @@ class Segmenter:
         mirrored = self.mirroring(flip_tta)
         models, recipe, size = self.stages["liver"]
         labels = stage1_labels(models, recipe, size, scan, self.window, device, mirrored["liver"], observe)
-        if "tumour" in self.stages:
+        if self.cascade:
             models, recipe, _ = self.stages["tumour"]
             liver = liver_mask(self.postprocessed(labels, scan, self.liver_post))
             tumour = tumour_stage(
@@ -177,6 +177,18 @@ class Segmenter:
             )
             labels = label_map(liver, tumour)
         return labels
+
+    @property
+    def cascade(self) -> bool:
+        return "tumour" in self.stages
+
+    def with_min_lesion_peak(self, value: float) -> Segmenter:
+        """This segmenter, its tumour stage keeping the lesions whose highest probability reaches `value` (0: every
+        lesion) instead of the described lowest peak: the cut was judged on the run's own phantoms, a user's scans
+        may call for another."""
+        if not self.cascade:
+            raise ValueError(f"{self.name}: a stage-1 model has no tumour stage whose lesions a lowest peak could keep")
+        return dataclasses.replace(self, min_lesion_peak=value)
 
     def mirroring(self, flip_tta: bool | None = None) -> dict[str, bool]:
         """Whether each stage averages its slices with their mirror's: as described, unless `flip_tta` says for all."""
