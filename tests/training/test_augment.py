@@ -7,6 +7,7 @@ from liverseg.training.augment import (
     AugmentSettings,
     augment_batch,
     draw_preview,
+    draw_small_lesions,
     jitter_intensity,
     paste_lesions,
     tissue_contrast,
@@ -108,6 +109,28 @@ def test_pasted_lesions_keep_their_contrast_and_stay_in_the_liver():
     assert torch.equal(out_labels[labels == 2], labels[labels == 2]), "a sample's own lesions stay"
     nothing = paste_lesions(images, labels, 0.0, torch.Generator().manual_seed(1))
     assert torch.equal(nothing[0], images) and torch.equal(nothing[1], labels)
+
+
+def test_small_lesions_are_spheres_drawn_into_the_liver_and_labelled_in_the_middle_slice():
+    images, labels = _livers(64)
+    labels[-1] = 0  # a sample without liver gets nothing
+    settings = AugmentSettings(small_lesions=0.5, small_lesion_count=2, small_lesion_radius_px=(1.0, 3.0))
+    out_images, out_labels = draw_small_lesions(images, labels, settings, torch.Generator().manual_seed(0))
+    gained = (out_labels == 2) & (labels != 2)
+    change = out_images - images
+    assert torch.equal(out_labels[labels == 2], labels[labels == 2]), "a sample's own lesions stay"
+    assert not (gained & (labels != 1)).any(), "drawn into the liver only"
+    assert not ((change != 0) & (labels != 1)[:, None]).any(), "nothing outside the liver or over its lesions changes"
+    drawn = gained.flatten(1).any(1)
+    assert 16 < int(drawn.sum()) < 60 and not drawn[-1], "about three samples in four get one of two lesions"
+    for k in torch.nonzero(drawn)[:, 0]:
+        middle, beside = change[k, 1].abs(), change[k, [0, 2]].abs()
+        assert (beside <= middle + 1e-6).all() and torch.equal(beside[0], beside[1]), "a sphere, not a tube"
+        assert (change[k, 1] != 0)[gained[k]].all(), "every labelled pixel is drawn"
+        assert 0.04 - 1e-6 <= float(middle.max()) <= 2 * 0.2 + 1e-6, "the contrast drawn, two lesions at most"
+    signs = {int(torch.sign(change[k, 1][gained[k]].sum())) for k in torch.nonzero(drawn)[:, 0]}
+    assert signs == {-1, 1}, "hypo- and hyperdense"
+    assert not (change[~drawn] != 0).any(), "a sample without a drawn lesion keeps its image"
 
 
 def test_intensity_and_texture_changes():

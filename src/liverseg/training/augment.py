@@ -7,7 +7,7 @@ surroundings, lesions against their liver, a smooth bias), then intensity change
 scaling, then an optional shift, gamma, Gaussian blur and noise, so that models learn shapes and contrasts rather than
 one scanner's exact grey values and texture. A tumour stage can also paste lesions from one sample into another's
 liver (TumorCP, Yang et al., MICCAI 2021), so that few patients still show it lesions in many places, sizes of liver
-and surroundings.
+and surroundings, and draw small synthetic lesions into it, which few scans hold.
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ class AugmentSettings:
     lean: float = 0.0
     lean_fat: float = 0.3
     lean_shift: tuple[float, float] = (0.2, 0.45)
+    # synthetic small lesions (a tumour stage's): each of a sample's `small_lesion_count` places holds, with
+    # probability `small_lesions`, a sphere drawn into its liver, its radius in pixels of the model's input and its
+    # difference from the liver (hypo- or hyperdense) in units of the HU window drawn from these ranges
+    small_lesions: float = 0.0
+    small_lesion_count: int = 2
+    small_lesion_radius_px: tuple[float, float] = (1.0, 3.5)
+    small_lesion_contrast: tuple[float, float] = (0.04, 0.2)
 
     @classmethod
     def from_config(cls, section: dict) -> AugmentSettings:
@@ -154,6 +161,50 @@ def paste_lesions(images: torch.Tensor, labels: torch.Tensor, probability: float
     return torch.where(rim, pasted, images), torch.where(lesion, torch.full_like(labels, 2), labels)
 
 
+def draw_small_lesions(images: torch.Tensor, labels: torch.Tensor, settings: AugmentSettings, generator):
+    """Synthetic small lesions (Hu et al., "Label-free liver tumor segmentation", CVPR 2023), which the phantoms and
+    the scans hold too few of to learn from: spheres of a few pixels added to the liver, hypo- or hyperdense, with an
+    edge blurred over a pixel as partial volume blurs it, on top of the liver's own grain and texture.
+
+    Centres lie in the liver without tumour, a radius and a pixel away from its edge. With 2.5D input the middle
+    channel, which the labels belong to, cuts each sphere through its widest part and the neighbouring slices through
+    narrower ones (or miss it: a lesion one slice deep), never wider: a vessel, which the stage must not mark, runs on
+    through its neighbours as wide. Only the middle channel's disc is labelled tumour."""
+    n, channels, h, w = images.shape
+    count = settings.small_lesion_count
+    active = torch.rand(n, count, generator=generator) < settings.small_lesions
+    radius = _uniform(generator, n * count, settings.small_lesion_radius_px).reshape(n, count)
+    contrast = _uniform(generator, n * count, settings.small_lesion_contrast).reshape(n, count)
+    contrast = torch.where(torch.rand(n, count, generator=generator) < 0.5, -contrast, contrast)
+    neighbour_share = torch.rand(n, count, generator=generator)  # of the radius, in the slices beside the middle one
+    # room for the widest sphere: the liver without tumour, eroded by its radius and a pixel
+    reach = math.ceil(settings.small_lesion_radius_px[1]) + 1
+    parenchyma = parenchyma_mask(labels)[:, None].to(images.dtype)
+    room = -F.max_pool2d(-parenchyma, 2 * reach + 1, stride=1, padding=reach)[:, 0] > 0.5
+    has_room = room.flatten(1).any(1).cpu()
+    active &= has_room[:, None]
+    if not active.any():
+        return images, labels
+    weights = (room.flatten(1) | ~to_device(has_room, room.device)[:, None]).float().cpu()
+    centre = torch.multinomial(weights, count, replacement=True, generator=generator)  # (n, count) flat pixels
+    device, dtype = images.device, images.dtype
+    centre, active = to_device(centre, device)[..., None, None], to_device(active, device)
+    radius, contrast = to_device(radius, device, dtype), to_device(contrast, device, dtype)
+    rows = torch.arange(h, device=device, dtype=dtype)[:, None]
+    cols = torch.arange(w, device=device, dtype=dtype)[None, :]
+    distance = ((rows - centre // w) ** 2 + (cols - centre % w) ** 2).sqrt()  # (n, count, H, W)
+
+    def disc(r: torch.Tensor) -> torch.Tensor:  # (n, count) radii -> (n, count, H, W) weights, 0.5 at the radius
+        return (r[..., None, None] - distance + 0.5).clamp(0, 1)
+
+    amount = (active * contrast)[..., None, None]
+    middle = (amount * disc(radius)).sum(1)
+    beside = (amount * disc(radius * to_device(neighbour_share, device, dtype))).sum(1)
+    change = torch.stack([middle if c == channels // 2 else beside for c in range(channels)], 1)
+    lesion = ((distance <= radius[..., None, None]) & active[..., None, None]).any(1) & (labels == 1)
+    return images + change * parenchyma, torch.where(lesion, torch.full_like(labels, 2), labels)
+
+
 def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur with one sigma per sample, as one grouped convolution per axis; the sigmas on the host,
     where their largest is read without waiting for the device."""
@@ -255,6 +306,8 @@ def augment_batch(
     images, labels = warp(images, labels, theta, field)
     if settings.lesion_paste > 0:
         images, labels = paste_lesions(images, labels, settings.lesion_paste, generator)
+    if settings.small_lesions > 0:
+        images, labels = draw_small_lesions(images, labels, settings, generator)
     images = tissue_contrast(images, labels, settings, generator)
     return jitter_intensity(images, settings, generator), labels
 
