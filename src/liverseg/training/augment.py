@@ -318,7 +318,7 @@ def augment_volumes(
     """Random variants of (N, 1, D, H, W) patches and (N, D, H, W) labels for a 3D model: each patch's rotation, flips,
     zoom and elastic field act in-plane, the same on all its slices (slices are thicker than pixels, so the axial
     plane is the one a scan's anatomy turns in), and its intensity changes are drawn once for the whole patch.
-    Lesion pasting and tissue contrast stay with the slice models."""
+    Lesion pasting, synthetic small lesions and tissue contrast stay with the slice models."""
     n, _, depth, h, w = images.shape
     theta = random_affine(n, settings, generator).repeat_interleave(depth, 0)
     field = None
