@@ -240,7 +240,9 @@ def test_segment_gives_the_workflows_own_labels(segment_experiment, entry, sourc
     assert report.get("min_lesion_peak") == described.get("min_lesion_peak"), "a cascade's lesion cut, as described"
 
 
-def test_a_cascades_lesion_cut_is_replaced_by_the_option_and_refused_for_a_stage1_model(segment_experiment, tmp_path):
+def test_a_cascades_lesion_cut_is_replaced_by_the_option_and_refused_for_a_stage1_model_shares_range_checked(
+    segment_experiment, tmp_path
+):
     _, volume = first_validation_case(segment_experiment)
     models = segment_experiment / "models"
     cascade = segment(models / "unet_cascade", volume, "--out", tmp_path / "a", "--min-lesion-peak", "0.5")
@@ -250,7 +252,9 @@ def test_a_cascades_lesion_cut_is_replaced_by_the_option_and_refused_for_a_stage
     assert stage1.returncode == 1 and "unet: a stage-1 model has no tumour stage" in stage1.stderr
     beyond = segment(models / "unet_cascade", volume, "--out", tmp_path / "c", "--min-lesion-peak", "1.5")
     assert beyond.returncode == 2 and "1.5 is not a probability (0 to 1)" in beyond.stderr
-    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+    share = segment(models / "unet_cascade", volume, "--out", tmp_path / "d", "--max-tumour-share", "2")
+    assert share.returncode == 2 and "2 is not a probability (0 to 1)" in share.stderr
+    assert not any((tmp_path / name).exists() for name in "bcd")
 
 
 def test_the_registered_segmenter_is_a_pyfunc_of_a_volume_and_its_spacing(segment_experiment):

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liverseg.cli.arguments import command, device, flip_tta, min_lesion_peak, out, set_threads, tracking_uri
+from liverseg.cli.arguments import (
+    command,
+    device,
+    flip_tta,
+    min_lesion_peak,
+    out,
+    probability,
+    set_threads,
+    tracking_uri,
+)
 from liverseg.cores import usable_cpus
 
 
@@ -127,7 +136,7 @@ def _add_segment(steps) -> None:
     device(s, usable_cpus())
     checks = s.add_argument_group("quality checks (a failing one is a warning; defaults: the segmenter's)")
     checks.add_argument("--liver-ml", type=float, nargs=2, metavar=("MIN", "MAX"), help="adult liver volume range")
-    checks.add_argument("--max-tumour-share", type=float, help="of the liver's volume (0 to 1)")
+    checks.add_argument("--max-tumour-share", type=probability, help="of the liver's volume (0 to 1)")
     checks.add_argument("--max-liver-components", type=int, help="connected pieces of liver")
     checks.add_argument("--liver-hu", type=float, nargs=2, metavar=("MIN", "MAX"), help="mean HU of the liver")
     checks.add_argument(
