@@ -52,7 +52,7 @@ def bare_rate(spec: dict, settings: TrainSettings, augment: AugmentSettings, fil
     """The same model stepped over one epoch of the same kind of batches, assembled and augmented beforehand."""
     torch.manual_seed(settings.seed)
     recipe, device = Recipe.from_spec(spec), torch.device("cpu")
-    data = load_slice_set(files, recipe.input_slices)
+    data = load_slice_set(files, recipe.input_slices, recipe.neighbour_mm)
     generator = torch.Generator().manual_seed(settings.seed)
     order = epoch_indices(
         data.has_tumour, data.has_liver, recipe.tumour_oversample, recipe.background_fraction, generator

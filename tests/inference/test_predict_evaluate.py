@@ -10,7 +10,13 @@ from liverseg.data.crops import crop_case
 from liverseg.data.slices import save_slices, slice_case
 from liverseg.evaluation.evaluate import evaluate_case
 from liverseg.inference.postprocess import PostSettings
-from liverseg.inference.predict import confident_lesions, predict_cascade, predict_case, tumour_stage
+from liverseg.inference.predict import (
+    confident_lesions,
+    predict_cascade,
+    predict_case,
+    segment_slices,
+    tumour_stage,
+)
 from liverseg.models.heads import probabilities_to_classes
 from liverseg.models.recipe import Recipe
 from liverseg.reporting.summary import read_case_scores, step_effects, summarise
@@ -194,7 +200,7 @@ def test_tumour_stage_sees_the_training_crops_shifted_to_its_liver(phantom_files
     seen = []
     monkeypatch.setattr(
         "liverseg.inference.predict.segment_slices",
-        lambda model, recipe, crops, size, device, flip_tta, innermost: (
+        lambda model, recipe, crops, size, device, flip_tta, innermost, slice_mm: (
             seen.append(crops) or np.zeros((len(crops), *size))
         ),
     )
@@ -236,7 +242,7 @@ def test_tumour_stage_drops_the_lesions_below_its_lowest_peak(phantom_files, mon
     liver = nifti.to_canonical(nib.load(label), dtype=np.uint8) >= 1
     recipe = Recipe.from_spec({"kind": "unet", "crop": {"size": 32, "margin_mm": 5.0}})
 
-    def segment(models, recipe, crops, size, device, flip_tta, innermost):
+    def segment(models, recipe, crops, size, device, flip_tta, innermost, slice_mm):
         classes = np.zeros((len(crops), *size), dtype=np.uint8)
         middle = len(crops) // 2
         classes[middle, size[0] // 2 - 2 : size[0] // 2 + 2, size[1] // 2 - 2 : size[1] // 2 + 2] = 1  # confident
@@ -252,3 +258,48 @@ def test_tumour_stage_drops_the_lesions_below_its_lowest_peak(phantom_files, mon
     confident = tumour_stage([None], recipe, scan, liver, (-150, 250), "cpu", min_lesion_peak=0.999)
     assert every.sum() == 17 and confident.sum() == 16, "the speck goes, the confident lesion stays whole"
     assert not (confident & ~every).any() and not (every & ~liver).any()
+
+
+class _Recorder(torch.nn.Module):
+    """A stand-in tumour stage that keeps each input stack's first pixel and marks nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x[:, :, 0, 0].clone())
+        return torch.full((len(x), 1, *x.shape[2:]), -10.0)
+
+
+@pytest.mark.parametrize(
+    ("neighbour_mm", "slice_mm", "step"), [(None, 1.0, 1), (3.0, 1.0, 3), (3.0, 1.25, 2), (3.0, 5.0, 1)]
+)
+def test_a_2p5d_model_sees_its_neighbours_as_far_apart_as_its_entry_asks(neighbour_mm, slice_mm, step):
+    """A thin-slice scan shows the model neighbours `neighbour_mm` apart (the nearest slice count), a scan of slices
+    as thick or thicker its adjacent slices; without `neighbour_mm`, always the adjacent ones."""
+    images = np.arange(9, dtype=np.float32)[:, None, None] * np.ones((9, 4, 4), np.float32)
+    recipe = Recipe(input_slices=3, neighbour_mm=neighbour_mm, crop={"size": 4, "margin_mm": 0.0})
+    model = _Recorder()
+    segment_slices([model], recipe, images, (4, 4), torch.device("cpu"), slice_mm=slice_mm)
+    stacks = torch.cat(model.seen).numpy()
+    middle = np.arange(9)
+    assert stacks.tolist() == np.stack([np.clip(middle - step, 0, 8), middle, np.clip(middle + step, 0, 8)], 1).tolist()
+
+
+def test_the_tumour_stage_gives_the_scans_own_slice_spacing(phantom_files, monkeypatch):
+    label = phantom_files / "segmentation-1.nii.gz"
+    liver = nifti.to_canonical(nib.load(label), dtype=np.uint8) >= 1
+    recipe = Recipe.from_spec(
+        {"kind": "unet", "input_slices": 3, "neighbour_mm": 3.0, "crop": {"size": 32, "margin_mm": 5.0}}
+    )
+    spacings = []
+    monkeypatch.setattr(
+        "liverseg.inference.predict.segment_slices",
+        lambda model, recipe, crops, size, device, flip_tta, innermost, slice_mm: (
+            spacings.append(slice_mm) or np.zeros((len(crops), *size))
+        ),
+    )
+    scan = nib.load(phantom_files / "volume-1.nii.gz")
+    tumour_stage([None], recipe, scan, liver, (-150, 250), "cpu")
+    assert spacings == [pytest.approx(nifti.canonical_spacing(scan)[2])]

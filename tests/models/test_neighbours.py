@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from liverseg.models.neighbours import neighbour_index
+from liverseg.models.neighbours import neighbour_index, neighbour_step
 
 
 def test_stacks_repeat_the_end_slices_and_never_cross_cases():
@@ -27,3 +27,13 @@ def test_stack_values_at_first_and_last_slice():
 def test_even_counts_are_refused():
     with pytest.raises(ValueError, match="odd"):
         neighbour_index([3], 2)
+
+
+def test_neighbours_a_step_apart_stay_within_their_case():
+    index = neighbour_index([5, 3], 3, [2, 1])
+    assert index.tolist() == [[0, 0, 2], [0, 1, 3], [0, 2, 4], [1, 3, 4], [2, 4, 4], [5, 5, 6], [5, 6, 7], [6, 7, 7]]
+
+
+def test_the_step_is_the_slice_count_nearest_the_distance_asked():
+    assert neighbour_step(1.0, None) == 1, "adjacent slices without a distance"
+    assert [neighbour_step(mm, 3.0) for mm in (0.7, 1.0, 1.25, 1.5, 2.0, 2.5, 5.0)] == [4, 3, 2, 2, 2, 1, 1]

@@ -7,13 +7,14 @@ from liverseg.training.augment import AugmentSettings
 from liverseg.training.dataset import Batches, load_slice_set, region_targets
 
 
-def _case(path, n, value, crop=False):
+def _case(path, n, value, crop=False, slice_mm=2.5):
     labels = np.zeros((n, 16, 16), np.uint8)
     labels[:, 4:12, 4:12] = 1
     labels[0, 6:8, 6:8] = 2
     slices = {
         "image": (np.arange(n, dtype=np.float16)[:, None, None] + value) * np.ones((n, 16, 16), np.float16),
         "label": labels,
+        "spacing": np.array([0.8, 0.8, slice_mm]),
     }
     if crop:
         slices.update(box_half=np.float32(0.5), box_jitter=np.float32(0.25))
@@ -30,6 +31,15 @@ def test_stacks_stay_within_each_case(tmp_path):
     x, y = next(batches(torch.arange(5)))
     assert x.shape == (5, 3, 16, 16) and y.shape == (5, 2, 16, 16)
     assert x[:, :, 0, 0].tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 2], [10, 10, 11], [10, 11, 11]]
+
+
+def test_each_case_takes_its_neighbours_as_far_apart_as_asked(tmp_path):
+    """`neighbour_mm` 3: a case of 1 mm slices takes every third slice, one of 5 mm slices the adjacent ones."""
+    files = [_case(tmp_path / "thin.npz", 7, 0.0, slice_mm=1.0), _case(tmp_path / "thick.npz", 3, 10.0, slice_mm=5.0)]
+    data = load_slice_set(files, 3, neighbour_mm=3.0)
+    first = data.images[data.stacks][:, :, 0, 0].tolist()
+    assert first[:7] == [[0, 0, 3], [0, 1, 4], [0, 2, 5], [0, 3, 6], [1, 4, 6], [2, 5, 6], [3, 6, 6]]
+    assert first[7:] == [[10, 10, 11], [10, 11, 12], [11, 12, 12]]
 
 
 def test_region_targets_nest():

@@ -24,7 +24,7 @@ from liverseg.labels import label_map, liver_mask
 from liverseg.measurements import CONNECTIVITY
 from liverseg.models.checkpoint import load_models
 from liverseg.models.heads import first_region, mean_probabilities, probabilities_to_classes
-from liverseg.models.neighbours import neighbour_index
+from liverseg.models.neighbours import neighbour_index, neighbour_step
 from liverseg.models.recipe import Recipe
 from liverseg.models.volumetric import window_logits
 from liverseg.roi import cut_box, largest_component, liver_box, paste_box
@@ -40,12 +40,15 @@ def segment_slices(
     flip_tta: bool = False,
     observe=None,
     innermost: np.ndarray | None = None,
+    slice_mm: float | None = None,
 ) -> np.ndarray:
     """(n, H, W) normalised slices of one case -> (n, *size) class maps. With `flip_tta`, the probabilities are the
     mean of the slices' and their left-right mirror's (the flip that training augments with). `observe`, if given, is
     called with each batch's outermost-region probabilities, at the model's resolution; `innermost`, if given, an
-    (n, *size) float array, receives the innermost region's probability (the tumour's) at `size`."""
-    stacks = neighbour_index([len(images)], recipe.input_slices)
+    (n, *size) float array, receives the innermost region's probability (the tumour's) at `size`. `slice_mm`, the
+    slice spacing, places a 2.5D model's neighbours as its recipe's `neighbour_mm` asks."""
+    step = neighbour_step(slice_mm, recipe.neighbour_mm) if slice_mm is not None else 1
+    stacks = neighbour_index([len(images)], recipe.input_slices, [step])
     images = torch.from_numpy(images.astype(np.float32))
     out = np.zeros((len(images), *size), dtype=np.uint8)
     layout = memory_format(device)  # the model's (liverseg.models.checkpoint)
@@ -126,7 +129,9 @@ def predict_case(
         raise nifti.VolumeError(
             f"{slices_file}: slices of shape {in_plane}x{n} do not belong to {volume} {reference.shape}"
         )
-    labels = segment_slices(models, recipe, slices["image"], in_plane, dev, flip_tta=flip_tta).transpose(1, 2, 0)
+    slice_mm = float(slices["spacing"][2])
+    labels = segment_slices(models, recipe, slices["image"], in_plane, dev, flip_tta=flip_tta, slice_mm=slice_mm)
+    labels = labels.transpose(1, 2, 0)
     nifti.save_label_like(labels, reference, out)
 
 
@@ -136,9 +141,10 @@ def stage1_labels(
     """Canonical (X, Y, Z) class map of a whole scan by a stage-1 model, from the scan itself."""
     slices = normalised_slices(scan, window, image_size)
     in_plane = nifti.canonical(np.broadcast_to(np.False_, scan.shape), scan).shape[:2]  # a shape, no memory
-    return segment_slices(models, recipe, slices, in_plane, device, flip_tta=flip_tta, observe=observe).transpose(
-        1, 2, 0
-    )
+    slice_mm = nifti.canonical_spacing(scan)[2]
+    return segment_slices(
+        models, recipe, slices, in_plane, device, flip_tta=flip_tta, observe=observe, slice_mm=slice_mm
+    ).transpose(1, 2, 0)
 
 
 def tumour_stage(
@@ -154,7 +160,8 @@ def tumour_stage(
     """The tumour stage's tumours in the box of the largest component of a canonical liver mask, inside the liver;
     with `min_lesion_peak`, only the lesions whose highest probability reaches it (`confident_lesions`)."""
     component = largest_component(liver)
-    box = liver_box(component, nifti.canonical_spacing(scan), recipe.crop["margin_mm"])
+    spacing = nifti.canonical_spacing(scan)
+    box = liver_box(component, spacing, recipe.crop["margin_mm"])
     if box is None:
         return np.zeros_like(liver)
     stored, slope, inter = nifti.stored_voxels(scan)
@@ -168,8 +175,12 @@ def tumour_stage(
         ]
     )
     probability = None if min_lesion_peak is None else np.zeros((len(crops), *box.shape[:2]), dtype=np.float32)
-    segment = segment_volume if recipe.volumetric else segment_slices
-    classes = segment(models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta, innermost=probability)
+    if recipe.volumetric:
+        classes = segment_volume(models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta, innermost=probability)
+    else:
+        classes = segment_slices(
+            models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta, innermost=probability, slice_mm=spacing[2]
+        )
     tumour = (classes.transpose(1, 2, 0) == 1) & cut_box(liver, box)
     if min_lesion_peak is not None:
         tumour = confident_lesions(tumour, probability.transpose(1, 2, 0), min_lesion_peak)

@@ -23,6 +23,7 @@ class Recipe:
     head: str = "sigmoid"
     loss: dict = field(default_factory=lambda: STUDY_LOSS)
     input_slices: int = 1  # 2.5D: neighbouring slices as channels
+    neighbour_mm: float | None = None  # 2.5D: neighbours the slices nearest this far apart; None: adjacent slices
     tumour_oversample: float = 1.0
     background_fraction: float = 1.0
     crop: dict | None = None  # tumour stage: {size, margin_mm, jitter_mm, liver_hu}
@@ -38,6 +39,7 @@ class Recipe:
             head=spec.get("head", "sigmoid"),
             loss=spec.get("loss", STUDY_LOSS),
             input_slices=spec.get("input_slices", 1),
+            neighbour_mm=spec.get("neighbour_mm"),
             tumour_oversample=sampling.get("tumour_oversample", 1.0),
             background_fraction=sampling.get("background_fraction", 1.0),
             crop=spec.get("crop"),

@@ -1,7 +1,8 @@
 """A training run's best model in the MLflow Model Registry, under the model's name, with the alias `champion`.
 
 It is an MLflow pyfunc: it takes a batch of normalised slices, (N, input_slices, H, W) float32 in [0, 1] (the HU
-window of the run, as `preprocess` writes them), and returns the probability of each nested region, (N, regions, H, W)
+window of the run, as `preprocess` writes them; a 2.5D model's neighbours as its entry's `neighbour_mm` places them),
+and returns the probability of each nested region, (N, regions, H, W)
 (liver and tumour for a stage-1 model, tumour for a tumour stage), for any batch size and any image size the model
 accepts (sides a multiple of its divisor); a 3D model takes (N, 1, D, H, W) volumes and returns (N, regions, D, H, W). The package's code travels with the model, so loading it needs torch and
 segmentation_models_pytorch but not this checkout:

@@ -15,7 +15,7 @@ import torch
 from liverseg.data.slices import read_into, stored_shape
 from liverseg.devices import to_device
 from liverseg.labels import REGIONS, liver_mask, tumour_mask
-from liverseg.models.neighbours import neighbour_index
+from liverseg.models.neighbours import neighbour_index, neighbour_step
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings, augment_batch, warp
 from liverseg.training.sampling import epoch_indices
@@ -46,13 +46,15 @@ class SliceSet:
         return liver_mask(self.labels).flatten(1).any(1)
 
 
-def load_slice_set(paths, input_slices: int) -> SliceSet:
-    """The cases' slices in one set, each case read straight into its place: memory peaks at the set alone."""
-    shapes, boxes = [], []
-    for path in paths:  # the shapes (from the headers) and box sizes first, to size the set
+def load_slice_set(paths, input_slices: int, neighbour_mm: float | None = None) -> SliceSet:
+    """The cases' slices in one set, each case read straight into its place: memory peaks at the set alone. Each
+    slice's stack takes its neighbours `neighbour_mm` apart at its case's slice spacing (None: adjacent slices)."""
+    shapes, boxes, steps = [], [], []
+    for path in paths:  # the shapes (from the headers), box sizes and slice spacings first, to size the set
         shapes.append(stored_shape(path, "label"))
         with np.load(path) as case:
             boxes.append({key: float(case[key]) for key in ("box_half", "box_jitter") if key in case.files})
+            steps.append(neighbour_step(float(case["spacing"][2]), neighbour_mm) if neighbour_mm is not None else 1)
     lengths = [shape[0] for shape in shapes]
     images = torch.empty((sum(lengths), *shapes[0][1:]), dtype=torch.float16)
     labels = torch.empty(images.shape, dtype=torch.uint8)
@@ -69,7 +71,7 @@ def load_slice_set(paths, input_slices: int) -> SliceSet:
     return SliceSet(
         images=images,
         labels=labels,
-        stacks=torch.from_numpy(neighbour_index(lengths, input_slices)),
+        stacks=torch.from_numpy(neighbour_index(lengths, input_slices, steps)),
         box_half=per_slice("box_half"),
         box_jitter=per_slice("box_jitter"),
     )

@@ -75,8 +75,8 @@ def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, 
             PatchBatches(val_set, recipe, settings.batch_size, device),
             data | {"image_size": recipe.crop["size"]},
         )
-    train_set = load_slice_set(train_files, recipe.input_slices)
-    val_set = load_slice_set(val_files, recipe.input_slices)
+    train_set = load_slice_set(train_files, recipe.input_slices, recipe.neighbour_mm)
+    val_set = load_slice_set(val_files, recipe.input_slices, recipe.neighbour_mm)
     data = {
         "train_slices": len(train_set),
         "train_tumour_slices": int(train_set.has_tumour.sum()),
