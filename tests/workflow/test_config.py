@@ -46,6 +46,12 @@ def default_config():
         ("models", "tumour_unet", {"kind": "unet", "augment": {"lesion_pastes": 0.5}}, "lesion_pastes"),
         ("train", "ema_decay", 1.0, "ema_decay"),
         ("models", "unet", {"kind": "unet", "min_lesion_peak": 0.999}, "'crop' is a dependency of 'min_lesion_peak'"),
+        (
+            "models",
+            "tumour_unet",
+            {"kind": "unet", "crop": {"size": 96, "margin_mm": 10.0, "jitter_mm": 10.0}, "min_lesion_peak": "best"},
+            "'best' is not valid under any of the given schemas",
+        ),
     ],
 )
 def test_bad_settings_stop_with_the_key_named(tmp_path, tool_env, section, key, value, message):

@@ -66,6 +66,9 @@ def test_validation_cases_are_segmented_by_their_fold_and_test_cases_by_the_ense
         predict_case(owners.get(case, folds), workdir / f"data/slices/{case}.npz", volume, out)
         ours, workflow = nib.load(out), nib.load(workdir / f"results/unet/pred/{case}.nii.gz")
         assert np.array_equal(np.asanyarray(ours.dataobj), np.asanyarray(workflow.dataobj)), case
+    own_fold = {case: f"models/tumour_unet/fold_{k}/best.pt" for k, own in enumerate(split["folds"]) for case in own}
+    lesion_peak = json.loads((workdir / "models/tumour_unet/lesion_peak.json").read_text())
+    assert lesion_peak["weights"] == [own_fold[case] for case in split["val"]], "the lesion cut, out of fold too"
 
 
 def test_segment_applies_the_ensemble_folder_and_its_registered_segmenter_as_the_workflow(folds_run, tmp_path):

@@ -15,6 +15,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from liverseg.evaluation.lesion_peak_choice import CANDIDATES
 from tests.helpers import TINY, free_port, program, snakemake, tool_environment, vendored_viewer
 
 pytestmark = pytest.mark.workflow
@@ -80,11 +81,18 @@ def test_every_declared_output_exists(finished_run):
         "the CT, both models and the cascade side by side, at most two slices"
     )
     assert plt_image(workdir / "results/figures/learning_curves.png").shape[1] > 2 * 300, "one panel per model"
+    lesion_peak = json.loads((workdir / "models/tumour_unet/lesion_peak.json").read_text())
+    assert lesion_peak["judged_on"] == [cases.set_index("case").loc[case, "volume"] for case in split["val"]]
+    assert lesion_peak["weights"] == ["models/tumour_unet/best.pt"] * len(split["val"])
+    assert [cut["min_lesion_peak"] for cut in lesion_peak["cuts"]] == list(CANDIDATES)
+    assert lesion_peak["min_lesion_peak"] in CANDIDATES
     for entry in SCORED:
         choice = json.loads((workdir / f"results/{entry}/postprocess.json").read_text())
         assert choice["judged_on"] == [] and all(s["kept"] for s in choice["steps"]), "postprocess.choose is off"
         description = json.loads((workdir / f"models/{entry}/segmenter.json").read_text())
         assert description["name"] == entry and description["postprocess"] == choice["settings"]
+        chosen = lesion_peak["min_lesion_peak"] if entry == "unet_cascade" else None
+        assert description.get("min_lesion_peak") == chosen, "the cascade's lowest lesion peak, chosen"
         mirrored = {"liver": False} | ({"tumour": True} if entry == "unet_cascade" else {})  # tumour_unet: flip_tta
         assert description["flip_tta"] == mirrored
     for page in ("summary.html", "cases.html"):
@@ -241,8 +249,9 @@ def test_mirroring_a_model_predicts_again_and_trains_nothing(finished_run, tmp_p
 
 
 def test_a_lowest_lesion_peak_predicts_the_cascades_again_and_trains_nothing(finished_run, tmp_path):
-    """`min_lesion_peak` is read by prediction alone: set on the tumour stage, its cascades are predicted again with
-    --min-lesion-peak and their segmenters describe it; no training, no stage-1 prediction."""
+    """`min_lesion_peak` is read by prediction alone: set on the tumour stage in place of the one chosen on the
+    validation cases, its cascades are predicted again with --min-lesion-peak and their segmenters describe it; no
+    training, no stage-1 prediction."""
     workdir, env, _ = finished_run
     config = yaml.safe_load(TINY.read_text())
     config["models"]["tumour_unet"]["min_lesion_peak"] = 0.999
@@ -253,6 +262,7 @@ def test_a_lowest_lesion_peak_predicts_the_cascades_again_and_trains_nothing(fin
     output = result.stdout + result.stderr
     cascades = re.findall(r"liverseg cascade .*", output)
     assert cascades and all("--min-lesion-peak 0.999" in c for c in cascades)
+    assert "rule choose_lesion_peak:" not in output, "a fixed cut needs no choice"
     segmenters = re.findall(r"liverseg segmenter --name (\S+) .*", output)
     assert sorted(segmenters) == sorted(config["cascades"]), "the cascades' descriptions only"
     assert all("--min-lesion-peak 0.999" in line for line in re.findall(r"liverseg segmenter .*", output))

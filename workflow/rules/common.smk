@@ -167,19 +167,19 @@ def trained_files(name):
     return [f"{folder}/{name}" for model in MODELS for folder in training_dirs(model)]
 
 
+def weights_of_case(model, case):
+    """The weights that segment a case: with folds, a fold's validation case is segmented by that fold's model (its
+    out-of-fold prediction), a test case by every fold's (the ensemble)."""
+    if FOLDS:
+        for k, cases in enumerate(split_file()["folds"]):
+            if case in cases:
+                return [f"models/{model}/fold_{k}/best.pt"]
+    return [f"{folder}/best.pt" for folder in training_dirs(model)]
+
+
 def case_weights(model):
-    """Input function: the weights that segment a case. With folds, a fold's validation case is segmented by that
-    fold's model (its out-of-fold prediction), a test case by every fold's (the ensemble).
-    """
-
-    def weights(wildcards):
-        if FOLDS:
-            for k, cases in enumerate(split_file()["folds"]):
-                if wildcards.case in cases:
-                    return [f"models/{model(wildcards)}/fold_{k}/best.pt"]
-        return [f"{folder}/best.pt" for folder in training_dirs(model(wildcards))]
-
-    return weights
+    """Input function: `weights_of_case` of the case, the model a function of the wildcards."""
+    return lambda wildcards: weights_of_case(model(wildcards), wildcards.case)
 
 
 CHOICE = "results/{entry}/postprocess.json"  # an entry's post-processing steps, as chosen (or kept) for it
@@ -275,12 +275,31 @@ def mirrored(model):
     return config["models"][model].get("flip_tta", False)
 
 
+LESION_PEAK = "models/{model}/lesion_peak.json"  # a tumour stage's lowest lesion peak, chosen on validation cases
+
+
+def lesion_peak_choice(entry):
+    """The lowest-lesion-peak file of a cascade whose tumour stage's entry says `min_lesion_peak: validation`, else
+    none (a stage-1 model too)."""
+    if entry not in CASCADES:
+        return []
+    tumour = CASCADES[entry]["tumour"]
+    if config["models"][tumour].get("min_lesion_peak") != "validation":
+        return []
+    return [LESION_PEAK.format(model=tumour)]
+
+
 def lesion_peak_option(entry):
-    """--min-lesion-peak for a cascade whose tumour stage's entry sets it, else (a stage-1 model too) nothing."""
+    """--min-lesion-peak for a cascade whose tumour stage's entry sets it (--min-lesion-peak-from where it is chosen
+    on the validation cases), else (a stage-1 model too) nothing."""
     if entry not in CASCADES:
         return ""
     peak = config["models"][CASCADES[entry]["tumour"]].get("min_lesion_peak")
-    return "" if peak is None else f"--min-lesion-peak {peak}"
+    if peak is None:
+        return ""
+    if peak == "validation":
+        return f"--min-lesion-peak-from {lesion_peak_choice(entry)[0]}"
+    return f"--min-lesion-peak {peak}"
 
 
 def mirrored_roles(entry):

@@ -25,11 +25,47 @@ rule predict:
         "{params.flip_tta} --device {params.device} --threads {resources.torch_threads} --out {output} > {log} 2>&1"
 
 
+rule choose_lesion_peak:
+    input:
+        models=lambda wildcards: [
+            weights
+            for case in split_cases("val")
+            for weights in weights_of_case(wildcards.model, case)
+        ],
+        volumes=lambda wildcards: [
+            cases_table().loc[case, "volume"] for case in split_cases("val")
+        ],
+        labels=lambda wildcards: [
+            cases_table().loc[case, "label"] for case in split_cases("val")
+        ],
+    output:
+        LESION_PEAK,
+    log:
+        "logs/choose_lesion_peak/{model}.log",
+    wildcard_constraints:
+        model="|".join(TUMOUR_STAGES) or "no-tumour-stage",
+    conda:
+        LIVERSEG_ENV
+    threads: 2
+    resources:
+        gpu=network_gpu,
+        torch_threads=network_threads,
+    params:
+        device=config["train"]["device"],
+        window=config["preprocess"]["window"],
+        flip_tta=lambda wildcards: "--flip-tta" if mirrored(wildcards.model) else "",
+    shell:
+        "python -m liverseg choose-lesion-peak --checkpoint {input.models} --volume {input.volumes} "
+        "--label {input.labels} --window {params.window} {params.flip_tta} --device {params.device} "
+        "--threads {resources.torch_threads} --out {output} > {log} 2>&1"
+
+
 rule cascade:
     input:
         models=case_weights(lambda wildcards: CASCADES[wildcards.cascade]["tumour"]),
         liver=lambda wildcards: f"results/{CASCADES[wildcards.cascade]['liver']}/post/{wildcards.case}.nii.gz",
         volume=raw_file("volume"),
+        lesion_peak=lambda wildcards: lesion_peak_choice(wildcards.cascade),
     output:
         "results/{cascade}/pred/{case}.nii.gz",
     log:

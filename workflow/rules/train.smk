@@ -74,6 +74,7 @@ rule segmenter:
             if wildcards.entry in CASCADES
             else []
         ),
+        lesion_peak=lambda wildcards: lesion_peak_choice(wildcards.entry),
     output:
         "models/{entry}/segmenter.json",
     log:

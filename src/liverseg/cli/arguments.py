@@ -59,16 +59,34 @@ def probability(text: str) -> float:
     return value
 
 
-def min_lesion_peak(parser, described: bool = False) -> None:
-    """`--min-lesion-peak`; for a command that applies a segmenter (`described`), in place of its description's."""
+def min_lesion_peak(parser, described: bool = False, chosen: bool = False) -> None:
+    """`--min-lesion-peak`; for a command that applies a segmenter (`described`), in place of its description's; for a
+    workflow step (`chosen`), or `--min-lesion-peak-from` a choice file. `lesion_peak` reads them."""
     default = "the cascade's, as segmenter.json says" if described else "every lesion"
-    parser.add_argument(
+    group = parser.add_mutually_exclusive_group() if chosen else parser
+    group.add_argument(
         "--min-lesion-peak",
         type=probability,
         metavar="P",
         help=f"keep only the tumour stage's lesions whose highest probability reaches P, 0 to 1 (0: every lesion; "
         f"default: {default})",
     )
+    if chosen:
+        group.add_argument(
+            "--min-lesion-peak-from",
+            type=Path,
+            metavar="FILE",
+            help="the P chosen on the validation cases (choose-lesion-peak's file)",
+        )
+
+
+def lesion_peak(a) -> float | None:
+    """The lowest lesion peak that `min_lesion_peak`'s options give: P, a choice file's, or None (every lesion)."""
+    if getattr(a, "min_lesion_peak_from", None) is not None:
+        from liverseg.evaluation.lesion_peak_choice import read_lesion_peak
+
+        return read_lesion_peak(a.min_lesion_peak_from)
+    return a.min_lesion_peak
 
 
 def set_threads(threads: int) -> None:

@@ -1,5 +1,5 @@
-"""The evaluation rules' steps (`workflow/rules/evaluate.smk`): predict, cascade, choose-postprocess, postprocess,
-score."""
+"""The evaluation rules' steps (`workflow/rules/evaluate.smk`): predict, choose-lesion-peak, cascade,
+choose-postprocess, postprocess, score."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from liverseg.cli.arguments import (
     config_section,
     device,
     flip_tta,
+    lesion_peak,
     min_lesion_peak,
     out,
     set_threads,
@@ -29,9 +30,22 @@ def _cascade(a):
 
     set_threads(a.threads)
     voxels = predict_cascade(
-        a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device, a.flip_tta, a.min_lesion_peak
+        a.checkpoint, a.liver, a.volume, tuple(a.window), a.out, a.device, a.flip_tta, lesion_peak(a)
     )
     print(f"{voxels} tumour voxels inside the stage-1 liver")
+
+
+def _choose_lesion_peak(a):
+    from liverseg.evaluation.lesion_peak_choice import choose_lesion_peak
+
+    set_threads(a.threads)
+    choice = choose_lesion_peak(a.checkpoint, a.volume, a.label, tuple(a.window), a.out, a.device, a.flip_tta)
+    for cut in choice["cuts"]:
+        print(
+            f"min_lesion_peak {cut['min_lesion_peak']:.8g}: {cut['true_positives']} of {cut['ref_lesions']} lesions "
+            f"found, {cut['false_positives']} false, lesion F1 {cut['lesion_f1']:.3f}"
+        )
+    print(f"chosen: {choice['min_lesion_peak']:.8g}")
 
 
 def _choose_postprocess(a):
@@ -79,8 +93,22 @@ def add_commands(steps) -> None:
     s.add_argument("--volume", type=Path, required=True)
     window(s)
     flip_tta(s)
-    min_lesion_peak(s)
+    min_lesion_peak(s, chosen=True)
     out(s)
+    device(s)
+
+    s = command(
+        steps,
+        "choose-lesion-peak",
+        _choose_lesion_peak,
+        "a tumour stage's lowest lesion peak, chosen on validation cases segmented inside their reference liver",
+    )
+    s.add_argument("--checkpoint", type=Path, nargs="+", required=True, help="the weights of each case, in order")
+    s.add_argument("--volume", type=Path, nargs="+", required=True, help="the validation cases' scans")
+    s.add_argument("--label", type=Path, nargs="+", required=True, help="their reference label maps, in order")
+    window(s)
+    flip_tta(s)
+    out(s, "lesion_peak.json")
     device(s)
 
     s = command(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liverseg.cli.arguments import command, config_section, min_lesion_peak, out, set_threads, window
+from liverseg.cli.arguments import command, config_section, lesion_peak, min_lesion_peak, out, set_threads, window
 
 
 def _fetch_weights(a):
@@ -43,7 +43,7 @@ def _segmenter(a):
         stages.setdefault(role, []).append(Path(path))
     liver_post = read_choice(a.liver_choice) if a.liver_choice else None
     write_segmenter(
-        a.name, a.out, stages, a.window, read_choice(a.choice), liver_post, tuple(a.flip_tta), a.min_lesion_peak
+        a.name, a.out, stages, a.window, read_choice(a.choice), liver_post, tuple(a.flip_tta), lesion_peak(a)
     )
 
 
@@ -102,7 +102,7 @@ def add_commands(steps) -> None:
         metavar="ROLE",
         help="the stages whose slices are averaged with their mirror's (liver, tumour)",
     )
-    min_lesion_peak(s)
+    min_lesion_peak(s, chosen=True)
     out(s, "segmenter.json")
 
     s = command(steps, "register", _register, "register a model or cascade folder's segmenter in MLflow")

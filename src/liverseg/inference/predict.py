@@ -103,14 +103,17 @@ def resized(probabilities: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(probabilities.float(), size=size, mode="bilinear", antialias=shrinking)
 
 
-def confident_lesions(tumour: np.ndarray, probability: np.ndarray, min_peak: float) -> np.ndarray:
-    """The tumour's components (26-connected, as lesions are scored) whose highest probability reaches `min_peak`;
-    the others, the faint specks that a loss weighing each lesion alike also marks, are dropped."""
+def lesion_peaks(tumour: np.ndarray, probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The tumour's components (26-connected, as lesions are scored) and each one's highest probability."""
     components, n = ndimage.label(tumour, structure=CONNECTIVITY)
-    if n == 0:
-        return tumour.astype(bool)
-    peaks = ndimage.maximum(probability, components, index=np.arange(1, n + 1))
-    return np.concatenate([[False], np.asarray(peaks) >= min_peak])[components]
+    return components, np.asarray(ndimage.maximum(probability, components, index=np.arange(1, n + 1)), dtype=float)
+
+
+def confident_lesions(tumour: np.ndarray, probability: np.ndarray, min_peak: float) -> np.ndarray:
+    """The tumour's components whose highest probability reaches `min_peak`; the others, the faint specks that a loss
+    weighing each lesion alike also marks, are dropped."""
+    components, peaks = lesion_peaks(tumour, probability)
+    return np.concatenate([[False], peaks >= min_peak])[components]
 
 
 def predict_case(
@@ -147,6 +150,45 @@ def stage1_labels(
     ).transpose(1, 2, 0)
 
 
+def tumour_in_box(
+    models: list,
+    recipe: Recipe,
+    scan,
+    liver: np.ndarray,
+    window,
+    device,
+    flip_tta: bool = False,
+    with_probability: bool = True,
+) -> tuple | None:
+    """The tumour stage's pass over the box of the largest component of a canonical liver mask: the box, its tumour
+    inside the liver and (`with_probability`; else None) the tumour's probability, both of the box's shape; None
+    where the liver is empty."""
+    component = largest_component(liver)
+    spacing = nifti.canonical_spacing(scan)
+    box = liver_box(component, spacing, recipe.crop["margin_mm"])
+    if box is None:
+        return None
+    stored, slope, inter = nifti.stored_voxels(scan)
+    stored = nifti.canonical(stored, scan)
+    offset = liver_offset(stored[component] * np.float32(slope) + np.float32(inter), recipe.crop.get("liver_hu"))
+    # a few slices of the box at a time: a box as large as the scan never becomes float32 in full
+    crops = np.concatenate(
+        [
+            crop_images(scaled_box(stored, slope, inter, slab) + np.float32(offset), window, recipe.crop["size"])
+            for slab in box.slabs(32)
+        ]
+    )
+    probability = np.zeros((len(crops), *box.shape[:2]), dtype=np.float32) if with_probability else None
+    if recipe.volumetric:
+        classes = segment_volume(models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta, innermost=probability)
+    else:
+        classes = segment_slices(
+            models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta, innermost=probability, slice_mm=spacing[2]
+        )
+    tumour = (classes.transpose(1, 2, 0) == 1) & cut_box(liver, box)
+    return box, tumour, None if probability is None else probability.transpose(1, 2, 0)
+
+
 def tumour_stage(
     models: list,
     recipe: Recipe,
@@ -159,31 +201,12 @@ def tumour_stage(
 ) -> np.ndarray:
     """The tumour stage's tumours in the box of the largest component of a canonical liver mask, inside the liver;
     with `min_lesion_peak`, only the lesions whose highest probability reaches it (`confident_lesions`)."""
-    component = largest_component(liver)
-    spacing = nifti.canonical_spacing(scan)
-    box = liver_box(component, spacing, recipe.crop["margin_mm"])
-    if box is None:
+    found = tumour_in_box(models, recipe, scan, liver, window, device, flip_tta, min_lesion_peak is not None)
+    if found is None:
         return np.zeros_like(liver)
-    stored, slope, inter = nifti.stored_voxels(scan)
-    stored = nifti.canonical(stored, scan)
-    offset = liver_offset(stored[component] * np.float32(slope) + np.float32(inter), recipe.crop.get("liver_hu"))
-    # a few slices of the box at a time: a box as large as the scan never becomes float32 in full
-    crops = np.concatenate(
-        [
-            crop_images(scaled_box(stored, slope, inter, slab) + np.float32(offset), window, recipe.crop["size"])
-            for slab in box.slabs(32)
-        ]
-    )
-    probability = None if min_lesion_peak is None else np.zeros((len(crops), *box.shape[:2]), dtype=np.float32)
-    if recipe.volumetric:
-        classes = segment_volume(models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta, innermost=probability)
-    else:
-        classes = segment_slices(
-            models, recipe, crops, box.shape[:2], device, flip_tta=flip_tta, innermost=probability, slice_mm=spacing[2]
-        )
-    tumour = (classes.transpose(1, 2, 0) == 1) & cut_box(liver, box)
+    box, tumour, probability = found
     if min_lesion_peak is not None:
-        tumour = confident_lesions(tumour, probability.transpose(1, 2, 0), min_lesion_peak)
+        tumour = confident_lesions(tumour, probability, min_lesion_peak)
     return paste_box(tumour, box, liver.shape)
 
 
