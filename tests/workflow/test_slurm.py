@@ -20,12 +20,12 @@ from tests.slurm_cluster import missing, slurm_cluster
 
 pytestmark = pytest.mark.workflow
 CONFIG = CONFIGS / "slurm.yaml"
-GPU_RULES = {"train", "predict", "cascade"}
+GPU_RULES = {"train", "predict", "cascade", "choose_lesion_peak"}
 # the test node has 2 CPUs and some GiB: the profile's sizes for real data would never be scheduled on it
 SMALL = [
-    "--set-threads", "synthesise=2", "ingest=2", "train=2", "predict=2", "cascade=2",
+    "--set-threads", "synthesise=2", "ingest=2", "train=2", "predict=2", "cascade=2", "choose_lesion_peak=2",
     "--set-resources", "train:mem_mb=3000", "predict:mem_mb=3000", "cascade:mem_mb=3000", "preprocess:mem_mb=2000",
-    "crop:mem_mb=2000", "ingest:mem_mb=2000",
+    "crop:mem_mb=2000", "ingest:mem_mb=2000", "choose_lesion_peak:mem_mb=3000",
     "--default-resources", "mem_mb=1000", "runtime=20",
     "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2",
 ]  # fmt: skip
