@@ -35,19 +35,15 @@ def _two_lesions_and_a_speck():
     return tumour, probability, reference
 
 
-def test_lesions_are_counted_at_each_cut_in_the_scan_or_pasted_from_a_box():
+def test_lesions_are_counted_at_each_cut_pasted_from_a_box_past_the_scan():
+    """The box reaches one slice past the scan and starts one voxel before it in x, as a liver's box may."""
     tumour, probability, reference = _two_lesions_and_a_speck()
+    box = Box((-1, 0, 0), (12, 12, 5))
+    padded = lambda a: np.pad(a, ((1, 0), (0, 0), (0, 1)))  # noqa: E731
     cuts = (0.5, 0.9, 0.98, 0.995, 0.99999)
-    counts = [
-        (c["true_positives"], c["false_positives"])
-        for c in lesion_counts(tumour, probability, reference, SPACING, candidates=cuts)
-    ]
-    assert counts == [(2, 1), (2, 1), (1, 1), (1, 0), (0, 0)]
-    box = Box((0, 0, 0), (12, 12, 5))  # one slice past the scan, as a liver's box may reach
-    padded = lambda a: np.concatenate([a, np.zeros_like(a[:, :, :1])], axis=2)  # noqa: E731
-    boxed = lesion_counts(padded(tumour), padded(probability), reference, SPACING, box, candidates=cuts)
-    assert [(c["true_positives"], c["false_positives"]) for c in boxed] == counts
-    assert all(c["ref_lesions"] == 2 for c in boxed)
+    counts = lesion_counts(padded(tumour), padded(probability), reference, SPACING, box, candidates=cuts)
+    assert [(c["true_positives"], c["false_positives"]) for c in counts] == [(2, 1), (2, 1), (1, 1), (1, 0), (0, 0)]
+    assert all(c["ref_lesions"] == 2 for c in counts)
 
 
 def test_the_cut_is_the_middle_of_the_longest_run_of_the_best_f1():

@@ -11,6 +11,7 @@ them, so that the cut lies as far as the ladder allows from both the highest fal
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -21,7 +22,7 @@ from liverseg.atomic import write_json
 from liverseg.data import nifti
 from liverseg.devices import select_device
 from liverseg.evaluation.lesions import detection_scores, match_lesions
-from liverseg.inference.predict import lesion_peaks, tumour_in_box
+from liverseg.inference.predict import lesion_peaks, peaks_reaching, tumour_in_box
 from liverseg.models.checkpoint import load_models
 from liverseg.roi import paste_box
 
@@ -29,15 +30,14 @@ from liverseg.roi import paste_box
 CANDIDATES = (0.5, *(round(1 - 10 ** (-k / 4), 8) for k in range(2, 21)))
 
 
-def lesion_counts(tumour, probability, reference, spacing, box=None, candidates=CANDIDATES) -> list[dict]:
+def lesion_counts(tumour, probability, reference, spacing, box, candidates=CANDIDATES) -> list[dict]:
     """For each cut, `match_lesions` of the tumour's lesions whose peak reaches it against the reference tumour (a
-    canonical mask); `tumour` and `probability` are of the reference's shape, or of `box`'s, pasted into it."""
+    canonical mask); `tumour` and `probability` are of `box`'s shape, pasted into the reference's."""
     components, peaks = lesion_peaks(tumour, probability)
-    counts = []
-    for cut in candidates:
-        kept = np.concatenate([[False], peaks >= cut])[components]
-        counts.append(match_lesions(kept if box is None else paste_box(kept, box, reference.shape), reference, spacing))
-    return counts
+    return [
+        match_lesions(paste_box(peaks_reaching(components, peaks, cut), box, reference.shape), reference, spacing)
+        for cut in candidates
+    ]
 
 
 def lesion_f1(cases: list[dict]) -> float:
@@ -48,14 +48,12 @@ def lesion_f1(cases: list[dict]) -> float:
 
 def chosen_index(scores: list[float]) -> int:
     """The middle (the lower of two) of the longest run of consecutive best scores (the first of equal runs)."""
-    best = max(scores)
-    runs, start = [], None
-    for i, score in enumerate([*scores, -math.inf]):
-        if score == best and start is None:
-            start = i
-        elif score != best and start is not None:
-            runs.append((start, i - start))
-            start = None
+    best, runs, start = max(scores), [], 0
+    for is_best, run in itertools.groupby(scores, key=lambda score: score == best):
+        length = len(list(run))
+        if is_best:
+            runs.append((start, length))
+        start += length
     first, length = max(runs, key=lambda run: (run[1], -run[0]))
     return first + (length - 1) // 2
 

@@ -109,11 +109,15 @@ def lesion_peaks(tumour: np.ndarray, probability: np.ndarray) -> tuple[np.ndarra
     return components, np.asarray(ndimage.maximum(probability, components, index=np.arange(1, n + 1)), dtype=float)
 
 
+def peaks_reaching(components: np.ndarray, peaks: np.ndarray, min_peak: float) -> np.ndarray:
+    """The mask of the components (`lesion_peaks`') whose peak reaches `min_peak`."""
+    return np.concatenate([[False], peaks >= min_peak])[components]
+
+
 def confident_lesions(tumour: np.ndarray, probability: np.ndarray, min_peak: float) -> np.ndarray:
     """The tumour's components whose highest probability reaches `min_peak`; the others, the faint specks that a loss
     weighing each lesion alike also marks, are dropped."""
-    components, peaks = lesion_peaks(tumour, probability)
-    return np.concatenate([[False], peaks >= min_peak])[components]
+    return peaks_reaching(*lesion_peaks(tumour, probability), min_peak)
 
 
 def predict_case(
