@@ -153,7 +153,9 @@ def _liver_median(case):
     return float(np.median(case.image[case.label == 1]))
 
 
-@pytest.mark.parametrize("design", ["non-contrast", "liver-centred", "ascites-oral-contrast", "lean"])
+@pytest.mark.parametrize(
+    "design", ["non-contrast", "liver-centred", "ascites-oral-contrast", "lean", "chest-to-pelvis"]
+)
 def test_each_unseen_design_keeps_the_anatomy_and_draws_what_it_names(design):
     """Against the default design's phantom of the same seed (the same patient: the designs draw the same numbers)."""
     from liverseg.data.synthetic import DESIGNS, LIVER
@@ -177,6 +179,18 @@ def test_each_unseen_design_keeps_the_anatomy_and_draws_what_it_names(design):
     if design == "lean":
         assert count(case.image, -130, -50) < 0.5 * count(default.image, -130, -50), "little fat between the organs"
         assert count(case.image, 20, 70) > 1.5 * count(default.image, 20, 70), "soft tissue in its place"
+    if design == "chest-to-pelvis":
+        liver_mm = lambda c: np.ptp(np.argwhere(c.label >= LIVER)[:, 2]) * c.spacing[2]  # noqa: E731
+        assert case.image.shape[2] > 1.8 * default.image.shape[2], "more slices ..."
+        assert abs(liver_mm(case) - liver_mm(default)) <= 2 * case.spacing[2], "... of a liver of the same size"
+        top = np.argwhere(case.label >= LIVER)[:, 2].max()
+        above = case.image[:, :, top + 3 :]
+        lungs = ((above < -700) & (above > -920)).sum()
+        assert lungs > 0.3 * (above > -920).sum(), "lungs fill the body above the liver"
+        heart = (above > _liver_median(case) - 20) & (above < _liver_median(case) + 10)
+        assert heart.sum() > 0.1 * (case.label == LIVER).sum(), "a heart wall of about the liver's HU above it"
+        bone = lambda c: (c.image[:, :, :4] > 400).sum()  # noqa: E731 - in the lowest slices
+        assert bone(case) > 2 * bone(default), "the pelvis's bones in the lowest slices"
 
 
 def test_the_command_offers_every_design():

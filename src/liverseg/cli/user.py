@@ -203,7 +203,10 @@ def _add_shifted(steps) -> None:
     s.add_argument("--seed", type=int, default=99)
     s.add_argument(
         "--design",
-        choices=("shifted", "default", "non-contrast", "liver-centred", "ascites-oral-contrast", "lean", "randomised"),
+        choices=(
+            *("shifted", "default", "non-contrast", "liver-centred", "ascites-oral-contrast", "lean"),
+            *("chest-to-pelvis", "randomised"),
+        ),
         default="shifted",
         help="default: the training set's design, new patients; randomised: a design per case from the config's "
         "ranges (data.synthetic.randomised.ranges), drawn with --seed; the others: designs no training draws from",

@@ -82,6 +82,9 @@ class PhantomStyle:
     blur_mm: float = 0.0  # partial-volume blur, in mm; 0: 0.7 voxels in plane and 0.3 across slices
     mottle_px: float = 3.0  # the texture's grain
     bias_hu: float = 0.0  # largest HU of a smooth additive bias over the volume
+    # the anatomy the slices span, in lengths of the upper abdomen's (0 below the kidneys, 1 at the diaphragm's dome);
+    # above 1, the chest (lung bases, the heart on the diaphragm), below 0, the pelvis (iliac bones, psoas, bladder)
+    coverage: tuple[float, float] = (0.0, 1.0)
 
 
 DEFAULT_STYLE = PhantomStyle()
@@ -114,6 +117,10 @@ ASCITES_ORAL_CONTRAST = PhantomStyle(bowel_hu=280.0, ascites_mm=12.0)
 # a lean patient: soft tissue instead of fat between the organs and a belly full of collapsed loops at about the
 # liver's HU, on which models trained on fat between the organs take the soft tissue below the liver for liver
 LEAN = PhantomStyle(visceral_fat_hu=35.0, bowel_hu=55.0, bowel_share=0.6, body_scale=(0.8, 0.92), fat_hu=-90.0)
+# a scan from the chest to the pelvis, as most LiTS volumes are (74 to 987 slices): lung bases reaching down behind the
+# liver, the heart on the diaphragm right above the liver, its wall at about the liver's HU; iliac bones, psoas
+# muscles and the bladder below (the phantoms of every other design end at the diaphragm and the kidneys)
+CHEST_TO_PELVIS = PhantomStyle(coverage=(-0.6, 1.6))
 DESIGNS = {
     "default": DEFAULT_STYLE,
     "shifted": SHIFTED,
@@ -121,6 +128,7 @@ DESIGNS = {
     "liver-centred": LIVER_CENTRED,
     "ascites-oral-contrast": ASCITES_ORAL_CONTRAST,
     "lean": LEAN,
+    "chest-to-pelvis": CHEST_TO_PELVIS,
 }
 
 
@@ -187,6 +195,31 @@ def _anatomy(rng: np.random.Generator, amplitude: float, body_scale: tuple[float
         "canal": Organ((0, s * j(-88, 2)), (s * 8, s * 7), (-1, 2)),
         "aorta": Organ((s * j(-14, 2), s * j(-33, 2)), (11, 11), (-1, 2)),
         "ivc": Organ((s * j(20, 2), s * j(-26, 2)), (12, 9), (-1, 0.9)),
+    }
+
+
+# organs that run the scan's whole length at the upper abdomen's size, in the chest and pelvis too
+TRUNK = ("body", "vertebra", "canal", "aorta", "ivc")
+
+
+def _chest_and_pelvis(rng: np.random.Generator, body: Organ) -> dict[str, Organ]:
+    """The organs above the diaphragm and below the kidneys, placed for the patient's body size."""
+    su, sv = body.semi_axes[0] / 165, body.semi_axes[1] / 118
+    j = lambda value, spread: _jitter(rng, value, spread)  # noqa: E731 - local shorthand
+    side = lambda name, u, v, a, b, z: {  # noqa: E731 - a left-right pair
+        f"{name}_r": Organ((su * j(u, 4), sv * j(v, 4)), (su * a, sv * b), z),
+        f"{name}_l": Organ((-su * j(u, 4), sv * j(v, 4)), (su * a, sv * b), z),
+    }
+    return {
+        "heart": Organ(
+            (su * j(-22, 6), sv * j(26, 5)),
+            (su * j(62, 5), sv * j(50, 4)),
+            (j(1.0, 0.02), j(1.75, 0.05)),
+            _outline(rng, 3, 0.05),
+        ),
+        "bladder": Organ((0, sv * j(42, 5)), (su * j(45, 6), sv * j(30, 4)), (-1.6, j(-0.55, 0.05))),
+        **side("ilium", 80, -32, 36, 11, (-1.5, j(-0.08, 0.04))),
+        **side("psoas", 38, -56, 20, 16, (-2.0, 0.0)),
     }
 
 
@@ -287,6 +320,8 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
     centre = organs["liver"].centre if style.liver_centred else (0.0, 0.0)
     if style.liver_centred:
         nz = int(np.ceil(rng.uniform(200, 260) / spacing[2]))
+    low, high = style.coverage
+    nz = int(round(nz * (high - low)))  # the anatomy keeps its size in mm
     nz = min(nz, style.max_slices or nz)
     u = (np.arange(nx) - nx / 2 + 0.5)[:, None] * spacing[0] * np.ones((1, ny)) + centre[0]
     v = (np.arange(ny) - ny / 2 + 0.5)[None, :] * spacing[1] * np.ones((nx, 1)) + centre[1]
@@ -303,11 +338,20 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
     gas_side = rng.uniform(0.2, 0.5)
     bowel_field = ndimage.gaussian_filter(rng.normal(size=(nx, ny, nz)).astype(np.float32), sigma=(5, 5, 1.5))
     bowel_level, gas_level = np.quantile(bowel_field, [1.0 - style.bowel_share, 0.93])
+    beyond = low < 0 or high > 1
+    if beyond:  # from a stream of its own, so that the abdomen is the same patient's as in the other designs
+        extra_rng = np.random.default_rng([seed, 7])
+        extra = _chest_and_pelvis(extra_rng, organs["body"])
+        lung_field = ndimage.gaussian_filter(extra_rng.normal(size=(nx, ny, nz)).astype(np.float32), (1.5, 1.5, 1))
+        lung_vessel_level = np.quantile(lung_field, 0.95)
+    dome = organs["liver"].z_range[1]
     for k in range(nz):
-        t = (k + 0.5) / nz
-        m = {name: organ.mask(u, v, t) for name, organ in organs.items()}
-        inner = Organ(organs["body"].centre, tuple(a - 14 for a in organs["body"].semi_axes), (-1, 2)).mask(u, v, t)
-        cavity = Organ(organs["body"].centre, tuple(a - 24 for a in organs["body"].semi_axes), (-1, 2)).mask(u, v, t)
+        t = low + (high - low) * (k + 0.5) / nz
+        trunk = min(max(t, 0.0), 1.0)
+        m = {name: organ.mask(u, v, trunk if name in TRUNK else t) for name, organ in organs.items()}
+        body = organs["body"]
+        inner = Organ(body.centre, tuple(a - 14 for a in body.semi_axes), (-1, 2)).mask(u, v, trunk)
+        cavity = Organ(body.centre, tuple(a - 24 for a in body.semi_axes), (-1, 2)).mask(u, v, trunk)
         sl = image[:, :, k]
         sl[m["body"]] = style.fat_hu  # subcutaneous fat
         sl[inner] = style.muscle_hu  # abdominal wall and back muscles
@@ -315,6 +359,23 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
         bowel = cavity & (bowel_field[:, :, k] > bowel_level) & (v > -40)
         sl[bowel] = style.bowel_hu
         sl[bowel & (bowel_field[:, :, k] > gas_level)] = -700.0  # gas in the bowel
+        if beyond:
+            e = {name: organ.mask(u, v, t) for name, organ in extra.items()}
+            # lungs above the diaphragm, a dome whose recesses reach lower at the back and the sides
+            recess = np.maximum(np.clip(-v / 90.0, 0.0, 1.0), np.clip((np.abs(u) - 60.0) / 60.0, 0.0, 1.0))
+            lungs = cavity & (t > dome - 0.12 * recess)
+            sl[lungs] = -860.0
+            sl[lungs & (lung_field[:, :, k] > lung_vessel_level)] = densities["aorta"] - 40.0
+            heart = extra["heart"]
+            chambers = Organ(heart.centre, tuple(0.7 * a for a in heart.semi_axes), heart.z_range)
+            sl[e["heart"]] = liver_hu - 5.0  # the heart's wall
+            sl[chambers.mask(u, v, t)] = densities["aorta"]  # its blood
+            sl[e["bladder"]] = 8.0
+            sl[e["psoas_r"] | e["psoas_l"]] = style.muscle_hu
+            for side in ("ilium_r", "ilium_l"):
+                marrow = Organ(extra[side].centre, tuple(a - 4 for a in extra[side].semi_axes), extra[side].z_range)
+                sl[e[side]] = 600.0
+                sl[marrow.mask(u, v, t)] = 230.0
         sl[m["stomach"]] = 15.0
         sl[m["stomach"] & (v > organs["stomach"].centre[1] + gas_side * organs["stomach"].semi_axes[1])] = -900.0
         for side in ("kidney_r", "kidney_l"):
