@@ -26,6 +26,9 @@ def test_every_case_draws_its_own_design_within_the_ranges_and_seeded():
     assert len({style.slice_mm for style in STYLES}) == 12
     assert all(0.7 <= style.slice_mm[0] <= 5.0 for style in STYLES)
     assert any(style.ascites_mm > 0 for style in STYLES) and any(style.ascites_mm == 0 for style in STYLES)
+    spans = [style.coverage for style in STYLES if not style.liver_centred]
+    assert len(set(spans)) == len(spans) and all(-0.6 <= low <= 0 and 1 <= high <= 1.6 for low, high in spans)
+    assert all(style.coverage == (0.0, 1.0) for style in STYLES if style.liver_centred), "centred on the liver"
 
 
 def test_anatomy_stays_anatomy_and_the_scan_stays_bounded():
@@ -41,6 +44,9 @@ def test_anatomy_stays_anatomy_and_the_scan_stays_bounded():
         assert spine < np.argwhere(liver)[:, 1].mean(), "the spine behind the liver"
         liver_hu = float(np.median(case.image[case.label == LIVER]))
         assert abs(liver_hu - style.liver_hu[0]) < 25 + 2 * style.bias_hu, "the drawn liver HU"
+        above = case.image[:, :, np.argwhere(liver)[:, 2].max() + 2 :]
+        if style.coverage[1] > 1.2:
+            assert ((above > -920) & (above < -700)).sum() > 0.2 * (above > -920).sum(), "lungs above the liver"
 
 
 @pytest.mark.parametrize("kind", ["cystic", "rim-enhancing", "calcified"])

@@ -6,14 +6,15 @@ Each tissue's HU is drawn on its own, from a liver without contrast (40 HU) to o
 with spleen, kidneys, vessels, muscle and bowel brighter or darker than it; fat from lean to obese, up to soft tissue
 between the organs; few or many bowel loops holding fluid, soft content or oral contrast beside their gas; ascites in
 some; five lesion kinds from faint to strong; body sizes, fields of view (a third centred on the liver, cutting the
-body), slice thickness, blur, noise, texture grain and a smooth bias. The anatomy is the phantom's own (liver on the
-patient's right, spine behind) in every storage orientation. A case's design comes from its own seed, apart from its
-patient's: case N is the same patient with or without randomisation.
+body; the others spanning from the upper abdomen alone to the pelvis and the chest), slice thickness, blur, noise,
+texture grain and a smooth bias. The anatomy is the phantom's own (liver on the patient's right, spine behind) in every
+storage orientation. A case's design comes from its own seed, apart from its patient's: case N is the same patient with
+or without randomisation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -60,6 +61,11 @@ class RandomisedRanges:
     mottle_px: Range = (1, 5)
     quantum_noise_hu: Range = (3, 35)
     bias_hu: Range = (0, 40)
+    # the anatomy a scan spans (synthetic.PhantomStyle.coverage), past the upper abdomen (0 to 1) into the pelvis
+    # below and the chest above the diaphragm (lungs, the heart, whose wall is about the liver's HU), as real scans
+    # do; those centred on the liver stay on it
+    coverage_low: Range = (-0.6, 0.0)
+    coverage_high: Range = (1.0, 1.6)
 
     @classmethod
     def from_dict(cls, values: dict) -> RandomisedRanges:
@@ -83,7 +89,7 @@ def draw_style(rng: np.random.Generator, ranges: RandomisedRanges) -> PhantomSty
     liver = u(ranges.liver_hu)
     bowel = ranges.bowel_hu[int(rng.integers(len(ranges.bowel_hu)))]
     noise = u(ranges.quantum_noise_hu)
-    return PhantomStyle(
+    style = PhantomStyle(
         liver_hu=(liver, liver),
         lesion_contrast_hu=ranges.lesion_contrast_hu,
         lesion_kinds=ranges.lesion_kinds,
@@ -109,8 +115,11 @@ def draw_style(rng: np.random.Generator, ranges: RandomisedRanges) -> PhantomSty
         visceral_fat_hu=u(ranges.visceral_fat_hu),
         blur_mm=u(ranges.blur_mm),
         bias_hu=u(ranges.bias_hu),
-        bowel_share=u(ranges.bowel_share),  # drawn last, so the draws before it are those of earlier versions
+        bowel_share=u(ranges.bowel_share),
     )
+    # drawn after the others, so that those are the draws of earlier versions
+    coverage = (u(ranges.coverage_low), u(ranges.coverage_high))
+    return style if liver_centred else replace(style, coverage=coverage)
 
 
 def randomised_styles(cases: int, seed: int, ranges: RandomisedRanges) -> list[PhantomStyle]:
