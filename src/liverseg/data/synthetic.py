@@ -46,6 +46,11 @@ class Organ:
         outline = 1.0 + sum(a * np.cos(k * theta + p) for k, (a, p) in enumerate(self.harmonics, start=2))
         return du**2 + dv**2 <= (profile * outline) ** 2
 
+    def core(self, inset_mm: float = 0.0, scale: float = 1.0) -> Organ:
+        """The ellipse inside this organ (a wall's inside, a bone's marrow, a kidney's medulla): its semi-axes scaled,
+        then inset, over the same slices, without the outline's harmonics."""
+        return Organ(self.centre, tuple(scale * a - inset_mm for a in self.semi_axes), self.z_range)
+
 
 @dataclass(frozen=True)
 class PhantomStyle:
@@ -344,14 +349,19 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
         extra = _chest_and_pelvis(extra_rng, organs["body"])
         lung_field = ndimage.gaussian_filter(extra_rng.normal(size=(nx, ny, nz)).astype(np.float32), (1.5, 1.5, 1))
         lung_vessel_level = np.quantile(lung_field, 0.95)
+        recess = np.maximum(np.clip(-v / 90.0, 0.0, 1.0), np.clip((np.abs(u) - 60.0) / 60.0, 0.0, 1.0))
+        chambers = extra["heart"].core(scale=0.7)
+        marrows = {side: extra[side].core(inset_mm=4) for side in ("ilium_r", "ilium_l")}
     dome = organs["liver"].z_range[1]
+    body = organs["body"]
+    walls = {"inner": body.core(inset_mm=14), "cavity": body.core(inset_mm=24)}
+    medullas = {side: organs[side].core(scale=0.55) for side in ("kidney_r", "kidney_l")}
+    trabecular = organs["vertebra"].core(inset_mm=4)
     for k in range(nz):
         t = low + (high - low) * (k + 0.5) / nz
         trunk = min(max(t, 0.0), 1.0)
         m = {name: organ.mask(u, v, trunk if name in TRUNK else t) for name, organ in organs.items()}
-        body = organs["body"]
-        inner = Organ(body.centre, tuple(a - 14 for a in body.semi_axes), (-1, 2)).mask(u, v, trunk)
-        cavity = Organ(body.centre, tuple(a - 24 for a in body.semi_axes), (-1, 2)).mask(u, v, trunk)
+        inner, cavity = (wall.mask(u, v, trunk) for wall in walls.values())
         sl = image[:, :, k]
         sl[m["body"]] = style.fat_hu  # subcutaneous fat
         sl[inner] = style.muscle_hu  # abdominal wall and back muscles
@@ -362,26 +372,21 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
         if beyond:
             e = {name: organ.mask(u, v, t) for name, organ in extra.items()}
             # lungs above the diaphragm, a dome whose recesses reach lower at the back and the sides
-            recess = np.maximum(np.clip(-v / 90.0, 0.0, 1.0), np.clip((np.abs(u) - 60.0) / 60.0, 0.0, 1.0))
             lungs = cavity & (t > dome - 0.12 * recess)
             sl[lungs] = -860.0
             sl[lungs & (lung_field[:, :, k] > lung_vessel_level)] = densities["aorta"] - 40.0
-            heart = extra["heart"]
-            chambers = Organ(heart.centre, tuple(0.7 * a for a in heart.semi_axes), heart.z_range)
             sl[e["heart"]] = liver_hu - 5.0  # the heart's wall
             sl[chambers.mask(u, v, t)] = densities["aorta"]  # its blood
             sl[e["bladder"]] = 8.0
             sl[e["psoas_r"] | e["psoas_l"]] = style.muscle_hu
-            for side in ("ilium_r", "ilium_l"):
-                marrow = Organ(extra[side].centre, tuple(a - 4 for a in extra[side].semi_axes), extra[side].z_range)
+            for side, marrow in marrows.items():
                 sl[e[side]] = 600.0
                 sl[marrow.mask(u, v, t)] = 230.0
         sl[m["stomach"]] = 15.0
         sl[m["stomach"] & (v > organs["stomach"].centre[1] + gas_side * organs["stomach"].semi_axes[1])] = -900.0
         for side in ("kidney_r", "kidney_l"):
-            medulla = Organ(organs[side].centre, tuple(0.55 * a for a in organs[side].semi_axes), organs[side].z_range)
             sl[m[side]] = densities["kidney"]
-            sl[medulla.mask(u, v, t)] = densities["kidney"] - 60.0
+            sl[medullas[side].mask(u, v, t)] = densities["kidney"] - 60.0
         sl[m["spleen"]] = densities["spleen"]
         liver = (m["liver"] | m["left_lobe"]) & cavity
         if style.ascites_mm > 0:  # fluid in the visceral fat next to the liver and the bowel
@@ -391,7 +396,6 @@ def make_case(seed: int, style: PhantomStyle = DEFAULT_STYLE) -> Case:
         sl[liver & _intrahepatic_vessels(u, v, organs["liver"], t, k)] = densities["vessel"]
         sl[m["aorta"]] = densities["aorta"]
         sl[m["ivc"] & ~liver] = densities["ivc"]
-        trabecular = Organ(organs["vertebra"].centre, tuple(a - 4 for a in organs["vertebra"].semi_axes), (-1, 2))
         sl[m["vertebra"]] = 600.0
         sl[trabecular.mask(u, v, t)] = 230.0
         sl[m["canal"]] = 20.0

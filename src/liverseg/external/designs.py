@@ -1,10 +1,10 @@
 """Trained models checked on new phantoms: of another design than the training set's (`synthetic.DESIGNS`: SHIFTED,
 other liver and lesion contrasts, lumpier outlines, coarser texture and more noise; a scan without contrast; a
 liver-centred reconstruction of thin slices that cuts the body wall; ascites and bowel full of oral contrast; a lean
-patient; a scan from the chest to the pelvis), or of
-the same design, drawn from another seed, for a larger sample than a run's test split; or of randomised designs, one
-per case, drawn from the config's ranges (`data.synthetic.randomised.ranges`) with another seed than training's: a
-stress test over every contrast, field of view and resolution those ranges allow. Every case is new to every model."""
+patient; a scan from the chest to the pelvis), or of the same design, drawn from another seed, for a larger sample
+than a run's test split; or of randomised designs, one per case, drawn from the config's ranges
+(`data.synthetic.randomised.ranges`) with another seed than training's: a stress test over every contrast, field of
+view and resolution those ranges allow. Every case is new to every model."""
 
 from __future__ import annotations
 
