@@ -16,6 +16,8 @@ from liverseg.models.networks import build_model
 from liverseg.tracking import runs as tracking_runs
 from liverseg.training import resume
 from liverseg.training.augment import AugmentSettings
+from liverseg.training.dataset import Batches, SliceSet
+from liverseg.training.loop import recompute_batch_norm
 from liverseg.training.settings import TrainSettings
 from liverseg.training.train import train_model
 
@@ -108,6 +110,41 @@ def test_the_kept_model_is_the_moving_average_of_the_weights(tmp_path, slice_fil
         torch.testing.assert_close(mixed[k], 0.7 * first[k] + 0.3 * plain[k], rtol=1e-5, atol=1e-6)
 
 
+def test_the_kept_model_is_the_mean_of_the_weights_after_each_epoch_from_swa_start(tmp_path, slice_files, monkeypatch):
+    """Stopped after epoch 3 (as a kill would), the run's saved state holds the weights after epochs 1 and 2 of the same
+    trajectory as without averaging, and their mean from swa_start = 1: the averaging changes no step."""
+    states = {}
+    for name, at_epoch, settings in [("w1", 2, {}), ("w2", 3, {}), ("swa", 3, {"swa_start": 1})]:
+        _interrupted(tmp_path, slice_files, name, monkeypatch, at_epoch=at_epoch, epochs=3, lr=1e-2, **settings)
+        states[name] = torch.load(tmp_path / name / "resume.pt", weights_only=False)
+    w1, w2, swa = states["w1"]["model"], states["w2"]["model"], states["swa"]
+    assert all(torch.equal(swa["model"][k], w2[k]) for k in w2), "the same steps as without averaging"
+    mean = {k.removeprefix("module."): v for k, v in swa["swa"].items() if k.startswith("module.")}
+    assert int(swa["swa"]["n_averaged"]) == 2
+    weights = [k for k in w1 if k.endswith(("weight", "bias"))]
+    assert weights and all(torch.allclose(mean[k], (w1[k] + w2[k]) / 2, atol=1e-7) for k in weights)
+    # its batch-norm statistics are its own, computed over the training set, not either epoch's running ones
+    stats = [k for k in w1 if k.endswith("running_mean")]
+    assert stats and all(not torch.allclose(mean[k], w2[k]) for k in stats)
+    assert swa["best_checkpoint"]["state_dict"].keys() == w1.keys(), "a plain model's checkpoint"
+
+
+def test_batch_norm_statistics_are_computed_again_over_the_plain_training_set():
+    images = torch.rand(12, 8, 8, dtype=torch.float16)
+    data = SliceSet(images, torch.zeros(12, 8, 8, dtype=torch.uint8), torch.arange(12)[:, None], None, None)
+    batches = Batches(data, ("liver",), 4, torch.device("cpu"), STILL)
+    norm = torch.nn.BatchNorm2d(1, momentum=0.3).eval()
+    recompute_batch_norm(norm, batches)
+    assert norm.running_mean.item() == pytest.approx(images.float().mean().item(), abs=1e-6), "each batch alike"
+    assert norm.momentum == 0.3 and norm.training, "its momentum back; left in training mode, as update_bn does"
+
+
+@pytest.mark.parametrize("settings", [{"ema_decay": 0.9, "swa_start": 1}, {"epochs": 2, "swa_start": 3}])
+def test_swa_start_is_checked(settings):
+    with pytest.raises(ValueError, match="swa_start"):
+        TrainSettings(**{"epochs": 4, **settings})
+
+
 def test_settings_from_the_config_section():
     section = {"epochs": 3, "plateau": {"factor": 0.1, "patience": 4, "cooldown": 1}, "threads": 8, "early_stopping": 5}
     settings = TrainSettings.from_config(section)
@@ -173,10 +210,11 @@ def _interrupted(tmp_path, slice_files, name, monkeypatch, at_epoch, **settings)
     monkeypatch.setattr(tracking_runs, "log_metrics", original)
 
 
+@pytest.mark.parametrize("average", [{"ema_decay": 0.9}, {"swa_start": 2}])  # either average is part of the state
 def test_an_interrupted_run_resumes_where_it_stopped_and_ends_as_if_never_stopped(
-    tmp_path, slice_files, monkeypatch, capsys
+    tmp_path, slice_files, monkeypatch, capsys, average
 ):
-    settings = dict(epochs=4, lr=1e-2, ema_decay=0.9)  # the moving average is part of the state
+    settings = dict(epochs=4, lr=1e-2, **average)
     plain, plain_weights = _train(tmp_path, slice_files, name="plain", **settings)
     _interrupted(tmp_path, slice_files, "resumed", monkeypatch, at_epoch=3, **settings)
     assert torch.load(tmp_path / "resumed" / "resume.pt", weights_only=False)["epoch"] == 2

@@ -45,6 +45,7 @@ def default_config():
         ("preprocess", "image_size", 100, "image_size"),
         ("models", "tumour_unet", {"kind": "unet", "augment": {"lesion_pastes": 0.5}}, "lesion_pastes"),
         ("train", "ema_decay", 1.0, "ema_decay"),
+        ("train", "swa_start", 0, "swa_start"),
         ("models", "unet", {"kind": "unet", "min_lesion_peak": 0.999}, "'crop' is a dependency of 'min_lesion_peak'"),
         (
             "models",

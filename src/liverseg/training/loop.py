@@ -4,6 +4,9 @@ state (`liverseg.training.resume`); a run restored from that state goes on after
 With `ema_decay`, what is validated and kept is an exponential moving average of the weights and of the batch-norm
 statistics, updated after every step: a model trained at a high learning rate on few patients can swing from one
 epoch to the next (in eval mode above all, when its running statistics lag its weights), and the average does not.
+With `swa_start`, from that epoch on it is the mean of the weights after each epoch (stochastic weight averaging,
+Izmailov et al. 2018), whose batch-norm statistics are computed again over the training set after each epoch, as
+torch's `swa_utils.update_bn` does: the mean of weights has no running statistics of its own.
 
 Nothing here logs to MLflow or draws: each epoch's row goes to the caller's `on_epoch`.
 """
@@ -53,6 +56,7 @@ class Optimisation:
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     scaler: torch.amp.GradScaler
     ema: torch.optim.swa_utils.AveragedModel | None
+    swa: torch.optim.swa_utils.AveragedModel | None  # the mean of the weights after each epoch from swa_start on
     generator: torch.Generator  # sampling, order and augmentation, all seeded
 
     @classmethod
@@ -74,10 +78,13 @@ class Optimisation:
             ema = torch.optim.swa_utils.AveragedModel(
                 model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(settings.ema_decay), use_buffers=True
             )
-        return cls(optimizer, scheduler, grad_scaler(device), ema, torch.Generator().manual_seed(settings.seed))
+        swa = None if settings.swa_start is None else torch.optim.swa_utils.AveragedModel(model)
+        return cls(optimizer, scheduler, grad_scaler(device), ema, swa, torch.Generator().manual_seed(settings.seed))
 
     def kept(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model that is validated and saved."""
+        if self.swa is not None and self.swa.n_averaged > 0:
+            return self.swa.module
         return model if self.ema is None else self.ema.module
 
 
@@ -89,6 +96,8 @@ def restore(saved: dict, model: torch.nn.Module, opt: Optimisation) -> Progress:
     opt.scaler.load_state_dict(saved["scaler"])
     if opt.ema is not None:
         opt.ema.load_state_dict(saved["ema"])
+    if opt.swa is not None:
+        opt.swa.load_state_dict(saved["swa"])
     opt.generator.set_state(saved["generator"])
     torch.set_rng_state(saved["torch_rng"])
     return Progress(saved["history"], saved["best"], saved["best_epoch"], saved["best_checkpoint"])
@@ -104,6 +113,7 @@ def saved_state(model: torch.nn.Module, opt: Optimisation, progress: Progress) -
         "best_checkpoint": progress.best_checkpoint,
         "model": model.state_dict(),
         "ema": None if opt.ema is None else opt.ema.state_dict(),
+        "swa": None if opt.swa is None else opt.swa.state_dict(),
         "optimizer": opt.optimizer.state_dict(),
         "scheduler": opt.scheduler.state_dict(),
         "scaler": opt.scaler.state_dict(),
@@ -167,6 +177,27 @@ def validate(model, batches, loss_fn: CombinedLoss, cpu_bf16: bool = False) -> t
     return float(np.mean(losses)), dice.tolist()
 
 
+def recompute_batch_norm(model, batches, cpu_bf16: bool = False) -> None:
+    """The batch-norm statistics of `model` computed again over the plain view of `batches` (no augmentation), each
+    batch counting alike, as `torch.optim.swa_utils.update_bn` does, through the set's own forward (sliding windows for
+    volumes). The batches are drawn in a fixed shuffled order, as in training: a batch of one case's neighbouring
+    slices would understate the variance."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative mean
+    model.train()
+    with torch.no_grad(), autocast(batches.device, cpu_bf16):
+        order = batches.validation_order()
+        for x, _ in batches(order[torch.randperm(len(order), generator=torch.Generator().manual_seed(0))]):
+            batches.logits(model, x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+
+
 def _epoch_row(epoch: int, trained: dict, val_loss: float, val_dice: dict, opt: Optimisation, validated: float) -> dict:
     """The history's row of an epoch: its losses, validation Dice per region and their mean, learning rate, samples
     and where the time went."""
@@ -208,6 +239,9 @@ def fit(
         order = train_batches.epoch_order(recipe, opt.generator)
         trained = train_epoch(model, opt, train_batches, order, settings, loss_fn, f"{name} epoch {epoch}")
         validated = time.perf_counter()
+        if opt.swa is not None and epoch >= settings.swa_start:
+            opt.swa.update_parameters(model)
+            recompute_batch_norm(opt.swa.module, train_batches, settings.cpu_bf16)
         val_loss, val_dice = validate(opt.kept(model), val_batches, loss_fn, settings.cpu_bf16)
         row = _epoch_row(epoch, trained, val_loss, dict(zip(recipe.regions, val_dice)), opt, validated)
         opt.scheduler.step(val_loss)
