@@ -141,6 +141,8 @@ def training_jobs(config, variants, split, randomised, crops, work, threads, epo
             settings = {**train_settings, **entry["train"], "seed": seed}
             if epochs is not None:
                 settings["epochs"] = epochs
+                if settings.get("swa_start") is not None:  # a shorter run still averages, its last epoch at least
+                    settings["swa_start"] = min(settings["swa_start"], epochs)
             jobs.append(
                 {
                     "name": model_name(name, seed),

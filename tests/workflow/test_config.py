@@ -121,6 +121,13 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
         assert leans == {"unet": "0.3", "resnet50_unet": "0.0", "tumour_unet": "0.0"}
         epochs = {name: re.search(r'"epochs": (\d+)', line)[1] for name, line in trained.items()}
         assert epochs == {"unet": "10", "resnet50_unet": "3", "tumour_unet": "20"}  # each model's own over train's 5
+        # the U-Net keeps the mean of its last epochs; the tumour stage its moving average
+        averages = {name: set(re.findall(r'"(swa_start|ema_decay)": ([\d.]+)', line)) for name, line in trained.items()}
+        assert averages == {
+            "unet": {("swa_start", "6")},
+            "resnet50_unet": set(),
+            "tumour_unet": {("ema_decay", "0.99")},
+        }
         # the U-Net and the tumour stage side by side in the README's --cores on a machine without a GPU, the
         # ResNet50 U-Net alone on all of them; trainings ahead of every other job (priority 0), the one on all the
         # cores above the other two together (the scheduler sums the priorities of the jobs it starts at once), then
