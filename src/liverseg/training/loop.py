@@ -238,7 +238,7 @@ def fit(
     for epoch in range(progress.epoch + 1, settings.epochs + 1):
         order = train_batches.epoch_order(recipe, opt.generator)
         trained = train_epoch(model, opt, train_batches, order, settings, loss_fn, f"{name} epoch {epoch}")
-        validated = time.perf_counter()
+        validated = time.perf_counter()  # the validation's time includes the mean's batch-norm statistics
         if opt.swa is not None and epoch >= settings.swa_start:
             opt.swa.update_parameters(model)
             recompute_batch_norm(opt.swa.module, train_batches, settings.cpu_bf16)
