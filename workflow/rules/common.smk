@@ -72,6 +72,24 @@ MACHINE_CPUS = (
 )
 
 
+def cores_per_cpu():
+    """Snakemake's cores to one CPU of this machine: more than 1 where `--cores` promises more than the machine has
+    (the README's 8 on a 2-CPU laptop), 1 on a cluster, where each job has cores of its own.
+    """
+    if not workflow.local_exec:
+        return 1
+    return max(1, -(-workflow.cores // MACHINE_CPUS))
+
+
+def cpu_threads(threads=1):
+    """A job's threads: `threads`, and at least one CPU's share of `--cores`. Snakemake counts `--cores`, not CPUs: on
+    a 2-CPU laptop given `--cores 8`, a single-threaded job counted as 1 of 8 ran three or four at once beside the two
+    trainings (a CPU each), and took CPU from the tumour stage, the run's longest job (its last epochs 20 to 70%
+    slower) while the other CPU idled later. A function, so that it is asked once the executor is known.
+    """
+    return lambda wildcards: max(threads, cores_per_cpu())
+
+
 def network_threads(wildcards, threads):
     """The torch threads of a job that runs a network: its share of this machine's CPUs where `--cores` promises more
     than the machine has. A 2-CPU laptop given `--cores 8` runs four 2-thread prediction jobs at once, whose OpenMP
@@ -93,8 +111,11 @@ wildcard_constraints:
 
 
 def training_threads(wildcards):
-    """A training job's threads: its model's own `threads`, else train.threads."""
-    return config["models"][wildcards.model].get("threads", config["train"]["threads"])
+    """A training job's threads: its model's own `threads`, else train.threads, and at least one CPU's share."""
+    threads = config["models"][wildcards.model].get(
+        "threads", config["train"]["threads"]
+    )
+    return max(threads, cores_per_cpu())
 
 
 def training_priority(wildcards):

@@ -72,6 +72,7 @@ rule preprocess:
         "benchmarks/preprocess/{case}.tsv"
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     params:
         checked=case_checksums,
         window=config["preprocess"]["window"],
@@ -91,6 +92,7 @@ checkpoint split:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     params:
         val_fraction=config["split"]["val_fraction"],
         folds=FOLDS,
@@ -116,6 +118,7 @@ rule crop:
         "benchmarks/crop/{model}/{case}.tsv"
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     params:
         checked=case_checksums,
         window=config["preprocess"]["window"],
@@ -141,6 +144,7 @@ rule augment:
         "logs/augment.log",
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     params:
         settings=json.dumps(config["augment"]),
     shell:

@@ -33,6 +33,7 @@ rule aggregate:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     params:
         entries=" ".join(f"--entry {e} {' '.join(stage_dirs(e))}" for e in SCORED),
         scored_on=SCORED_ON,
@@ -61,6 +62,7 @@ rule overlay:
         "logs/overlay/{case}.log",
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     params:
         predictions=lambda wildcards, input: [
             f"{m}={p}" for m, p in zip(SCORED, input.predictions)
@@ -85,6 +87,7 @@ rule curves:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     shell:
         "python -m liverseg curves --histories {input} --out {output} > {log} 2>&1"
 
@@ -103,6 +106,7 @@ rule case_dice:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     shell:
         "python -m liverseg case-dice --cases {input} --out {output} > {log} 2>&1"
 
@@ -133,6 +137,7 @@ rule viewer:
         "logs/viewer/{entry}/{case}.log",
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     shell:
         "python -m liverseg view {input.scan} {input.labels} --reference {input.reference} --out {output} > {log} 2>&1"
 
@@ -163,6 +168,7 @@ rule report_pages:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     params:
         config=json.dumps(config),
     shell:

@@ -82,6 +82,7 @@ rule segmenter:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     params:
         stages=lambda wildcards: [
             f"{role}={path}" for role, path in stage_weights(wildcards.entry)
@@ -109,6 +110,7 @@ rule register:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
+    threads: cpu_threads()
     params:
         tracking_uri=config["mlflow"]["tracking_uri"],
         experiment=MLFLOW_EXPERIMENT,
