@@ -316,6 +316,30 @@ def test_network_jobs_take_their_share_of_the_machine_as_threads(finished_run):
         assert {int(n) for _, n in threads} == {expected}, (cores, threads)
 
 
+def test_network_jobs_hold_at_least_one_cpu_of_the_cores(finished_run):
+    """`--cores` beyond the machine's CPUs: a job that runs a network counts for at least one CPU's share of them, so
+    that no more of them run at once than there are CPUs (none takes CPU from a training beside it); the short jobs
+    keep one core each, and within the CPUs every job has the threads its rule asks for."""
+    workdir, env, _ = finished_run
+    cpus = len(os.sched_getaffinity(0))
+    forced = ("--forcerun", "train", "predict", "cascade", "score")
+    for cores, share in ((4 * cpus, 4), (cpus, 1)):
+        result = snakemake(
+            workdir.parents[1], "-n", *forced, "--cores", str(cores), "--configfile", str(TINY), env=env
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        threads = {}
+        for job in (result.stdout + result.stderr).split("\n\n"):
+            rule = re.search(r"^(?:local)?rule (\w+):", job, re.MULTILINE)
+            if rule:
+                counted = re.search(r"^\s+threads: (\d+)", job, re.MULTILINE)
+                threads.setdefault(rule[1], set()).add(int(counted[1]) if counted else 1)
+        network = min(max(2, share), cores)  # tiny.yaml's network jobs ask for 2
+        assert threads["predict"] == threads["cascade"] == {network}, (cores, threads)
+        assert min(threads["train"]) >= share, (cores, threads)
+        assert threads["score"] == {1}, (cores, threads)
+
+
 def test_a_replaced_scan_is_preprocessed_again_alone(finished_run, tmp_path):
     """One scan of the raw folder replaced (a voxel changed): ingest checks the folder again and rewrites the case
     table, and of the cases' slices and crops only that case's are made again."""

@@ -81,11 +81,13 @@ def cores_per_cpu():
     return max(1, -(-workflow.cores // MACHINE_CPUS))
 
 
-def cpu_threads(threads=1):
-    """A job's threads: `threads`, and at least one CPU's share of `--cores`. Snakemake counts `--cores`, not CPUs: on
-    a 2-CPU laptop given `--cores 8`, a single-threaded job counted as 1 of 8 ran three or four at once beside the two
-    trainings (a CPU each), and took CPU from the tumour stage, the run's longest job (its last epochs 20 to 70%
-    slower) while the other CPU idled later. A function, so that it is asked once the executor is known.
+def at_least_a_cpu(threads):
+    """A network job's threads (prediction, the tumour stage's): `threads`, and at least one CPU's share of `--cores`.
+    Snakemake counts `--cores`, not CPUs: on a 2-CPU laptop given `--cores 8`, predictions counted as 2 of 8 ran two
+    at once beside the tumour stage, the run's longest job, on the one CPU it did not hold, and took CPU from it (its
+    last epochs 20 to 70% slower) while the other CPU idled later. The jobs of a second or so (scores,
+    post-processing, viewers) keep one of `--cores`: run several at once, they fill Snakemake's pauses between jobs
+    (given a CPU each, the data jobs took 20 s longer). A function, so that it is asked once the executor is known.
     """
     return lambda wildcards: max(threads, cores_per_cpu())
 

@@ -72,7 +72,6 @@ rule preprocess:
         "benchmarks/preprocess/{case}.tsv"
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         checked=case_checksums,
         window=config["preprocess"]["window"],
@@ -92,7 +91,6 @@ checkpoint split:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         val_fraction=config["split"]["val_fraction"],
         folds=FOLDS,
@@ -118,7 +116,6 @@ rule crop:
         "benchmarks/crop/{model}/{case}.tsv"
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         checked=case_checksums,
         window=config["preprocess"]["window"],
@@ -144,7 +141,6 @@ rule augment:
         "logs/augment.log",
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         settings=json.dumps(config["augment"]),
     shell:

@@ -13,7 +13,7 @@ rule predict:
         model="|".join(STAGE1),
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads(2)
+    threads: at_least_a_cpu(2)
     resources:
         gpu=network_gpu,
         torch_threads=network_threads,
@@ -46,7 +46,7 @@ rule choose_lesion_peak:
         model="|".join(TUMOUR_STAGES) or "no-tumour-stage",
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads(2)
+    threads: at_least_a_cpu(2)
     resources:
         gpu=network_gpu,
         torch_threads=network_threads,
@@ -76,7 +76,7 @@ rule cascade:
         cascade="|".join(CASCADES) or "no-cascade",
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads(2)
+    threads: at_least_a_cpu(2)
     resources:
         gpu=network_gpu,
         torch_threads=network_threads,
@@ -108,7 +108,6 @@ rule choose_postprocess:
     localrule: not config["postprocess"]["choose"]  # it only writes the config's steps, or it reads the cases
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         settings=json.dumps(config["postprocess"]),
     shell:
@@ -126,7 +125,6 @@ rule postprocess:
         "logs/postprocess/{entry}/{case}.log",
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     shell:
         "python -m liverseg postprocess --prediction {input.prediction} --choice {input.choice} --out {output} "
         "> {log} 2>&1"
@@ -143,7 +141,6 @@ rule score:
         "logs/score/{entry}/{case}.log",
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         settings=json.dumps(config["postprocess"]),
     shell:

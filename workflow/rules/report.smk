@@ -33,7 +33,6 @@ rule aggregate:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         entries=" ".join(f"--entry {e} {' '.join(stage_dirs(e))}" for e in SCORED),
         scored_on=SCORED_ON,
@@ -62,7 +61,6 @@ rule overlay:
         "logs/overlay/{case}.log",
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         predictions=lambda wildcards, input: [
             f"{m}={p}" for m, p in zip(SCORED, input.predictions)
@@ -87,7 +85,6 @@ rule curves:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     shell:
         "python -m liverseg curves --histories {input} --out {output} > {log} 2>&1"
 
@@ -106,7 +103,6 @@ rule case_dice:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     shell:
         "python -m liverseg case-dice --cases {input} --out {output} > {log} 2>&1"
 
@@ -137,7 +133,6 @@ rule viewer:
         "logs/viewer/{entry}/{case}.log",
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     shell:
         "python -m liverseg view {input.scan} {input.labels} --reference {input.reference} --out {output} > {log} 2>&1"
 
@@ -168,7 +163,6 @@ rule report_pages:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         config=json.dumps(config),
     shell:

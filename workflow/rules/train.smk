@@ -82,7 +82,6 @@ rule segmenter:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         stages=lambda wildcards: [
             f"{role}={path}" for role, path in stage_weights(wildcards.entry)
@@ -110,7 +109,6 @@ rule register:
     localrule: True  # light: not worth a cluster job
     conda:
         LIVERSEG_ENV
-    threads: cpu_threads()
     params:
         tracking_uri=config["mlflow"]["tracking_uri"],
         experiment=MLFLOW_EXPERIMENT,
