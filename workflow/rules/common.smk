@@ -87,7 +87,8 @@ def at_least_a_cpu(threads):
     at once beside the tumour stage, the run's longest job, on the one CPU it did not hold, and took CPU from it (its
     last epochs 20 to 70% slower) while the other CPU idled later. The jobs of a second or so (scores,
     post-processing, viewers) keep one of `--cores`: run several at once, they fill Snakemake's pauses between jobs
-    (given a CPU each, the data jobs took 20 s longer). A function, so that it is asked once the executor is known.
+    (given a CPU each, the data jobs before the trainings took 13 s longer). A function, so that it is asked once the
+    executor is known.
     """
     return lambda wildcards: max(threads, cores_per_cpu())
 
