@@ -324,9 +324,7 @@ def test_network_jobs_hold_at_least_one_cpu_of_the_cores(finished_run):
     cpus = len(os.sched_getaffinity(0))
     forced = ("--forcerun", "train", "predict", "cascade", "score")
     for cores, share in ((4 * cpus, 4), (cpus, 1)):
-        result = snakemake(
-            workdir.parents[1], "-n", *forced, "--cores", str(cores), "--configfile", str(TINY), env=env
-        )
+        result = snakemake(workdir.parents[1], "-n", *forced, "--cores", str(cores), "--configfile", str(TINY), env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         threads = {}
         for job in (result.stdout + result.stderr).split("\n\n"):
