@@ -114,11 +114,8 @@ wildcard_constraints:
 
 
 def training_threads(wildcards):
-    """A training job's threads: its model's own `threads`, else train.threads, and at least one CPU's share."""
-    threads = config["models"][wildcards.model].get(
-        "threads", config["train"]["threads"]
-    )
-    return max(threads, cores_per_cpu())
+    """A training job's threads: its model's own `threads`, else train.threads."""
+    return config["models"][wildcards.model].get("threads", config["train"]["threads"])
 
 
 def training_priority(wildcards):
