@@ -1,6 +1,7 @@
 """Training steps of config.yaml's models in FLOP/s against this process's large matrix products (the machine's
 practical peak): in float32 with the default (NCHW) layout that training keeps there and with channels-last, and in
-bfloat16 mixed precision (`train.cpu_bf16`, on a CPU that has bfloat16 natively), channels-last.
+bfloat16 mixed precision (`train.cpu_bf16`, on a CPU that has bfloat16 natively), channels-last; and the faster of
+the last two compiled by `torch.compile` (inductor), with the seconds its first step took to compile.
 
 A step is the forward, the loss in float32, the backward and Adam's update on one batch of the training size; its
 FLOPs are counted by torch.utils.flop_counter over the forward and backward (Adam's few per weight are left out). Each
@@ -65,11 +66,14 @@ class Step:
         cpu_bf16: bool,
         device: torch.device = CPU,
         layout: torch.memory_format | None = None,
+        compiled: bool = False,
     ):
         torch.manual_seed(0)
         recipe = Recipe.from_spec(spec)
         self.device, self.cpu_bf16, layout = device, cpu_bf16, layout or training_memory_format(device, cpu_bf16)
         self.model = build_model(spec).to(device, memory_format=layout).train()
+        if compiled:
+            self.model = torch.compile(self.model)
         self.loss_fn = CombinedLoss(recipe.loss, recipe.head)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         x = torch.randn(batch_size, recipe.input_slices, image_size, image_size)
@@ -119,10 +123,15 @@ def main() -> None:
         nchw = flops / Step(spec, size, batch, False).seconds(args.steps)
         f32 = flops / Step(spec, size, batch, False, layout=torch.channels_last).seconds(args.steps)
         bf16 = flops / Step(spec, size, batch, True).seconds(args.steps) if native else float("nan")
+        layout = None if native else torch.channels_last  # the faster eager step's
+        compiled = Step(spec, size, batch, native, layout=layout, compiled=True)
+        compiling = elapsed(compiled)
+        fused = flops / compiled.seconds(args.steps)
         rows.append(
             f"| {name} | {Recipe.from_spec(spec).input_slices}x{size}x{size} | {flops / 1e9:,.1f} | {nchw / 1e9:,.0f} "
             f"| {f32 / 1e9:,.0f} | {f32 / peak32:.2f} | {f32 / nchw:.2f} | {bf16 / 1e9:,.0f} | {bf16 / peak32:.2f} "
-            f"| {bf16 / peak16:.2f} | {bf16 / f32:.2f} |"
+            f"| {bf16 / peak16:.2f} | {bf16 / f32:.2f} | {fused / 1e9:,.0f} | {fused / max(f32, bf16 if native else 0):.2f} "
+            f"| {compiling:.0f} |"
         )
         rates[name] = max(f32, bf16 if native else 0.0)
     best = rates["resnet50_unet"] / peak32
@@ -136,8 +145,8 @@ def main() -> None:
             "",
             "| model | input | GFLOP per step | float32 NCHW GFLOP/s | float32 channels-last GFLOP/s "
             "| / float32 matmul | channels-last / NCHW | bf16 mixed GFLOP/s | / float32 matmul | / bf16 matmul "
-            "| bf16 / float32 channels-last |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| bf16 / float32 channels-last | compiled GFLOP/s | compiled / eager | compiling (s) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
             f"ResNet50 U-Net, the faster precision: {best:.2f} of the float32 matrix product "
