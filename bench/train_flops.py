@@ -1,7 +1,8 @@
 """Training steps of config.yaml's models in FLOP/s against this process's large matrix products (the machine's
 practical peak): in float32 with the default (NCHW) layout that training keeps there and with channels-last, and in
-bfloat16 mixed precision (`train.cpu_bf16`, on a CPU that has bfloat16 natively), channels-last; and the faster of
-the last two compiled by `torch.compile` (inductor), with the seconds its first step took to compile.
+bfloat16 mixed precision (`train.cpu_bf16`, on a CPU that has bfloat16 natively), channels-last; and the step that
+training takes (bfloat16 channels-last where native, else float32 NCHW) compiled by `torch.compile` (inductor), with the
+seconds its first step took to compile.
 
 A step is the forward, the loss in float32, the backward and Adam's update on one batch of the training size; its
 FLOPs are counted by torch.utils.flop_counter over the forward and backward (Adam's few per weight are left out). Each
@@ -123,14 +124,14 @@ def main() -> None:
         nchw = flops / Step(spec, size, batch, False).seconds(args.steps)
         f32 = flops / Step(spec, size, batch, False, layout=torch.channels_last).seconds(args.steps)
         bf16 = flops / Step(spec, size, batch, True).seconds(args.steps) if native else float("nan")
-        layout = None if native else torch.channels_last  # the faster eager step's
-        compiled = Step(spec, size, batch, native, layout=layout, compiled=True)
+        eager = bf16 if native else nchw  # the step training takes, in its layout
+        compiled = Step(spec, size, batch, native, compiled=True)
         compiling = elapsed(compiled)
         fused = flops / compiled.seconds(args.steps)
         rows.append(
             f"| {name} | {Recipe.from_spec(spec).input_slices}x{size}x{size} | {flops / 1e9:,.1f} | {nchw / 1e9:,.0f} "
             f"| {f32 / 1e9:,.0f} | {f32 / peak32:.2f} | {f32 / nchw:.2f} | {bf16 / 1e9:,.0f} | {bf16 / peak32:.2f} "
-            f"| {bf16 / peak16:.2f} | {bf16 / f32:.2f} | {fused / 1e9:,.0f} | {fused / max(f32, bf16 if native else 0):.2f} "
+            f"| {bf16 / peak16:.2f} | {bf16 / f32:.2f} | {fused / 1e9:,.0f} | {fused / eager:.2f} "
             f"| {compiling:.0f} |"
         )
         rates[name] = max(f32, bf16 if native else 0.0)

@@ -300,41 +300,32 @@ def test_network_jobs_hold_the_gpu_only_where_they_run_on_one(finished_run, tmp_
         assert {"gpu=1" in job for job in sum(network.values(), [])} == {holds}, (device, network)
 
 
-def test_network_jobs_take_their_share_of_the_machine_as_threads(finished_run):
-    """`--cores` beyond the machine's CPUs (the README's 8 on a laptop) runs several network jobs at once: each gets
-    its share of the CPUs as torch threads, not the cores Snakemake counts for it; within the CPUs, its own."""
+def test_network_jobs_hold_a_cpu_of_the_cores_and_their_share_of_the_machine_as_threads(finished_run):
+    """`--cores` beyond the machine's CPUs (the README's 8 on a laptop): a job that runs a network counts for at least
+    one CPU's share of them, so that no more of them run at once than there are CPUs (none takes CPU from a training
+    beside it), and gets its share of the CPUs as torch threads, not the cores Snakemake counts for it; the short jobs
+    keep one core each. Within the CPUs, every job has the threads its rule asks for."""
     workdir, env, _ = finished_run
     cpus = len(os.sched_getaffinity(0))
-    for cores, expected in ((4 * cpus, 1), (cpus, min(2, cpus))):  # tiny.yaml's jobs ask for 2 threads each
-        forced = ("--forcerun", "train", "predict", "cascade")
+    forced = ("--forcerun", "train", "predict", "cascade", "score")
+    for cores, share, torch_threads in ((4 * cpus, 4, 1), (cpus, 1, min(2, cpus))):  # tiny.yaml's jobs ask for 2
         result = snakemake(
             workdir.parents[1], "-n", "-p", *forced, "--cores", str(cores), "--configfile", str(TINY), env=env
         )
         assert result.returncode == 0, result.stderr[-3000:]
-        threads = re.findall(r"liverseg (train|predict|cascade) .*--threads (\d+)", result.stdout + result.stderr)
+        log = result.stdout + result.stderr
+        threads = re.findall(r"liverseg (train|predict|cascade) .*--threads (\d+)", log)
         assert {rule for rule, _ in threads} == {"train", "predict", "cascade"}
-        assert {int(n) for _, n in threads} == {expected}, (cores, threads)
-
-
-def test_network_jobs_hold_at_least_one_cpu_of_the_cores(finished_run):
-    """`--cores` beyond the machine's CPUs: a job that runs a network counts for at least one CPU's share of them, so
-    that no more of them run at once than there are CPUs (none takes CPU from a training beside it); the short jobs
-    keep one core each, and within the CPUs every job has the threads its rule asks for."""
-    workdir, env, _ = finished_run
-    cpus = len(os.sched_getaffinity(0))
-    forced = ("--forcerun", "predict", "cascade", "score")
-    for cores, share in ((4 * cpus, 4), (cpus, 1)):
-        result = snakemake(workdir.parents[1], "-n", *forced, "--cores", str(cores), "--configfile", str(TINY), env=env)
-        assert result.returncode == 0, result.stderr[-3000:]
-        threads = {}
-        for job in (result.stdout + result.stderr).split("\n\n"):
+        assert {int(n) for _, n in threads} == {torch_threads}, (cores, threads)
+        counted = {}
+        for job in log.split("\n\n"):
             rule = re.search(r"^(?:local)?rule (\w+):", job, re.MULTILINE)
             if rule:
-                counted = re.search(r"^\s+threads: (\d+)", job, re.MULTILINE)
-                threads.setdefault(rule[1], set()).add(int(counted[1]) if counted else 1)
-        network = min(max(2, share), cores)  # tiny.yaml's network jobs ask for 2
-        assert threads["predict"] == threads["cascade"] == {network}, (cores, threads)
-        assert threads["score"] == {1}, (cores, threads)
+                cores_held = re.search(r"^\s+threads: (\d+)", job, re.MULTILINE)
+                counted.setdefault(rule[1], set()).add(int(cores_held[1]) if cores_held else 1)
+        network = min(max(2, share), cores)
+        assert counted["predict"] == counted["cascade"] == {network}, (cores, counted)
+        assert counted["score"] == {1}, (cores, counted)
 
 
 def test_a_replaced_scan_is_preprocessed_again_alone(finished_run, tmp_path):
