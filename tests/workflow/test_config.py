@@ -116,6 +116,9 @@ def test_shipped_configs_plan_the_workflow(tmp_path, tool_env, config_file, firs
     if config_file == "config.yaml":  # the tumour stage's own augment setting reaches its training job only
         pastes = {name: '"lesion_paste": 0.5' in line for name, line in trained.items()}
         assert pastes == {"unet": False, "resnet50_unet": False, "tumour_unet": True}
+        # the section's noise on the stage-1 models only: it washes out lesions of a few voxels (docs/robustness.md)
+        noises = {name: re.search(r'"noise_std": ([\d.]+)', line)[1] for name, line in trained.items()}
+        assert noises == {"unet": "0.04", "resnet50_unet": "0.04", "tumour_unet": "0.0"}
         # the lean belly on the U-Net alone: it cost the ResNet50 U-Net the liver on other designs (docs/robustness.md)
         leans = {name: re.search(r'"lean": ([\d.]+)', line)[1] for name, line in trained.items()}
         assert leans == {"unet": "0.3", "resnet50_unet": "0.0", "tumour_unet": "0.0"}
