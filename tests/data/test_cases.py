@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from liverseg.data import nifti
-from liverseg.data.cases import find_cases, hu_summary, read_cases_table, write_cases_table
+from liverseg.data.cases import check_label, find_cases, hu_summary, read_cases_table, write_cases_table
 from tests.helpers import ct_volume, truncated, write_case, write_nifti
 
 
@@ -179,3 +179,26 @@ def test_whole_numbers_are_summarised_as_their_float_hu_are(shape, bounds, inter
     stored = np.random.default_rng(seed).integers(low, high, shape, endpoint=True).astype(np.int16)
     as_float = stored.astype(np.float32) + np.float32(inter)
     assert hu_summary(stored, 1.0, float(inter)) == hu_summary(as_float, 1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "unexpected"),
+    [
+        ([0, 2], np.uint8, None),
+        ([1], np.int16, None),
+        ([0, 1, 2], np.float32, None),
+        ([-1, 0, 1], np.int8, "[-1]"),
+        ([0, 2, 40000], np.int32, "[40000]"),
+        ([0, 1.5], np.float32, "[1.5]"),
+    ],
+)
+def test_label_values_are_checked_whatever_their_type(tmp_path, values, dtype, unexpected):
+    """Whole numbers in the valid range pass on their lowest and highest value alone; anything else is named."""
+    labels = np.resize(np.array(values, dtype), (6, 5, 40))
+    volume = write_nifti(tmp_path / "volume.nii", ct_volume((6, 5, 40))[0].astype(np.int16), np.eye(4))
+    label = write_nifti(tmp_path / "label.nii", labels, np.eye(4))
+    if unexpected is None:
+        assert np.array_equal(check_label(label, nib.load(volume), volume), labels)
+    else:
+        with pytest.raises(nifti.VolumeError, match=re.escape(f"{label}: unexpected label values {unexpected}")):
+            check_label(label, nib.load(volume), volume)
