@@ -3,13 +3,18 @@
 The cases are the project's phantoms resampled to LiTS's size: 512x512 in-plane and a slice count drawn from
 74 + 913 * Beta(2, 2.7) (LiTS: 74 to 987 slices, 448 on average; this draw's mean is 462), the same physical extent,
 stored as LiTS stores them (uncompressed .nii, int16 scans, uint8 labels). The sets are nested: case k is the same
-for every N, so N = 8 holds N = 4's cases. For each N, `snakemake --until split`, then every case's slices and crops as targets, run the default config on
-a `lits` folder of the first N cases (ingest checks them, preprocess makes the 128 px slices, crop the tumour stage's
-boxes), and the jobs' Snakemake benchmarks give each job's wall time and peak RSS. Then, in a fresh process each, the
-stage-1 training set and the tumour stage's are loaded as training loads them (`load_slice_set`), and their memory is
-set against the README's formula (3 bytes a pixel: a float16 image and uint8 labels; 48 KiB a 128 px slice).
-Targets: time per million voxels flat within 15% from the smallest N to the largest, peak RSS flat (bounded by the
-largest volume), the training sets within 10% of the formula. Writes bench/results/scale.md.
+for every N, so N = 8 holds N = 4's cases. For each N, `snakemake --until split`, then every case's slices and crops
+as targets, run the default config on a `lits` folder of the first N cases (ingest checks them, preprocess makes the
+128 px slices, crop the tumour stage's boxes; the folder's files read once before, so that every N reads them from
+memory), and the jobs' Snakemake benchmarks give each job's wall time, CPU time and peak RSS (ingest, one job for all
+cases, run three times: its fastest run). Then, in a fresh process each, the stage-1 training set and the tumour
+stage's are loaded as training loads them (`load_slice_set`), and their memory is set against the README's formula
+(3 bytes a pixel: a float16 image and uint8 labels; 48 KiB a 128 px slice).
+Each job's fixed start-up (Python, imports, Snakemake's shell) is measured in the same run, on four small cases (64x64,
+8 slices) through the same workflow, and set apart: the net time per voxel is a stage's seconds less its jobs' start-up.
+Targets: net time per million voxels flat within 15% from the smallest N to the largest, peak RSS flat (bounded by the
+largest volume: its ratio to that volume's size), the training sets within 10% of the formula. Writes
+bench/results/scale.md.
 
     python bench/scale.py [--cases 4 8 16] [--work DIR] [--cores 2]
 """
@@ -35,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED, SIZE = 2024, 512
 LITS_SLICES, LITS_CASES = 58_638, 131
 STAGES = ("ingest", "preprocess", "crop")
+INGEST_RUNS = 3
 
 # a child process's training set: load it as training does, report seconds, resident memory before and after
 LOAD = """
@@ -53,23 +59,24 @@ print(json.dumps({"slices": len(data), "pixels": int(data.images[0].numel()), "s
 """
 
 
-def full_size_case(number: int, slices: int) -> Case:
-    """Phantom `number` resampled to 512x512 and `slices` slices, over the same physical extent."""
+def resized_case(number: int, size: int, slices: int) -> Case:
+    """Phantom `number` resampled to `size` x `size` and `slices` slices, over the same physical extent."""
     case = make_case(case_seed(SEED, number))
-    zoom = np.array([SIZE, SIZE, slices]) / case.image.shape
+    zoom = np.array([size, size, slices]) / case.image.shape
     image = ndimage.zoom(case.image, zoom, order=1, grid_mode=True, mode="nearest")
     label = ndimage.zoom(case.label, zoom, order=0, grid_mode=True, mode="nearest")
     return Case(image, label, tuple(np.array(case.spacing) / zoom), case.orientation)
 
 
-def write_cases(raw: Path, count: int) -> None:
-    """The first `count` full-size cases in `raw` (LiTS layout), written once and kept for the larger N."""
+def write_cases(raw: Path, count: int, size: int = SIZE, slice_counts=None) -> None:
+    """The first `count` cases in `raw` (LiTS layout), written once and kept for the larger N; full-size unless told."""
     raw.mkdir(parents=True, exist_ok=True)
-    slice_counts = np.rint(74 + 913 * np.random.default_rng(SEED).beta(2.0, 2.7, size=count)).astype(int)
+    if slice_counts is None:
+        slice_counts = np.rint(74 + 913 * np.random.default_rng(SEED).beta(2.0, 2.7, size=count)).astype(int)
     for number, slices in enumerate(slice_counts):
         if (raw / f"segmentation-{number}.nii").exists():
             continue
-        case = full_size_case(number, int(slices))
+        case = resized_case(number, size, int(slices))
         partial = raw / ".partial"  # a case appears whole or not at all
         partial.mkdir(exist_ok=True)
         write_case(case, partial / f"volume-{number}.nii", partial / f"segmentation-{number}.nii")
@@ -78,22 +85,40 @@ def write_cases(raw: Path, count: int) -> None:
         print(f"case {number}: {case.image.shape}", flush=True)
 
 
-def run_workflow(work: Path, raw: Path, n: int, cores: int) -> Path:
+def read_through(folder: Path) -> None:
+    """Read every file once, so that each N's ingest (the first job to read them) reads them from memory, as the
+    jobs after it do: else whichever N reads a case first pays the disk for it."""
+    for path in sorted(folder.iterdir()):
+        with open(path, "rb") as stream:
+            while stream.read(1 << 24):
+                pass
+
+
+def run_workflow(work: Path, raw: Path, n: int, cores: int, name: str = "") -> Path:
     """The workflow up to the training sets for the first n cases; their experiment folder."""
-    folder = work / f"lits_{n}"
+    name = name or str(n)
+    folder = work / f"lits_{name}"
     folder.mkdir(exist_ok=True)
-    for name in [f"{kind}-{k}.nii" for k in range(n) for kind in ("volume", "segmentation")]:
-        if not (folder / name).exists():
-            os.link(raw / name, folder / name)
+    for file in [f"{kind}-{k}.nii" for k in range(n) for kind in ("volume", "segmentation")]:
+        if not (folder / file).exists():
+            os.link(raw / file, folder / file)
+    read_through(folder)
     config = yaml.safe_load((ROOT / "config.yaml").read_text())  # the default's, on this folder read in place
-    config |= {"experiment": f"scale_{n}", "data": {"source": "lits", "path": str(folder)}}
-    (work / f"scale_{n}.yaml").write_text(yaml.safe_dump(config))
+    config |= {"experiment": f"scale_{name}", "data": {"source": "lits", "path": str(folder)}}
+    (work / f"scale_{name}.yaml").write_text(yaml.safe_dump(config))
     command = ["snakemake", "-s", str(ROOT / "Snakefile"), "--cores", str(cores), "--resources", "gpu=1"]
-    command += ["--configfile", str(work / f"scale_{n}.yaml")]
+    command += ["--configfile", str(work / f"scale_{name}.yaml")]
     environment = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    subprocess.run([*command, "--until", "split"], cwd=work, env=environment, check=True, capture_output=True)
+    experiment = work / "experiments" / f"scale_{name}"
+    benchmarks = experiment / "benchmarks"
+    # ingest, a single job, is run INGEST_RUNS times and its fastest run kept, as timeit does: one run moved by up to
+    # half its time between repeats
+    for run in range(INGEST_RUNS):
+        until = ["--until", "split"] if run == 0 else ["--until", "ingest", "--forcerun", "ingest"]
+        subprocess.run([*command, *until], cwd=work, env=environment, check=True, capture_output=True)
+        (benchmarks / "ingest").mkdir(exist_ok=True)
+        (benchmarks / "ingest.tsv").rename(benchmarks / "ingest" / f"run_{run}.tsv")
     # then every case's slices and tumour-stage crops, named (the checkpoints are done: they are planned at once)
-    experiment = work / "experiments" / f"scale_{n}"
     cases = pd.read_csv(experiment / "data/cases.tsv", sep="\t")["case"]
     targets = [f"data/{kind}/{case}.npz" for case in cases for kind in ("slices", "crops/tumour_unet")]
     command[3:3] = targets  # before the options that take several values
@@ -102,29 +127,32 @@ def run_workflow(work: Path, raw: Path, n: int, cores: int) -> Path:
 
 
 def job_costs(experiment: Path) -> pd.DataFrame:
-    """Per stage: jobs, voxels, wall seconds per million voxels (summed over jobs), the largest peak RSS, and each
-    case's seconds (per-case stages only)."""
+    """Per stage: jobs, voxels, wall seconds (summed over jobs) and per million voxels, the largest peak RSS, the
+    largest case's voxels, and each job's seconds (by case for the per-case stages)."""
     cases = pd.read_csv(experiment / "data/cases.tsv", sep="\t")
     voxels = cases.set_index("case")["shape"].map(lambda shape: np.prod([int(s) for s in shape.split("x")]))
     rows = []
     for stage in STAGES:
         files = sorted((experiment / "benchmarks" / stage).rglob("*.tsv"))
-        files = files or [experiment / "benchmarks" / f"{stage}.tsv"]
-        tables = [pd.read_csv(path, sep="\t") for path in files]
-        counted = voxels.sum() if stage == "ingest" else sum(voxels[path.stem] for path in files)
-        seconds = sum(float(t["s"].iloc[0]) for t in tables)
-        case_seconds = {} if stage == "ingest" else {path.stem: float(t["s"].iloc[0]) for path, t in zip(files, tables)}
+        tables = {path.stem: pd.read_csv(path, sep="\t").iloc[0] for path in files}
+        if stage == "ingest":  # one job, run several times: its fastest run
+            tables = {stage: min(tables.values(), key=lambda t: t["s"])}
+        seconds = {case: float(t["s"]) for case, t in tables.items()}
+        touched = voxels if stage == "ingest" else voxels[[path.stem for path in files]]
         rows.append(
             {
                 "stage": stage,
-                "jobs": len(files),
-                "mvoxels": counted / 1e6,
-                "s_per_mvoxel": seconds / (counted / 1e6),
-                "peak_rss_mib": max(float(t["max_rss"].iloc[0]) for t in tables),
-                "case_seconds": case_seconds,
+                "jobs": len(tables),
+                "mvoxels": touched.sum() / 1e6,
+                "seconds": sum(seconds.values()),
+                "cpu_seconds": sum(float(t["cpu_time"]) for t in tables.values()),
+                "s_per_mvoxel": sum(seconds.values()) / (touched.sum() / 1e6),
+                "peak_rss_mib": max(float(t["max_rss"]) for t in tables.values()),
+                "largest_mvoxels": touched.max() / 1e6,
+                "job_seconds": seconds,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).set_index("stage")
 
 
 def training_set(folder: Path, slices: int) -> dict:
@@ -150,6 +178,17 @@ def main() -> None:
     started = time.perf_counter()
     write_cases(raw, max(args.cases))
     print(f"cases written in {time.perf_counter() - started:.0f} s", flush=True)
+    os.sync()  # else their writeback to disk runs beside the first N's jobs and slows them
+    # each job's start-up: the same workflow on four cases too small to cost anything else
+    write_cases(args.work / "small", 4, size=64, slice_counts=[8] * 4)
+    small = job_costs(run_workflow(args.work, args.work / "small", 4, args.cores, name="start_up"))
+    start_up = {  # a job's wall and CPU seconds
+        stage: (
+            small.loc[stage, "seconds"] / small.loc[stage, "jobs"],
+            small.loc[stage, "cpu_seconds"] / small.loc[stage, "jobs"],
+        )
+        for stage in STAGES
+    }
     stages, sets, disks = {}, [], []
     for n in sorted(args.cases):
         experiment = run_workflow(args.work, raw, n, args.cores)
@@ -163,39 +202,51 @@ def main() -> None:
         derived = disk(path for path in (experiment / "data").rglob("*.npz"))
         stage1_slices = next(s["slices"] for s in sets if s["n"] == n and s["set"] == "stage 1 slices")
         disks.append({"n": n, "raw": raw_mib, "derived": derived, "slices": stage1_slices})
-    write_result("scale", table(stages, sets, disks, args.cores))
+    write_result("scale", table(stages, start_up, sets, disks, args.cores))
 
 
-def table(stages: dict, sets: list[dict], disks: list[dict], cores: int) -> str:
+def flatness(ratio: float) -> str:
+    return f"x{ratio:.2f} ({'flat' if abs(ratio - 1) <= 0.15 else 'NOT flat'} within 15%)"
+
+
+def table(stages: dict, start_up: dict, sets: list[dict], disks: list[dict], cores: int) -> str:
     small, large = min(stages), max(stages)
     lines = [
         "# Cost per case at LiTS scale: ingest, preprocess and crop of N full-size cases, and the training sets",
         "",
         f"{machine_description()}; snakemake --cores {cores}; 512x512 cases with 74 to 987 slices (see the script).",
+        "Net: a stage's seconds (wall, or CPU over all its threads) less its jobs' start-up, measured in the same run on",
+        "four 64x64 cases of 8 slices through the same workflow (a job's wall and CPU seconds: "
+        + ", ".join(f"{stage} {wall:.2f} and {cpu:.2f}" for stage, (wall, cpu) in start_up.items())
+        + "). Largest case: its volume and labels as stored (3 bytes a voxel).",
         "",
-        "| N | stage | jobs | million voxels | s per million voxels | peak RSS of a job (MiB) |",
-        "|---|---|---|---|---|---|",
+        "| N | stage | jobs | million voxels | wall s per million voxels | net wall | net CPU "
+        "| peak RSS of a job (MiB) | largest case (MiB) | peak RSS / largest case |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    wall, cpu, held = {}, {}, {}
     for n, costs in stages.items():
-        lines += [
-            f"| {n} | {r.stage} | {r.jobs} | {r.mvoxels:,.0f} | {r.s_per_mvoxel:.3f} | {r.peak_rss_mib:,.0f} |"
-            for r in costs.itertuples()
-        ]
+        for stage, r in costs.iterrows():
+            wall[n, stage] = (r.seconds - r.jobs * start_up[stage][0]) / r.mvoxels
+            cpu[n, stage] = (r.cpu_seconds - r.jobs * start_up[stage][1]) / r.mvoxels
+            largest = r.largest_mvoxels * 3e6 / 2**20
+            held[n, stage] = r.peak_rss_mib / largest
+            lines.append(
+                f"| {n} | {stage} | {r.jobs} | {r.mvoxels:,.0f} | {r.s_per_mvoxel:.4f} | {wall[n, stage]:.4f} "
+                f"| {cpu[n, stage]:.4f} | {r.peak_rss_mib:,.0f} | {largest:,.0f} | {held[n, stage]:.2f} |"
+            )
     lines += ["", f"Per stage, N = {large} against N = {small}:", ""]
     for stage in STAGES:
-        a, b = (stages[n].set_index("stage").loc[stage] for n in (small, large))
-        time_ratio, rss_ratio = b.s_per_mvoxel / a.s_per_mvoxel, b.peak_rss_mib / a.peak_rss_mib
-        verdict = "flat within 15%" if abs(time_ratio - 1) <= 0.15 else "NOT flat within 15%"
-        line = f"- {stage}: time per voxel x{time_ratio:.2f} ({verdict}); largest peak RSS x{rss_ratio:.2f}"
-        if a.case_seconds:  # the nested sets' shared cases: scale's own effect, without the change of case mix
-            shared = sum(b.case_seconds[case] for case in a.case_seconds) / sum(a.case_seconds.values())
-            line += f"; N = {small}'s {len(a.case_seconds)} cases took x{shared:.2f} of their time at N = {small}"
-        else:  # one job for all cases: its start-up and its cost per voxel, a least-squares line over the N
-            costs = [stages[n].set_index("stage").loc[stage] for n in stages]
-            per_mvoxel, start_up = np.polyfit(
-                [c.mvoxels for c in costs], [c.s_per_mvoxel * c.mvoxels for c in costs], 1
-            )
-            line += f"; over the N, {start_up:.1f} s of start-up plus {per_mvoxel:.4f} s per million voxels"
+        a, b = (stages[n].loc[stage] for n in (small, large))
+        line = (
+            f"- {stage}: net wall time per voxel {flatness(wall[large, stage] / wall[small, stage])}, net CPU time "
+            f"{flatness(cpu[large, stage] / cpu[small, stage])}, wall time with the start-up "
+            f"x{b.s_per_mvoxel / a.s_per_mvoxel:.2f}; largest peak RSS x{b.peak_rss_mib / a.peak_rss_mib:.2f}, per "
+            f"largest case x{held[large, stage] / held[small, stage]:.2f}"
+        )
+        if stage != "ingest":  # the nested sets' shared cases: scale's own effect, without the change of case mix
+            shared = sum(b.job_seconds[case] for case in a.job_seconds) / sum(a.job_seconds.values())
+            line += f"; N = {small}'s {a.jobs} cases took x{shared:.2f} of their time at N = {small}"
         lines.append(line)
     lines += [
         "",
