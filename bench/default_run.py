@@ -13,6 +13,7 @@ import argparse
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -74,7 +75,7 @@ def timed_run(commit: str, work: Path, order: int) -> dict:
     print(f"{commit}: exit {code}, {wall:.0f} s", flush=True)
     return {
         "commit": commit,
-        "subject": git("log", "-1", "--format=%s", commit)[:60],
+        "subject": textwrap.shorten(git("log", "-1", "--format=%s", commit), 60, placeholder=" ..."),
         "code": code,
         "wall": wall,
         "rows": summary_rows(clone / SUMMARY),
@@ -93,8 +94,8 @@ def table(runs: list[dict], baseline: str) -> str:
         f"{machine_description()}, {cpu_name()}, native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}; "
         f"`{' '.join(COMMAND)}`, the runs one after the other in the order below. Figures are the summary's on the "
         "test cases: liver Dice, tumour Dice on cases holding tumour and lesion precision, per entry (unet / "
-        "resnet50_unet / unet_cascade / resnet50_cascade); epochs: the U-Net's, the ResNet50 U-Net's and the tumour "
-        "stage's seconds.",
+        "resnet50_unet / unet_cascade / resnet50_cascade); epochs: the U-Net's, the tumour stage's and the ResNet50 "
+        "U-Net's seconds.",
         "",
         f"| commit | what it is | exit | wall time | ratio to {baseline} | liver Dice | tumour Dice | lesion precision "
         "| epochs (s) |",
@@ -103,7 +104,7 @@ def table(runs: list[dict], baseline: str) -> str:
     for run in runs:
         rows = run["rows"]
         ratio = f"{run['wall'] / base['wall']:.2f}" if base and base["code"] == 0 and run["code"] == 0 else "-"
-        epochs = [*rows.get("epoch", [])[:2], *rows.get("tumour_epoch", [])[2:3]]
+        epochs = [*rows.get("epoch", [])[:1], *rows.get("tumour_epoch", [])[2:3], *rows.get("epoch", [])[1:2]]
         lines.append(
             f"| `{run['commit']}` | {run['subject']} | {run['code']} | {minutes(run['wall'])} | {ratio} | "
             + " | ".join(" / ".join(rows.get(key, ["-"])) for key in ("liver", "tumour", "precision"))
