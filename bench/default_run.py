@@ -89,7 +89,7 @@ def minutes(seconds: float) -> str:
 def table(runs: list[dict], baseline: str) -> str:
     base = next((run for run in runs if run["commit"] == baseline), None)
     lines = [
-        "# The default run against d1850c1's, from clean clones on one machine",
+        f"# The default run against {baseline}'s, from clean clones on one machine",
         "",
         f"{machine_description()}, {cpu_name()}, native bfloat16: {'yes' if cpu_has_native_bf16() else 'no'}; "
         f"`{' '.join(COMMAND)}`, the runs one after the other in the order below. Figures are the summary's on the "
