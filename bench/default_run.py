@@ -104,7 +104,9 @@ def table(runs: list[dict], baseline: str) -> str:
     for run in runs:
         rows = run["rows"]
         ratio = f"{run['wall'] / base['wall']:.2f}" if base and base["code"] == 0 and run["code"] == 0 else "-"
-        epochs = [*rows.get("epoch", [])[:1], *rows.get("tumour_epoch", [])[2:3], *rows.get("epoch", [])[1:2]]
+        # columns: unet, resnet50_unet, unet_cascade (whose tumour stage both cascades share), resnet50_cascade
+        epoch, tumour_epoch = rows.get("epoch", ["-"] * 4), rows.get("tumour_epoch", ["-"] * 4)
+        epochs = [epoch[0], tumour_epoch[2], epoch[1]]
         lines.append(
             f"| `{run['commit']}` | {run['subject']} | {run['code']} | {minutes(run['wall'])} | {ratio} | "
             + " | ".join(" / ".join(rows.get(key, ["-"])) for key in ("liver", "tumour", "precision"))
