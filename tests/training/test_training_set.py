@@ -95,3 +95,24 @@ def test_a_file_that_is_no_slices_file_is_named(tmp_path):
     broken.write_bytes(b"not a zip archive")
     with pytest.raises(ValueError, match=r"broken\.npz: not a slices file holding array label"):
         load_slice_set([_case(tmp_path / "a.npz", 3, 0.0), broken], 1)
+
+
+def test_small_lesion_slices_are_measured_at_each_cases_stored_scale(tmp_path):
+    """The same 2x2 pixels of tumour: under 10 mm where a stored pixel is 1 or 3.2 mm; a tumour filling 8x8 pixels of
+    three slices of 3.2 mm pixels is 21 mm across."""
+    whole = _case(tmp_path / "whole.npz", 3, 0.0)
+    large = _case(tmp_path / "large.npz", 3, 0.0)
+    crop = _case(tmp_path / "crop.npz", 2, 0.0, crop=True)
+    for path, extra in (
+        (whole, {"shape": np.array([64, 64])}),
+        (crop, {"box_start": np.zeros(3), "box_stop": np.array([20, 20, 2])}),
+    ):
+        with np.load(path) as case:
+            save_slices({**{key: case[key] for key in case.files}, **extra}, path)
+    with np.load(large) as case:
+        labels = case["label"].copy()
+        labels[:, 4:12, 4:12] = 2
+        save_slices({**{key: case[key] for key in case.files}, "label": labels, "shape": np.array([64, 64])}, large)
+    data = load_slice_set([whole, large, crop], 1, small_lesions=True)
+    assert data.small_lesion.tolist() == [True, False, False, False, False, False, True, False]
+    assert load_slice_set([whole], 1).small_lesion is None

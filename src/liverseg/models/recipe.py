@@ -25,6 +25,7 @@ class Recipe:
     input_slices: int = 1  # 2.5D: neighbouring slices as channels
     neighbour_mm: float | None = None  # 2.5D: neighbours the slices nearest this far apart; None: adjacent slices
     tumour_oversample: float = 1.0
+    small_lesion_oversample: float | None = None  # slices holding a lesion under 10 mm; None: as tumour slices
     background_fraction: float = 1.0
     crop: dict | None = None  # tumour stage: {size, margin_mm, jitter_mm, liver_hu}
     patch: tuple[int, int, int] | None = None  # 3D entries only
@@ -41,6 +42,7 @@ class Recipe:
             input_slices=spec.get("input_slices", 1),
             neighbour_mm=spec.get("neighbour_mm"),
             tumour_oversample=sampling.get("tumour_oversample", 1.0),
+            small_lesion_oversample=sampling.get("small_lesion_oversample"),
             background_fraction=sampling.get("background_fraction", 1.0),
             crop=spec.get("crop"),
             patch=tuple(spec["patch"]) if "patch" in spec else None,

@@ -18,7 +18,7 @@ from liverseg.labels import REGIONS, liver_mask, tumour_mask
 from liverseg.models.neighbours import neighbour_index, neighbour_step
 from liverseg.models.recipe import Recipe
 from liverseg.training.augment import AugmentSettings, augment_batch, warp
-from liverseg.training.sampling import epoch_indices
+from liverseg.training.sampling import epoch_indices, small_lesion_slices
 
 
 def region_targets(labels: torch.Tensor, regions: tuple[str, ...]) -> torch.Tensor:
@@ -33,6 +33,7 @@ class SliceSet:
     stacks: torch.Tensor  # (n, k) indices of each slice's 2.5D stack
     box_half: torch.Tensor | None  # (n,) crop sets: half side of the liver box, in units of the stored crop
     box_jitter: torch.Tensor | None  # (n,) crop sets: largest edge jitter, same units
+    small_lesion: torch.Tensor | None = None  # (n,) bool, when asked: the slice holds part of a lesion under 10 mm
 
     def __len__(self) -> int:
         return len(self.images)
@@ -46,21 +47,28 @@ class SliceSet:
         return liver_mask(self.labels).flatten(1).any(1)
 
 
-def load_slice_set(paths, input_slices: int, neighbour_mm: float | None = None) -> SliceSet:
+def load_slice_set(
+    paths, input_slices: int, neighbour_mm: float | None = None, small_lesions: bool = False
+) -> SliceSet:
     """The cases' slices in one set, each case read straight into its place: memory peaks at the set alone. Each
-    slice's stack takes its neighbours `neighbour_mm` apart at its case's slice spacing (None: adjacent slices)."""
-    shapes, boxes, steps = [], [], []
+    slice's stack takes its neighbours `neighbour_mm` apart at its case's slice spacing (None: adjacent slices). With
+    `small_lesions`, which slices hold part of a lesion under 10 mm (`liverseg.training.sampling`)."""
+    shapes, boxes, steps, spacings = [], [], [], []
     for path in paths:  # the shapes (from the headers), box sizes and slice spacings first, to size the set
         shapes.append(stored_shape(path, "label"))
         with np.load(path) as case:
             boxes.append({key: float(case[key]) for key in ("box_half", "box_jitter") if key in case.files})
             steps.append(neighbour_step(float(case["spacing"][2]), neighbour_mm) if neighbour_mm is not None else 1)
+            spacings.append(_stored_spacing(case, shapes[-1]) if small_lesions else None)
     lengths = [shape[0] for shape in shapes]
     images = torch.empty((sum(lengths), *shapes[0][1:]), dtype=torch.float16)
     labels = torch.empty(images.shape, dtype=torch.uint8)
-    for path, start, length in zip(paths, np.cumsum([0, *lengths[:-1]]), lengths):
+    small = []
+    for path, start, length, spacing in zip(paths, np.cumsum([0, *lengths[:-1]]), lengths, spacings):
         read_into(path, "label", labels[start : start + length].numpy())
         read_into(path, "image", images[start : start + length].numpy())
+        if small_lesions:
+            small.append(small_lesion_slices(tumour_mask(labels[start : start + length]).numpy(), spacing))
 
     def per_slice(key: str) -> torch.Tensor | None:
         """A per-case number of crop sets, repeated for each of the case's slices."""
@@ -74,7 +82,16 @@ def load_slice_set(paths, input_slices: int, neighbour_mm: float | None = None) 
         stacks=torch.from_numpy(neighbour_index(lengths, input_slices, steps)),
         box_half=per_slice("box_half"),
         box_jitter=per_slice("box_jitter"),
+        small_lesion=torch.from_numpy(np.concatenate(small)) if small_lesions else None,
     )
+
+
+def _stored_spacing(case, shape: tuple[int, int, int]) -> tuple[float, float, float]:
+    """The (slice, row, column) spacing in mm of a case's stored slices: a crop spans its liver's box, a whole
+    slice its scan's (rows, columns) at the scan's spacing."""
+    spacing = case["spacing"]
+    across = (case["box_stop"] - case["box_start"])[:2] if "box_start" in case.files else case["shape"]
+    return (float(spacing[2]), *(float(v) for v in across * spacing[:2] / np.asarray(shape[1:])))
 
 
 def box_view(half: torch.Tensor, jitter: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -125,7 +142,15 @@ class Batches:
         if self._presence is None:  # fixed: scanned once
             self._presence = (self.data.has_tumour, self.data.has_liver)
         has_tumour, has_liver = self._presence
-        return epoch_indices(has_tumour, has_liver, recipe.tumour_oversample, recipe.background_fraction, generator)
+        return epoch_indices(
+            has_tumour,
+            has_liver,
+            recipe.tumour_oversample,
+            recipe.background_fraction,
+            generator,
+            self.data.small_lesion,
+            recipe.small_lesion_oversample,
+        )
 
     def validation_order(self) -> torch.Tensor:
         return torch.arange(len(self.data))

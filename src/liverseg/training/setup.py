@@ -75,7 +75,8 @@ def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, 
             PatchBatches(val_set, recipe, settings.batch_size, device),
             data | {"image_size": recipe.crop["size"]},
         )
-    train_set = load_slice_set(train_files, recipe.input_slices, recipe.neighbour_mm)
+    small_lesions = recipe.small_lesion_oversample is not None
+    train_set = load_slice_set(train_files, recipe.input_slices, recipe.neighbour_mm, small_lesions)
     val_set = load_slice_set(val_files, recipe.input_slices, recipe.neighbour_mm)
     data = {
         "train_slices": len(train_set),
@@ -83,6 +84,8 @@ def _batches(recipe: Recipe, settings: TrainSettings, augment: AugmentSettings, 
         "val_slices": len(val_set),
         "image_size": train_set.images.shape[-1],
     }
+    if small_lesions:
+        data["train_small_lesion_slices"] = int(train_set.small_lesion.sum())
     return (
         Batches(train_set, recipe.regions, settings.batch_size, device, augment, layout),
         Batches(val_set, recipe.regions, settings.batch_size, device, memory_format=layout),
