@@ -7,10 +7,11 @@ from liverseg.training.augment import AugmentSettings
 from liverseg.training.dataset import Batches, load_slice_set, region_targets
 
 
-def _case(path, n, value, crop=False, slice_mm=2.5):
+def _case(path, n, value, crop=False, slice_mm=2.5, tumour=np.s_[0, 6:8, 6:8], **stored):
+    """A slices file of n 16x16 slices: liver in the middle, a little tumour in the first slice; `stored`: more keys."""
     labels = np.zeros((n, 16, 16), np.uint8)
     labels[:, 4:12, 4:12] = 1
-    labels[0, 6:8, 6:8] = 2
+    labels[tumour] = 2
     slices = {
         "image": (np.arange(n, dtype=np.float16)[:, None, None] + value) * np.ones((n, 16, 16), np.float16),
         "label": labels,
@@ -18,7 +19,7 @@ def _case(path, n, value, crop=False, slice_mm=2.5):
     }
     if crop:
         slices.update(box_half=np.float32(0.5), box_jitter=np.float32(0.25))
-    save_slices(slices, path)
+    save_slices(slices | stored, path)
     return path
 
 
@@ -100,19 +101,10 @@ def test_a_file_that_is_no_slices_file_is_named(tmp_path):
 def test_small_lesion_slices_are_measured_at_each_cases_stored_scale(tmp_path):
     """The same 2x2 pixels of tumour: under 10 mm where a stored pixel is 1 or 3.2 mm; a tumour filling 8x8 pixels of
     three slices of 3.2 mm pixels is 21 mm across."""
-    whole = _case(tmp_path / "whole.npz", 3, 0.0)
-    large = _case(tmp_path / "large.npz", 3, 0.0)
-    crop = _case(tmp_path / "crop.npz", 2, 0.0, crop=True)
-    for path, extra in (
-        (whole, {"shape": np.array([64, 64])}),
-        (crop, {"box_start": np.zeros(3), "box_stop": np.array([20, 20, 2])}),
-    ):
-        with np.load(path) as case:
-            save_slices({**{key: case[key] for key in case.files}, **extra}, path)
-    with np.load(large) as case:
-        labels = case["label"].copy()
-        labels[:, 4:12, 4:12] = 2
-        save_slices({**{key: case[key] for key in case.files}, "label": labels, "shape": np.array([64, 64])}, large)
+    scan = np.array([64, 64])  # stored at 16x16: 3.2 mm pixels
+    whole = _case(tmp_path / "whole.npz", 3, 0.0, shape=scan)
+    large = _case(tmp_path / "large.npz", 3, 0.0, tumour=np.s_[:, 4:12, 4:12], shape=scan)
+    crop = _case(tmp_path / "crop.npz", 2, 0.0, crop=True, box_start=np.zeros(3), box_stop=np.array([20, 20, 2]))
     data = load_slice_set([whole, large, crop], 1, small_lesions=True)
     assert data.small_lesion.tolist() == [True, False, False, False, False, False, True, False]
     assert load_slice_set([whole], 1).small_lesion is None
